@@ -1,0 +1,178 @@
+"""Pod stand-ins: for each pod labelled testbed.rolecall.dev/engine=<engine>, run that real server on the
+pod's IP (KWOK gives pods 127.10.x.y), and stop it when the pod goes. Watch-based, one process per bed.
+
+Pod annotations a test may set (test bed only, never read by the operator):
+  testbed.rolecall.dev/options     comma-separated flags from servers.OPTIONS (e.g. flush-disabled)
+  testbed.rolecall.dev/paused      "true" stops the server (engine down) until removed
+  testbed.rolecall.dev/replica-of  name of the redis primary pod, with option `replica`
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch  # type: ignore[import-untyped]
+from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
+
+from testbed import servers
+from testbed.cluster import BED_USER
+
+ENGINE_LABEL = "testbed.rolecall.dev/engine"
+OPTIONS = "testbed.rolecall.dev/options"
+PAUSED = "testbed.rolecall.dev/paused"
+REPLICA_OF = "testbed.rolecall.dev/replica-of"
+log = logging.getLogger("standins")
+
+
+@dataclass
+class Running:
+    key: str
+    ip: str
+    dir: Path
+    proc: subprocess.Popen[bytes] | None
+
+
+class StandIns:
+    def __init__(self, api: Any, root: Path) -> None:
+        self.api = api
+        self.root = root
+        self.running: dict[str, Running] = {}  # pod uid -> stand-in
+        self.bed_user = BED_USER if os.geteuid() == 0 else None
+
+    def observe(self, pod: Any, deleted: bool = False) -> None:
+        uid = pod.metadata.uid
+        gone = deleted or pod.metadata.deletion_timestamp is not None
+        ip = pod.status.pod_ip if pod.status else None
+        if gone:
+            self.remove(uid)
+            return
+        if not ip or (pod.spec and pod.spec.host_network):
+            return
+        ann = pod.metadata.annotations or {}
+        paused = ann.get(PAUSED) == "true"
+        have = self.running.get(uid)
+        if have and have.ip != ip:
+            self.remove(uid)
+            have = None
+        if have is None:
+            key = f"{pod.metadata.namespace}.{pod.metadata.name}.{uid[:8]}"
+            have = self.running[uid] = Running(key, ip, self.root / key, None)
+            have.dir.mkdir(parents=True, exist_ok=True)
+        if paused and have.proc is not None:
+            log.info("pausing %s", have.key)
+            _stop(have.proc)
+            have.proc = None
+        elif not paused and have.proc is None:
+            self._start(pod, have)
+
+    def _start(self, pod: Any, have: Running) -> None:
+        engine = pod.metadata.labels[ENGINE_LABEL]
+        if engine not in servers.PORTS:
+            log.warning("pod %s names unknown engine %r", have.key, engine)
+            return
+        ann = pod.metadata.annotations or {}
+        options = {o.strip() for o in ann.get(OPTIONS, "").split(",") if o.strip()}
+        unknown = options - servers.OPTIONS[engine]
+        if unknown:
+            log.warning("pod %s: ignoring unknown options %s", have.key, sorted(unknown))
+        primary_ip = None
+        if REPLICA_OF in ann:
+            try:
+                primary = self.api.read_namespaced_pod(ann[REPLICA_OF], pod.metadata.namespace)
+                primary_ip = primary.status.pod_ip
+            except ApiException as e:
+                log.warning("pod %s: primary %s not readable: %s", have.key, ann[REPLICA_OF], e.reason)
+        try:
+            launch = servers.prepare(engine, have.ip, have.dir, options & servers.OPTIONS[engine], self.bed_user,
+                                     primary_ip)
+            have.proc = servers.start(launch, have.dir, self.bed_user)
+            log.info("started %s for %s at %s (pid %d)", engine, have.key, have.ip, have.proc.pid)
+        except (OSError, subprocess.CalledProcessError) as e:
+            log.error("could not start %s for %s: %s", engine, have.key, e)
+
+    def remove(self, uid: str) -> None:
+        have = self.running.pop(uid, None)
+        if have is None:
+            return
+        if have.proc is not None:
+            _stop(have.proc)
+        shutil.rmtree(have.dir, ignore_errors=True)
+        log.info("removed %s", have.key)
+
+    def resync(self) -> str:
+        pods = self.api.list_pod_for_all_namespaces(label_selector=ENGINE_LABEL)
+        seen = set()
+        for pod in pods.items:
+            seen.add(pod.metadata.uid)
+            self.observe(pod)
+        for uid in set(self.running) - seen:
+            self.remove(uid)
+        return str(pods.metadata.resource_version)
+
+    def run(self) -> None:
+        rv = self.resync()
+        while True:
+            w = watch.Watch()
+            try:
+                for ev in w.stream(self.api.list_pod_for_all_namespaces, label_selector=ENGINE_LABEL,
+                                   resource_version=rv, timeout_seconds=300, allow_watch_bookmarks=True):
+                    obj = ev["object"]
+                    rv = obj.metadata.resource_version
+                    if ev["type"] == "BOOKMARK":
+                        continue
+                    self.observe(obj, deleted=ev["type"] == "DELETED")
+            except ApiException as e:
+                if e.status != 410:
+                    log.warning("watch failed: %s; relisting", e.reason)
+                    time.sleep(1)
+                rv = self.resync()
+            except Exception as e:  # the bed's stand-ins must outlive a dropped connection
+                log.warning("watch interrupted: %s; relisting", e)
+                time.sleep(1)
+                rv = self.resync()
+
+    def stop_all(self) -> None:
+        for uid in list(self.running):
+            self.remove(uid)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--dir", required=True, type=Path)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config.load_kube_config(args.kubeconfig)
+    stand_ins = StandIns(client.CoreV1Api(), args.dir)
+
+    def stop(*_: object) -> None:
+        stand_ins.stop_all()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    stand_ins.run()
+
+
+if __name__ == "__main__":
+    main()

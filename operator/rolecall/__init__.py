@@ -1,0 +1,3 @@
+"""rolecall: a Kubernetes operator that gives server roles a declarative maintenance API."""
+
+GROUP = "rolecall.dev"

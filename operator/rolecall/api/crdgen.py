@@ -1,0 +1,39 @@
+"""`make crds`: writes crds/<plural>.rolecall.dev.yaml from the models (checked in; a test fails on drift)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from rolecall.api.crd import KINDS, crd
+
+HEADER = "# Generated from operator/rolecall/api by `make crds`. Do not edit by hand.\n"
+
+
+def render() -> dict[str, str]:
+    return {f"{k.crd_name}.yaml": HEADER + yaml.safe_dump(crd(k), sort_keys=False, width=110) for k in KINDS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("crds"))
+    parser.add_argument("--check", action="store_true", help="exit 1 if the files differ from the models")
+    args = parser.parse_args()
+    stale = []
+    for name, text in render().items():
+        path = args.out / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            args.out.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if stale:
+        sys.exit(f"CRDs out of date with the models: {', '.join(stale)}; run `make crds`")
+
+
+if __name__ == "__main__":
+    main()

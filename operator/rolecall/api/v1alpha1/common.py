@@ -1,0 +1,135 @@
+"""Spec and status pieces shared by the role kinds (targets, stop/start, runs, per-pod results)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, WithJsonSchema
+
+from rolecall.api.types import MAX_NAME, RFC3339_PATTERN, Condition, LabelSelector, Model, WorkloadRef
+
+MAX_POD_RESULTS = 20  # the last K per-pod results kept in status
+MAX_FAILED_PODS = 50  # failed pods named in status; the count is exact even past this
+MAX_NODES = 100
+
+_RFC3339_CEL = RFC3339_PATTERN.replace("\\", "\\\\")
+_NONEMPTY_SELECTOR = ("(has(self.matchLabels) && size(self.matchLabels) > 0) || "
+                      "(has(self.matchExpressions) && size(self.matchExpressions) > 0)")
+
+RequestTime = Annotated[
+    str,
+    WithJsonSchema({
+        "type": "string", "maxLength": 40,
+        "x-kubernetes-validations": [{
+            "rule": f"self.matches('{_RFC3339_CEL}')",
+            "message": "must be an RFC 3339 time with an offset, e.g. 2026-11-25T10:00:00Z or "
+                       "2026-11-25T11:00:00+01:00",
+            "reason": "FieldValueInvalid"}],
+    }),
+]
+
+IntOrPercent = Annotated[
+    int | str,
+    WithJsonSchema({
+        "x-kubernetes-int-or-string": True,
+        "x-kubernetes-validations": [{
+            "rule": "type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')",
+            "message": "must be a whole number of pods (1 or more) or a percentage of the targets from 1% to 100%",
+            "reason": "FieldValueInvalid"}],
+    }),
+]
+
+
+def target_selector() -> Any:
+    return Field(
+        description="Picks the target Pods in this resource's own namespace by label. Required and not empty "
+                    "(an empty selector would pick every pod in the namespace).",
+        json_schema_extra={"x-kubernetes-validations": [{
+            "rule": _NONEMPTY_SELECTOR,
+            "message": "selector must not be empty: set matchLabels or matchExpressions to pick the target pods",
+            "reason": "FieldValueRequired"}]})
+
+
+class TargetsSpec(Model):
+    """Which pods a role resource acts on, and how many at once."""
+
+    selector: LabelSelector = target_selector()
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None, json_schema_extra={"maxProperties": 16},
+        description="Only act on target pods running on nodes with all these labels (status groups results "
+                    "per node).")
+    concurrency: IntOrPercent = Field(
+        default=10, description="How many pods are acted on at once: a number, or a percentage of the targets "
+                                "(rounded up). Default 10.")
+    timeout_seconds: int = Field(default=30, ge=1, le=3600,
+                                 description="Time allowed for the action on one pod, per attempt.")
+
+
+class StopSpec(Model):
+    workload_ref: WorkloadRef | None = Field(
+        default=None, description="The Deployment or StatefulSet that runs the target pods; needed by `stopped`.")
+    stopped: bool = Field(
+        default=False,
+        description="true scales the workload to 0 and remembers its replica count (in status and as the "
+                    "workload annotation rolecall.dev/remembered-replicas); false restores exactly that count.")
+
+
+STOP_NEEDS_WORKLOAD = {
+    "rule": "!has(self.stopped) || !self.stopped || has(self.workloadRef)",
+    "message": "stopped: true needs spec.workloadRef: rolecall stops a role by scaling its Deployment or "
+               "StatefulSet to 0",
+    "fieldPath": ".stopped",
+    "reason": "FieldValueRequired",
+}
+
+Phase = Literal["Pending", "Running", "Stopping", "Stopped", "Starting", "Clearing", "Degraded"]
+
+
+class PodResult(Model):
+    pod: str = Field(max_length=MAX_NAME, description="Pod name.")
+    node: str | None = Field(default=None, description="Node the pod ran on.")
+    outcome: Literal["Done", "Failed", "Skipped"] = Field(description="Done, Failed or Skipped.")
+    message: str | None = Field(default=None, max_length=1024, description="The engine's answer or error.")
+    at: str | None = Field(default=None, description="When the outcome was recorded.")
+
+
+class NodeSummary(Model):
+    node: str = Field(description="Node name.")
+    targets: int = Field(default=0, description="Target pods on the node.")
+    done: int = Field(default=0, description="Pods done on the node.")
+    failed: int = Field(default=0, description="Pods failed on the node.")
+
+
+class RunLedger(Model):
+    """The request being carried out: written before acting, advanced in batches, so a restart resumes it."""
+
+    action: str = Field(description="The action, e.g. clear.")
+    token: str | None = Field(default=None, description="The request annotation value this run handles, if any.")
+    cleared_after: str | None = Field(default=None, description="The spec time this run satisfies, if any.")
+    accepted_at: str = Field(description="When the operator accepted the request.")
+    requester: str | None = Field(default=None, description="Who asked (recorded at admission).")
+    targets: int = Field(default=0, description="Number of target pods.")
+    pending: list[str] = Field(default_factory=list, description="UIDs of target pods not yet done.")
+    failed: list[str] = Field(default_factory=list, description="UIDs of target pods that failed.")
+
+
+class RoleStatus(Model):
+    """Status fields every role kind has."""
+
+    phase: Phase | None = Field(default=None, description="What the role is doing now.")
+    observed_generation: int | None = Field(default=None, description="The spec generation last acted on.")
+    replicas: int | None = Field(default=None, description="Replicas of the workload now.")
+    remembered_replicas: int | None = Field(
+        default=None, description="Replicas the workload had before it was stopped; restored on start.")
+    targets: int | None = Field(default=None, description="Target pods of the last action.")
+    done: int | None = Field(default=None, description="Pods done in the last action.")
+    failed: int | None = Field(default=None, description="Pods failed in the last action.")
+    failed_pods: list[PodResult] | None = Field(
+        default=None, max_length=MAX_FAILED_PODS, description="Failed pods by name with the engine's error.")
+    recent_results: list[PodResult] | None = Field(
+        default=None, max_length=MAX_POD_RESULTS, description=f"The last {MAX_POD_RESULTS} per-pod results.")
+    nodes: list[NodeSummary] | None = Field(default=None, max_length=MAX_NODES,
+                                            description="Results of the last action grouped per node.")
+    run: RunLedger | None = Field(default=None, description="The request in progress (the ledger).")
+    conditions: list[Condition] | None = Field(default=None, max_length=16,
+                                               description="Ready, Cleared, Degraded, Stopped, ...")
