@@ -7,6 +7,7 @@ pids) lives in one directory, so several beds can run side by side and `down` fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -274,7 +275,8 @@ def up(dir: Path, *, standins: bool = True) -> Bed:
     ])
     _spawn(bed, "kwok", [
         str(bins / "kwok"), f"--kubeconfig={dir / 'kwok.kubeconfig'}", f"--config={_kwok_config(bed)}",
-        "--manage-all-nodes=true", f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
+        # Node Leases keep the node-lifecycle controller from marking nodes (and their pods) NotReady.
+        "--manage-all-nodes=true", "--node-lease-duration-seconds=40", f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
         f"--node-port={bed.kwok_port}", f"--server-address=127.0.0.1:{bed.kwok_port}",
         f"--tls-cert-file={p / 'kwok-serving.crt'}", f"--tls-private-key-file={p / 'kwok-serving.key'}",
     ])
@@ -330,10 +332,8 @@ def down(dir: Path) -> None:
             continue
         deadline = time.monotonic() + 10
         while _pid_alive(pid) and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             time.sleep(0.05)
         if _pid_alive(pid):
             os.killpg(pid, signal.SIGKILL)

@@ -14,7 +14,11 @@ HEADER = "# Generated from operator/rolecall/api by `make crds`. Do not edit by 
 
 
 def render() -> dict[str, str]:
-    return {f"{k.crd_name}.yaml": HEADER + yaml.safe_dump(crd(k), sort_keys=False, width=110) for k in KINDS}
+    files = {f"{k.crd_name}.yaml": HEADER + yaml.safe_dump(crd(k), sort_keys=False, width=110) for k in KINDS}
+    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                     "resources": sorted(files)}
+    files["kustomization.yaml"] = HEADER + yaml.safe_dump(kustomization, sort_keys=False)
+    return files
 
 
 def main() -> None:

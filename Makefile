@@ -1,0 +1,60 @@
+# rolecall — `make run` starts a local cluster with the operator and a demo; `make test` runs everything.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN_DIR := .testbed/run
+CACHE_BIN = $(shell $(PY) -c 'import os;print(os.path.join(os.environ.get("ROLECALL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),"rolecall"),"bin"))')
+PYTEST_ARGS ?=
+
+.PHONY: help venv engines cluster-bins crds crds-check lint test unit run stop demo bench clean
+help:
+	@echo "make run    - build/start the local cluster, install rolecall, start the operator, apply a demo"
+	@echo "make test   - install everything, start a cluster, run lint + the whole test suite"
+	@echo "make stop   - stop what 'make run' started"
+	@echo "make crds   - regenerate crds/ from the pydantic models"
+	@echo "make lint   - ruff, mypy, import-linter"
+
+$(VENV)/.installed: pyproject.toml
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is required")'
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+venv: $(VENV)/.installed
+
+engines:
+	bash hack/install-engines.sh
+
+cluster-bins:
+	bash hack/build-cluster-bins.sh
+
+crds: venv
+	$(BIN)/rolecall-crds --out crds
+
+crds-check: venv
+	$(BIN)/rolecall-crds --out crds --check
+
+lint: venv
+	$(BIN)/ruff check operator hack tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test: venv engines cluster-bins lint
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
+
+run: venv engines cluster-bins
+	PATH="$(CACHE_BIN):$$PATH" PYTHONPATH=hack $(BIN)/python -m testbed.demo up --dir $(RUN_DIR)
+
+stop:
+	PYTHONPATH=hack $(BIN)/python -m testbed.demo down --dir $(RUN_DIR)
+
+bench: venv engines cluster-bins
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.run_all
+
+clean: stop
+	rm -rf .testbed $(VENV)

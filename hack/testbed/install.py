@@ -1,0 +1,61 @@
+"""Installs rolecall from the repo's own manifests and mints the operator's ServiceAccount token.
+
+Shared by `make run` (testbed.demo) and the test suite, so both run the operator with exactly the
+rights the manifests grant, never as admin.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+from kubernetes import client, config  # type: ignore[import-untyped]
+
+from testbed.cluster import REPO, cache_bin_dir
+
+OPERATOR_NAMESPACE = "rolecall-system"
+OPERATOR_SA = "rolecall-operator"
+
+
+def kubectl_path() -> str:
+    built = cache_bin_dir() / "kubectl"
+    return str(built) if built.exists() else "kubectl"
+
+
+def kubectl(kubeconfig: Path, *args: str, input: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    return subprocess.run([kubectl_path(), *args], env=env, input=input, text=True, capture_output=True,
+                          check=check, timeout=120)
+
+
+def install(kubeconfig: Path) -> None:
+    """Applies manifests/ (CRDs, namespace, ServiceAccount, RBAC) except the operator Deployment, which
+    would need an image; the operator runs as a local process with the same ServiceAccount instead."""
+    rendered = kubectl(kubeconfig, "kustomize", str(REPO / "manifests")).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] != "Deployment"]
+    kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(docs))
+    for d in docs:
+        if d["kind"] == "CustomResourceDefinition":
+            kubectl(kubeconfig, "wait", "--for=condition=Established", f"crd/{d['metadata']['name']}",
+                    "--timeout=60s")
+
+
+def operator_kubeconfig(admin_kubeconfig: Path, path: Path, hours: int = 2) -> Path:
+    """Writes a kubeconfig holding a TokenRequest token of the operator's ServiceAccount."""
+    api = config.new_client_from_config(config_file=str(admin_kubeconfig))
+    tr = client.CoreV1Api(api).create_namespaced_service_account_token(
+        OPERATOR_SA, OPERATOR_NAMESPACE, {"spec": {"expirationSeconds": hours * 3600}})
+    admin = yaml.safe_load(admin_kubeconfig.read_text())
+    ctx = {c["name"]: c["context"] for c in admin["contexts"]}[admin["current-context"]]
+    clus = {c["name"]: c["cluster"] for c in admin["clusters"]}[ctx["cluster"]]
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "clusters": [{"name": "c", "cluster": clus}],
+        "users": [{"name": OPERATOR_SA, "user": {"token": tr.status.token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "c", "user": OPERATOR_SA}}],
+    }))
+    path.chmod(0o600)
+    return path

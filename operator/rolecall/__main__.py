@@ -1,0 +1,5 @@
+"""`python -m rolecall` runs the operator."""
+
+from rolecall.main import main
+
+main()

@@ -1,0 +1,73 @@
+"""Entry point: `python -m rolecall` (or `rolecall-operator`) runs the operator under kopf.
+
+Mode: `--namespace NS` (repeatable) watches only those namespaces (RoleBindings there suffice, plus the
+few cluster-scoped reads named in the README); without it, all namespaces. A Lease in the operator's own
+namespace keeps one process active; a second one waits as a standby.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from rolecall import handlers, kube, leadership
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="rolecall", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--namespace", "-n", action="append", default=[],
+                   help="watch only this namespace (repeat for several); default: all namespaces")
+    p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "rolecall-system"),
+                   help="namespace of the leader Lease (default: $POD_NAMESPACE or rolecall-system)")
+    p.add_argument("--lease-seconds", type=int, default=int(os.environ.get("ROLECALL_LEASE_SECONDS", "15")),
+                   help="leader lease duration: how long a standby waits after the leader stops renewing")
+    p.add_argument("--verbose", "-v", action="store_true")
+    return p.parse_args(argv)
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    # kopf's own bookkeeping under our prefix. Our role handlers keep their state in .status (the ledger),
+    # so kopf writes nothing to the objects in normal operation.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="rolecall.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="rolecall.dev", key="last-handled-configuration")
+    settings.persistence.finalizer = "rolecall.dev/finalizer"
+    # No CRD scanning: it needs cluster-wide list on CRDs, a right the operator does not otherwise need.
+    settings.scanning.disabled = True
+    # Events are posted by rolecall itself, one per action start and end, not for every log line.
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    kube.load()
+    lease = leadership.Lease(namespace=args.lease_namespace, duration=args.lease_seconds)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings)
+        await lease.acquire()
+        asyncio.get_running_loop().create_task(lease.keep(), name="leader-lease")
+
+    kopf.run(registry=registry, standalone=True, clusterwide=not args.namespace,
+             namespaces=args.namespace)
+
+
+if __name__ == "__main__":
+    main()

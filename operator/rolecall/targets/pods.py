@@ -1,0 +1,64 @@
+"""Target pods: listed by label selector in the resource's own namespace, optionally only on chosen nodes.
+
+A target is a Pod object; its address is only ever that Pod's status.podIP, and the Pod is re-read by
+name and UID just before acting, because pod IPs are reused and a pod may have gone since listing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from rolecall import kube
+
+
+@dataclass(frozen=True)
+class Target:
+    uid: str
+    name: str
+    node: str | None
+
+
+class NotActionable(Exception):
+    """The pod cannot be acted on (gone, replaced, not running, or host-networked); the message says why."""
+
+    def __init__(self, message: str, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+async def resolve(namespace: str, label_selector: str, node_selector: dict[str, str] | None) -> list[Target]:
+    """The running pods the selector picks now (one list call; one more for nodeSelector)."""
+    pods = await asyncio.to_thread(kube.core().list_namespaced_pod, namespace, label_selector=label_selector)
+    nodes: set[str] | None = None
+    if node_selector:
+        sel = ",".join(f"{k}={v}" for k, v in sorted(node_selector.items()))
+        listed = await asyncio.to_thread(kube.core().list_node, label_selector=sel)
+        nodes = {n.metadata.name for n in listed.items}
+    targets = []
+    for p in pods.items:
+        if p.metadata.deletion_timestamp or p.status.phase != "Running":
+            continue
+        if nodes is not None and p.spec.node_name not in nodes:
+            continue
+        targets.append(Target(uid=p.metadata.uid, name=p.metadata.name, node=p.spec.node_name))
+    return sorted(targets, key=lambda t: t.name)
+
+
+async def address(namespace: str, target: Target) -> str:
+    """Re-reads the pod and returns its IP, or raises NotActionable."""
+    try:
+        pod = await asyncio.to_thread(kube.core().read_namespaced_pod, target.name, namespace)
+    except kube.ApiException as e:
+        if e.status == 404:
+            raise NotActionable("pod is gone", permanent=True) from e
+        raise
+    if pod.metadata.uid != target.uid:
+        raise NotActionable("pod was replaced by another with the same name", permanent=True)
+    if pod.spec.host_network:
+        raise NotActionable("hostNetwork pods are refused: their IP is the node's, not the pod's", permanent=True)
+    if pod.metadata.deletion_timestamp:
+        raise NotActionable("pod is terminating", permanent=True)
+    if pod.status.phase != "Running" or not pod.status.pod_ip:
+        raise NotActionable(f"pod is {pod.status.phase or 'not running'} and has no IP yet", permanent=False)
+    return str(pod.status.pod_ip)

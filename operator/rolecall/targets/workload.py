@@ -1,0 +1,68 @@
+"""Stop and start a workload through its scale subresource, remembering the replica count on it.
+
+The remembered count is kept both in the role's status and as an annotation on the workload (as KEDA's
+paused-replicas does), so it survives the role resource being deleted and re-created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from rolecall import kube
+from rolecall.api.types import WorkloadRef
+
+REMEMBERED = "rolecall.dev/remembered-replicas"
+STOPPED_BY = "rolecall.dev/stopped-by"
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    replicas: int
+    ready: int
+    remembered: int | None
+    controller: str | None  # "Kind/name" of a controller owning the workload, if any
+
+
+class WorkloadError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _plural(ref: WorkloadRef) -> str:
+    return "deployments" if ref.kind == "Deployment" else "statefulsets"
+
+
+async def read(namespace: str, ref: WorkloadRef) -> WorkloadState:
+    api = kube.apps()
+    get = api.read_namespaced_deployment if ref.kind == "Deployment" else api.read_namespaced_stateful_set
+    try:
+        w = await asyncio.to_thread(get, ref.name, namespace)
+    except kube.ApiException as e:
+        if e.status == 404:
+            raise WorkloadError("WorkloadNotFound", f"{ref.kind} {ref.name} not found in {namespace}") from e
+        raise
+    owner = next((o for o in (w.metadata.owner_references or []) if o.controller), None)
+    remembered = (w.metadata.annotations or {}).get(REMEMBERED)
+    return WorkloadState(
+        replicas=w.spec.replicas if w.spec.replicas is not None else 1,
+        ready=w.status.ready_replicas or 0,
+        remembered=int(remembered) if remembered and remembered.isdigit() else None,
+        controller=f"{owner.kind}/{owner.name}" if owner else None,
+    )
+
+
+async def annotate(namespace: str, ref: WorkloadRef, remembered: int | None, by: str | None) -> None:
+    api = kube.apps()
+    patch = api.patch_namespaced_deployment if ref.kind == "Deployment" else api.patch_namespaced_stateful_set
+    body = {"metadata": {"annotations": {REMEMBERED: None if remembered is None else str(remembered),
+                                         STOPPED_BY: by}}}
+    await asyncio.to_thread(patch, ref.name, namespace, body)
+
+
+async def scale(namespace: str, ref: WorkloadRef, replicas: int) -> None:
+    api = kube.apps()
+    patch = (api.patch_namespaced_deployment_scale if ref.kind == "Deployment"
+             else api.patch_namespaced_stateful_set_scale)
+    await asyncio.to_thread(patch, ref.name, namespace, {"spec": {"replicas": replicas}})

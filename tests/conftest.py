@@ -1,0 +1,63 @@
+"""Session fixtures: one cluster, the install from the repo's own files, a namespace per test, operators."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import (
+    REPO,
+    Cluster,
+    Operator,
+    delete_namespace,
+    install,
+    new_namespace,
+    operator_kubeconfig,
+    start_cluster,
+)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    state = Path(os.environ.get("ROLECALL_TEST_BED_DIR", REPO / ".testbed" / "test"))
+    yield from start_cluster(state)
+
+
+@pytest.fixture(scope="session")
+def installed(cluster: Cluster) -> Cluster:
+    install(cluster)
+    return cluster
+
+
+@pytest.fixture
+def local_bed(cluster: Cluster) -> Cluster:
+    """For tests that need engine stand-ins or pod exec on this machine."""
+    if not cluster.local:
+        pytest.skip("needs the local KWOK bed (engine stand-ins); KUBECONFIG names another cluster")
+    return cluster
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[str]:
+    name = new_namespace(cluster, request.node.name.removeprefix("test_")[:30])
+    yield name
+    delete_namespace(cluster, name)
+
+
+@pytest.fixture(scope="session")
+def operator_token_kubeconfig(installed: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return operator_kubeconfig(installed, tmp_path_factory.mktemp("operator") / "kubeconfig")
+
+
+@pytest.fixture
+def operator(installed: Cluster, operator_token_kubeconfig: Path, namespace: str,
+             tmp_path: Path) -> Iterator[Operator]:
+    """Returns an operator (not yet started) that watches the test's namespace, with the ServiceAccount's token."""
+    op = Operator(kubeconfig=operator_token_kubeconfig, namespaces=[namespace], log_dir=tmp_path,
+                  lease_namespace=namespace)
+    yield op
+    op.stop_all()
+    print(f"--- operator logs ({tmp_path}) ---\n" + op.logs()[-20000:])

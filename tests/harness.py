@@ -1,0 +1,184 @@
+"""Test harness: the cluster under test, namespaces, users, and the operator as a real subprocess.
+
+The cluster is the local bed (started once per session) unless KUBECONFIG names another one (e.g. kind);
+there only API, admission and RBAC tests can run, since engine stand-ins and pod exec on this machine
+need the local bed. Waiting is always on a condition with a deadline, never a bare sleep.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes import client, config  # type: ignore[import-untyped]
+from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
+
+from testbed import install as testbed_install
+from testbed.install import kubectl_path
+
+REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], what: str, timeout: float = 30, interval: float = 0.1) -> T:
+    """Calls `check` until it returns something truthy; fails with `what` and the last value at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+            if last:
+                return last
+        except (ApiException, OSError, ConnectionError) as e:
+            last = e
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    local: bool  # True: the local KWOK bed (stand-ins, exec on this machine); False: an external cluster
+    bed: Any = None
+    api_client: Any = None
+
+    def kubectl(self, *args: str, kubeconfig: Path | None = None, input: str | None = None,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig or self.kubeconfig)}
+        return subprocess.run([kubectl_path(), *args], env=env, input=input, text=True, capture_output=True,
+                              check=check, timeout=120)
+
+    def user_kubeconfig(self, user: str) -> Path:
+        if not self.local:
+            raise RuntimeError("static test users exist only on the local bed")
+        return Path(self.bed.user_kubeconfig(user))
+
+    def user_client(self, user: str) -> Any:
+        return config.new_client_from_config(config_file=str(self.user_kubeconfig(user)))
+
+
+def start_cluster(state_dir: Path) -> Iterator[Cluster]:
+    external = os.environ.get("KUBECONFIG")
+    if external:
+        kc = Path(external)
+        yield Cluster(kc, local=False, api_client=config.new_client_from_config(config_file=str(kc)))
+        return
+    from testbed import cluster as bed_mod
+
+    bed = bed_mod.up(state_dir)
+    try:
+        yield Cluster(bed.kubeconfig, local=True, bed=bed,
+                      api_client=config.new_client_from_config(config_file=str(bed.kubeconfig)))
+    finally:
+        bed_mod.down(state_dir)
+
+
+def install(cluster: Cluster) -> None:
+    testbed_install.install(cluster.kubeconfig)
+
+
+def operator_kubeconfig(cluster: Cluster, path: Path) -> Path:
+    return testbed_install.operator_kubeconfig(cluster.kubeconfig, path)
+
+
+@dataclass
+class Operator:
+    """The operator as a real subprocess, so a test can SIGKILL it and start another."""
+
+    kubeconfig: Path
+    namespaces: list[str]
+    log_dir: Path
+    lease_namespace: str
+    lease_seconds: int = 3
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, *extra: str) -> subprocess.Popen[bytes]:
+        n = len(self.procs)
+        log = open(self.log_dir / f"operator-{n}.log", "ab")  # noqa: SIM115 - handed to the child
+        args = [sys.executable, "-m", "rolecall", "--lease-namespace", self.lease_namespace,
+                "--lease-seconds", str(self.lease_seconds), *extra]
+        for ns in self.namespaces:
+            args += ["--namespace", ns]
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        env.update(KUBECONFIG=str(self.kubeconfig), PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes] | None = None) -> None:
+        proc = proc or self.procs[-1]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+    def logs(self) -> str:
+        return "\n".join(f.read_text(errors="replace") for f in sorted(self.log_dir.glob("operator-*.log")))
+
+
+def new_namespace(cluster: Cluster, prefix: str) -> str:
+    name = f"{prefix[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    client.CoreV1Api(cluster.api_client).create_namespace({"metadata": {"name": name,
+                                                                        "labels": {"rolecall.dev/test": "true"}}})
+    return name
+
+
+def delete_namespace(cluster: Cluster, name: str) -> None:
+    try:
+        client.CoreV1Api(cluster.api_client).delete_namespace(name)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+
+
+def pods(cluster: Cluster, namespace: str, selector: str) -> list[Any]:
+    return list(client.CoreV1Api(cluster.api_client).list_namespaced_pod(namespace, label_selector=selector).items)
+
+
+def running_pods(cluster: Cluster, namespace: str, selector: str, count: int, timeout: float = 60) -> list[Any]:
+    def ready() -> list[Any] | None:
+        ps = [p for p in pods(cluster, namespace, selector)
+              if p.status.phase == "Running" and p.status.pod_ip and not p.metadata.deletion_timestamp]
+        return ps if len(ps) == count else None
+
+    return wait_for(ready, f"{count} Running pods with {selector} in {namespace}", timeout)
+
+
+def deployment(name: str, engine: str, replicas: int, labels: dict[str, str] | None = None,
+               annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Deployment whose pods get a real `engine` stand-in on the local bed."""
+    pod_labels = {"app": name, "testbed.rolecall.dev/engine": engine, **(labels or {})}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": pod_labels, "annotations": annotations or {}},
+                              "spec": {"containers": [{"name": engine, "image": f"{engine}:stand-in"}]}}},
+    }
+
+
+def secret_b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=1, default=str)
