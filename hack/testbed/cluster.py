@@ -1,6 +1,6 @@
 """Starts and stops the local cluster: etcd, kube-apiserver, controller-manager, scheduler, KWOK, stand-ins.
 
-All components are local processes bound to 127.0.0.1; pods get loopback IPs (127.10.0.0/16) from KWOK,
+All components are local processes bound to 127.0.0.1; pods get loopback IPs (a 127.N.0.0/16 of their own) from KWOK,
 so a real server bound to a pod's IP stands in for its container. State (PKI, kubeconfigs, data, logs,
 pids) lives in one directory, so several beds can run side by side and `down` finds everything.
 """
@@ -19,6 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,6 @@ from testbed import pki
 
 HACK = Path(__file__).resolve().parent.parent
 REPO = HACK.parent
-POD_CIDR = "127.10.0.0/16"
 # Allocated by the apiserver for Service objects only; nothing in the project ever dials it.
 SERVICE_CIDR = "10.96.0.0/16"
 NODE_COUNT = 3
@@ -42,6 +42,12 @@ def cache_bin_dir() -> Path:
     root = os.environ.get("ROLECALL_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rolecall")
     return Path(root) / "bin"
+
+
+def pod_cidr_for(dir: Path) -> str:
+    """Each bed gets its own loopback /16 (127.10-209.0.0/16, from its state dir), so two beds on one
+    machine (make run beside make test) never bind stand-ins to the same pod IP."""
+    return f"127.{10 + zlib.crc32(str(dir).encode()) % 200}.0.0/16"
 
 
 def free_port() -> int:
@@ -59,6 +65,7 @@ class Bed:
     etcd_port: int = 0
     etcd_peer_port: int = 0
     kwok_port: int = 0
+    pod_cidr: str = ""
     bed_uid: int | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
@@ -219,7 +226,7 @@ def up(dir: Path, *, standins: bool = True) -> Bed:
         shutil.rmtree(dir)
     (dir / "logs").mkdir(parents=True)
     bed = Bed(dir=dir, api_port=free_port(), etcd_port=free_port(), etcd_peer_port=free_port(),
-              kwok_port=free_port(), bed_uid=_ensure_bed_user())
+              kwok_port=free_port(), pod_cidr=pod_cidr_for(dir), bed_uid=_ensure_bed_user())
     bed.tokens = {u: secrets.token_hex(16) for u in TEST_USERS}
     t0 = time.monotonic()
     _make_pki(bed)
@@ -276,7 +283,7 @@ def up(dir: Path, *, standins: bool = True) -> Bed:
     _spawn(bed, "kwok", [
         str(bins / "kwok"), f"--kubeconfig={dir / 'kwok.kubeconfig'}", f"--config={_kwok_config(bed)}",
         # Node Leases keep the node-lifecycle controller from marking nodes (and their pods) NotReady.
-        "--manage-all-nodes=true", "--node-lease-duration-seconds=40", f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
+        "--manage-all-nodes=true", "--node-lease-duration-seconds=40", f"--cidr={bed.pod_cidr}", "--node-ip=127.0.0.1",
         f"--node-port={bed.kwok_port}", f"--server-address=127.0.0.1:{bed.kwok_port}",
         f"--tls-cert-file={p / 'kwok-serving.crt'}", f"--tls-private-key-file={p / 'kwok-serving.key'}",
     ])
@@ -303,6 +310,19 @@ def up(dir: Path, *, standins: bool = True) -> Bed:
         return api.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200
 
     _wait("the default ServiceAccount (controller-manager up)", default_sa, 60, bed, "kube-controller-manager")
+    # KWOK v0.8.0 creates a CIDR's IP pool lazily with a load-then-store race (PodController.ipPool):
+    # pods placed at the same moment right after start-up can each get a fresh pool and the same IP.
+    # One warm-up pod creates the pool before any test pod exists; its IP goes back when it is deleted.
+    warm = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bed-ip-pool-warmup", "namespace": "default"},
+            "spec": {"nodeName": "kwok-node-0", "containers": [{"name": "c", "image": "none"}]}}
+    r = api.post("/api/v1/namespaces/default/pods", json=warm)
+    if r.status_code != 201:
+        raise RuntimeError(f"creating the warm-up pod: {r.status_code} {r.text}")
+    _wait("the warm-up pod's IP", lambda: bool(
+        api.get("/api/v1/namespaces/default/pods/bed-ip-pool-warmup").json().get("status", {}).get("podIP")),
+        30, bed, "kwok")
+    api.delete("/api/v1/namespaces/default/pods/bed-ip-pool-warmup", params={"gracePeriodSeconds": "0"})
+
     if standins:
         (dir / "standins").mkdir()
         if bed.bed_uid is not None:

@@ -11,6 +11,7 @@ import glob
 import os
 import pwd
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ PORTS = {"memcached": 11211, "redis": 6379, "postgresql": 5432, "nginx": 80, "ap
 # Options a test may set on a pod (annotation testbed.rolecall.dev/options, comma-separated): a fixed
 # vocabulary, so nothing from a pod's metadata reaches a command line as free text.
 OPTIONS = {
-    "memcached": {"flush-disabled"},
+    "memcached": {"flush-disabled", "slow-flush"},
     "redis": {"flushall-denied", "replica"},
     "postgresql": set(),
     "nginx": {"status-disabled"},
@@ -45,10 +46,19 @@ def prepare(engine: str, ip: str, dir: Path, options: set[str], bed_user: str | 
     """Writes the server's config into `dir` and returns how to start it in the foreground."""
     port = PORTS[engine]
     if engine == "memcached":
-        argv = ["memcached", "-l", ip, "-p", str(port), "-U", "0", "-t", "1", "-m", "8", "-c", "256"]
+        slow = "slow-flush" in options
+        argv = ["memcached", "-l", ip, "-p", str(port + 10000 if slow else port), "-U", "0", "-t", "1", "-m", "8",
+                "-c", "256"]
         if "flush-disabled" in options:
             argv.append("-F")
-        return Launch(argv)
+        if not slow:
+            return Launch(argv)
+        # A delaying proxy on the pod's port in front of memcached on a side port. The proxy runs as root
+        # (the interpreter may live in root's home); memcached drops to the bed user itself with -u.
+        if bed_user and os.geteuid() == 0:
+            argv += ["-u", bed_user]
+        return Launch([sys.executable, "-m", "testbed.slowproxy", "--listen", f"{ip}:{port}",
+                       "--upstream-port", str(port + 10000), "--delay", "1.5", "--", *argv], as_bed_user=False)
     if engine == "redis":
         lines = [f"bind {ip}", f"port {port}", "protected-mode no", 'save ""', "appendonly no",
                  f"dir {dir}", "daemonize no", "logfile \"\""]

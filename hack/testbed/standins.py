@@ -1,5 +1,5 @@
 """Pod stand-ins: for each pod labelled testbed.rolecall.dev/engine=<engine>, run that real server on the
-pod's IP (KWOK gives pods 127.10.x.y), and stop it when the pod goes. Watch-based, one process per bed.
+pod's IP (KWOK gives pods 127.N.x.y), and stop it when the pod goes. Watch-based, one process per bed.
 
 Pod annotations a test may set (test bed only, never read by the operator):
   testbed.rolecall.dev/options     comma-separated flags from servers.OPTIONS (e.g. flush-disabled)
