@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from harness import Cluster, pods, wait_for
 from kubernetes import client  # type: ignore[import-untyped]
 from pymemcache.client.base import Client as Memcache
+
+from harness import Cluster, pods, wait_for
 
 GROUP, VERSION, PLURAL = "rolecall.dev", "v1alpha1", "cacheservers"
 
