@@ -20,12 +20,13 @@ PORTS = {"memcached": 11211, "redis": 6379, "postgresql": 5432, "nginx": 80, "ap
 # vocabulary, so nothing from a pod's metadata reaches a command line as free text.
 OPTIONS = {
     "memcached": {"flush-disabled", "slow-flush"},
-    "redis": {"flushall-denied", "replica"},
+    "redis": {"flushall-denied", "replica", "auth"},
     "postgresql": set(),
     "nginx": {"status-disabled"},
     "apache": {"status-disabled"},
 }
 POSTGRES_PASSWORD = "rolecall-test"  # noqa: S105 - the bed's throwaway stand-in superuser password
+REDIS_PASSWORD = "rolecall-redis-test"  # noqa: S105 - `requirepass` of stand-ins with option auth
 
 
 @dataclass
@@ -64,6 +65,8 @@ def prepare(engine: str, ip: str, dir: Path, options: set[str], bed_user: str | 
                  f"dir {dir}", "daemonize no", "logfile \"\""]
         if "flushall-denied" in options:
             lines.append("user default on nopass ~* &* +@all -flushall -flushdb")
+        if "auth" in options:
+            lines.append(f"requirepass {REDIS_PASSWORD}")
         if "replica" in options and primary_ip:
             lines.append(f"replicaof {primary_ip} {port}")
         (dir / "redis.conf").write_text("\n".join(lines) + "\n")

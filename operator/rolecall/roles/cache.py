@@ -291,7 +291,7 @@ async def _carry_out(r: Reconcile, run: RunLedger) -> None:
         try:
             ip = await pods.address(r.ns, t)
         except NotActionable as e:
-            if e.permanent and ("gone" in str(e) or "replaced" in str(e) or "terminating" in str(e)):
+            if e.gone:
                 raise fanout.Skip(f"{e}; its cache went with it") from e
             raise (fanout.Permanent(str(e)) if e.permanent else EngineError(str(e))) from e
         ep = Endpoint(ip=ip, port=port, timeout=float(r.spec.timeout_seconds), credentials=creds)
@@ -307,7 +307,7 @@ async def _carry_out(r: Reconcile, run: RunLedger) -> None:
             run.pending.remove(t.uid)
         if o.status == "Failed":
             failed_now[t.uid] = result
-            if "refused" not in o.message:
+            if not o.permanent:
                 retry_failed.append(t.uid)
         elif t.uid in run.failed:
             run.failed.remove(t.uid)

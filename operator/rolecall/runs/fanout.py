@@ -29,6 +29,7 @@ class Outcome(Generic[T]):
     status: str  # "Done", "Failed" or "Skipped"
     message: str
     attempts: int
+    permanent: bool = False  # Failed for a reason retrying cannot fix
 
 
 def limit_of(concurrency: int | str, targets: int) -> int:
@@ -61,7 +62,7 @@ async def _with_retries(target: T, act: Callable[[T], Awaitable[str]], attempts:
         except Skip as e:
             return Outcome(target, "Skipped", str(e), attempt)
         except Permanent as e:
-            return Outcome(target, "Failed", str(e), attempt)
+            return Outcome(target, "Failed", str(e), attempt, permanent=True)
         except TimeoutError:
             message = f"timed out after {timeout:g}s"
         except Exception as e:

@@ -22,9 +22,10 @@ class Target:
 class NotActionable(Exception):
     """The pod cannot be acted on (gone, replaced, not running, or host-networked); the message says why."""
 
-    def __init__(self, message: str, permanent: bool) -> None:
+    def __init__(self, message: str, permanent: bool, gone: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.gone = gone  # the pod (and the cache in it) no longer exists: nothing left to act on
 
 
 async def resolve(namespace: str, label_selector: str, node_selector: dict[str, str] | None) -> list[Target]:
@@ -51,14 +52,14 @@ async def address(namespace: str, target: Target) -> str:
         pod = await asyncio.to_thread(kube.core().read_namespaced_pod, target.name, namespace)
     except kube.ApiException as e:
         if e.status == 404:
-            raise NotActionable("pod is gone", permanent=True) from e
+            raise NotActionable("pod is gone", permanent=True, gone=True) from e
         raise
     if pod.metadata.uid != target.uid:
-        raise NotActionable("pod was replaced by another with the same name", permanent=True)
+        raise NotActionable("pod was replaced by another with the same name", permanent=True, gone=True)
     if pod.spec.host_network:
         raise NotActionable("hostNetwork pods are refused: their IP is the node's, not the pod's", permanent=True)
     if pod.metadata.deletion_timestamp:
-        raise NotActionable("pod is terminating", permanent=True)
+        raise NotActionable("pod is terminating", permanent=True, gone=True)
     if pod.status.phase != "Running" or not pod.status.pod_ip:
         raise NotActionable(f"pod is {pod.status.phase or 'not running'} and has no IP yet", permanent=False)
     return str(pod.status.pod_ip)
