@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 from kubernetes import client, config  # type: ignore[import-untyped]
 from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
+from prometheus_client.parser import text_string_to_metric_families
 
 from testbed import install as testbed_install
+from testbed.cluster import free_port
 from testbed.install import kubectl_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,12 +105,15 @@ class Operator:
     lease_namespace: str
     lease_seconds: int = 3
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    metrics_ports: list[int] = field(default_factory=list)
 
     def start(self, *extra: str) -> subprocess.Popen[bytes]:
         n = len(self.procs)
+        port = free_port()
+        self.metrics_ports.append(port)
         log = open(self.log_dir / f"operator-{n}.log", "ab")  # noqa: SIM115 - handed to the child
         args = [sys.executable, "-m", "rolecall", "--lease-namespace", self.lease_namespace,
-                "--lease-seconds", str(self.lease_seconds), *extra]
+                "--lease-seconds", str(self.lease_seconds), "--metrics-address", f"127.0.0.1:{port}", *extra]
         for ns in self.namespaces:
             args += ["--namespace", ns]
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
@@ -131,6 +137,16 @@ class Operator:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+
+    def metric(self, name: str, labels: dict[str, str] | None = None, proc: int = -1) -> float:
+        """Sum of a Prometheus sample of the operator process `proc` (0 when absent)."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_ports[proc]}/metrics", timeout=5).text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items()):
+                    total += s.value
+        return total
 
     def logs(self) -> str:
         return "\n".join(f.read_text(errors="replace") for f in sorted(self.log_dir.glob("operator-*.log")))

@@ -46,7 +46,9 @@ def up(dir: Path) -> None:
     log = open(dir / "logs" / "operator.log", "ab")  # noqa: SIM115 - handed to the child
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env.update(KUBECONFIG=str(op_kc), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "rolecall", "--lease-namespace", install.OPERATOR_NAMESPACE],
+    metrics = f"127.0.0.1:{cluster.free_port()}"
+    proc = subprocess.Popen([sys.executable, "-m", "rolecall", "--lease-namespace", install.OPERATOR_NAMESPACE,
+                             "--metrics-address", metrics],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             start_new_session=True)
     bed.pids = {"operator": proc.pid, **bed.pids}
@@ -69,7 +71,9 @@ Try:
   kubectl patch cacheserver demo-cache --type merge -p '{{"spec":{{"stopped":true}}}}'   # scale to 0
   kubectl patch cacheserver demo-cache --type merge -p '{{"spec":{{"stopped":false}}}}'  # back to 3
 
-Operator log: {dir / 'logs' / 'operator.log'}   Stop everything: make stop
+Operator log: {dir / 'logs' / 'operator.log'}
+Metrics:      http://{metrics}/metrics
+Stop everything: make stop
 """)
 
 

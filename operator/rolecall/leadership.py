@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from rolecall import kube
+from rolecall import kube, metrics
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class Lease:
 
     def _try_acquire(self) -> bool:
         api = kube.coordination()
+        metrics.api("get", "leases")
         try:
             lease = api.read_namespaced_lease(self.name, self.namespace)
         except kube.ApiException as e:
@@ -71,6 +72,7 @@ class Lease:
             return False
         body = {"metadata": {"name": self.name, "resourceVersion": lease.metadata.resource_version},
                 "spec": self._body((spec.lease_transitions or 0) + 1)}
+        metrics.api("update", "leases")
         try:
             api.replace_namespaced_lease(self.name, self.namespace, body)
         except kube.ApiException as e:
@@ -98,10 +100,12 @@ class Lease:
 
     def _renew(self) -> bool:
         api = kube.coordination()
+        metrics.api("get", "leases")
         lease = api.read_namespaced_lease(self.name, self.namespace)
         if lease.spec.holder_identity != self.identity:
             return False
         now = _now().isoformat(timespec="microseconds").replace("+00:00", "Z")
+        metrics.api("patch", "leases")
         api.patch_namespaced_lease(self.name, self.namespace, {
             "metadata": {"resourceVersion": lease.metadata.resource_version}, "spec": {"renewTime": now}})
         return True

@@ -11,11 +11,12 @@ import argparse
 import asyncio
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
-from rolecall import handlers, kube, leadership
+from rolecall import handlers, kube, leadership, metrics
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="namespace of the leader Lease (default: $POD_NAMESPACE or rolecall-system)")
     p.add_argument("--lease-seconds", type=int, default=int(os.environ.get("ROLECALL_LEASE_SECONDS", "15")),
                    help="leader lease duration: how long a standby waits after the leader stops renewing")
+    p.add_argument("--metrics-address", default=os.environ.get("ROLECALL_METRICS_ADDRESS", "0.0.0.0:8080"),
+                   help="host:port for Prometheus metrics (empty: off)")
     p.add_argument("--verbose", "-v", action="store_true")
     return p.parse_args(argv)
 
@@ -51,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     kube.load()
+    metrics.serve(args.metrics_address)
+    # Per-event success lines from kopf would drown the log; failures are still logged.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     lease = leadership.Lease(namespace=args.lease_namespace, duration=args.lease_seconds)
     registry = kopf.OperatorRegistry()
     handlers.register(registry)
@@ -62,6 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
+        # Fan-out runs blocking client calls (kubernetes, pymemcache) in threads: the default pool of
+        # min(32, cores + 4) would cap concurrency at 6 on a 2-core node.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64))
         await lease.acquire()
         asyncio.get_running_loop().create_task(lease.keep(), name="leader-lease")
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rolecall import kube
+from rolecall import kube, metrics
 from rolecall.api.types import parse_time
 from rolecall.api.v1alpha1.cacheserver import (
     CLEAR_ANNOTATION,
@@ -74,6 +74,9 @@ class Reconcile:
     out: StatusWriter
     engine: CacheEngine
     delays: list[float] = field(default_factory=list)
+    # Events that report an outcome are posted after the status write that records it, so a person
+    # never reads an Event that status does not yet reflect (and the write is shared with phase/stats).
+    notices: list[tuple[str, str, str]] = field(default_factory=list)
     starting: bool = False  # the workload was scaled up and its pods are not all ready yet
 
     @property
@@ -98,6 +101,9 @@ class Reconcile:
         self.status.conditions = set_condition(self.status.conditions, type, value, reason, message,
                                                self.generation)
 
+    def notify(self, type: str, reason: str, message: str) -> None:
+        self.notices.append((type, reason, message))
+
     def condition_status(self, type: str) -> str | None:
         return next((c.status for c in self.status.conditions or [] if c.type == type), None)
 
@@ -110,6 +116,7 @@ async def reconcile(body: dict[str, Any], memo: dict[str, Any]) -> float | None:
                        written=status.dump())
     spec = CacheServerSpec.model_validate(body["spec"])
     r = Reconcile(body, spec, out, CACHE_ENGINES[spec.engine])
+    metrics.RECONCILES.labels("CacheServer").inc()
     try:
         await _workload(r)
         await _clear(r)
@@ -117,6 +124,8 @@ async def reconcile(body: dict[str, Any], memo: dict[str, Any]) -> float | None:
     finally:
         _phase(r)
         await out.flush()
+        for type, reason, message in r.notices:
+            await events.post(body, type, reason, message)
     return min(r.delays) if r.delays else None
 
 
@@ -149,8 +158,8 @@ async def _workload(r: Reconcile) -> None:
             await r.out.flush()  # intent first: the count survives a crash between the two patches
             await workload.annotate(r.ns, ref, w.replicas, by=r.name)
             await workload.scale(r.ns, ref, 0)
-            await events.post(r.obj, "Normal", "Stopped",
-                              f"Scaled {what} from {w.replicas} to 0 replicas; {w.replicas} remembered.")
+            r.notify("Normal", "Stopped", f"Scaled {what} from {w.replicas} to 0 replicas; {w.replicas} remembered.")
+            metrics.REQUESTS.labels("CacheServer", "stop", "succeeded").inc()
             remembered = w.replicas
         r.status.replicas = 0
         r.status.remembered_replicas = remembered
@@ -164,7 +173,8 @@ async def _workload(r: Reconcile) -> None:
             r.status.phase = "Starting"
             await r.out.flush()
             await workload.scale(r.ns, ref, remembered)
-            await events.post(r.obj, "Normal", "Started", f"Scaled {what} from 0 back to {remembered} replicas.")
+            r.notify("Normal", "Started", f"Scaled {what} from 0 back to {remembered} replicas.")
+            metrics.REQUESTS.labels("CacheServer", "start", "succeeded").inc()
             replicas, ready = remembered, 0
         await workload.annotate(r.ns, ref, None, None)
         r.status.remembered_replicas = None
@@ -247,6 +257,7 @@ async def _credentials(r: Reconcile) -> Credentials | None:
     ref = r.spec.credentials_secret_ref
     if ref is None:
         return None
+    metrics.api("get", "secrets")
     secret = await asyncio.to_thread(kube.core().read_namespaced_secret, ref.name, r.ns)
     data = secret.data or {}
     if ref.password_key not in data:
@@ -260,6 +271,7 @@ async def _targets_by_uid(r: Reconcile, uids: list[str]) -> dict[str, Target]:
     if all(u in known for u in uids):
         return known
     # After a restart: find the recorded UIDs among the namespace's pods (never by a stored IP).
+    metrics.api("list", "pods")
     listed = await asyncio.to_thread(kube.core().list_namespaced_pod, r.ns,
                                      label_selector=r.spec.selector.to_label_selector())
     found = {p.metadata.uid: Target(p.metadata.uid, p.metadata.name, p.spec.node_name) for p in listed.items}
@@ -302,6 +314,7 @@ async def _carry_out(r: Reconcile, run: RunLedger) -> None:
     async def record(o: fanout.Outcome[Target]) -> None:
         nonlocal last_flush, unflushed
         t = o.target
+        metrics.POD_ACTIONS.labels("CacheServer", r.spec.engine, "clear", o.status).inc()
         result = PodResult(pod=t.name, node=t.node, outcome=o.status, message=o.message[:1024], at=now())
         if t.uid in run.pending:
             run.pending.remove(t.uid)
@@ -342,9 +355,11 @@ async def _carry_out(r: Reconcile, run: RunLedger) -> None:
             r.condition("Degraded", False, "Recovered", "Every target pod was cleared.")
         elif r.condition_status("Degraded") is None:
             r.condition("Degraded", False, "AllPodsHealthy", "No target pod failed.")
-        await r.out.flush()
-        await events.post(r.obj, "Normal", "Cleared" if first_pass else "ClearRecovered",
-                          f"Cleared {done} of {run.targets} {r.spec.engine} pods for {request}.")
+        r.notify("Normal", "Cleared" if first_pass else "ClearRecovered",
+                 f"Cleared {done} of {run.targets} {r.spec.engine} pods for {request}.")
+        metrics.REQUESTS.labels("CacheServer", "clear", "succeeded").inc()
+        metrics.ACTION_SECONDS.labels("CacheServer", "clear").observe(
+            (dt.datetime.now(dt.UTC) - parse_time(run.accepted_at)).total_seconds())
         return
     names = ", ".join(f"{p.pod} ({p.message})" for p in list(failed_now.values())[:5])
     s.failed_pods = sorted(failed_now.values(), key=lambda p: p.pod)[:MAX_FAILED_PODS]
@@ -363,10 +378,9 @@ async def _carry_out(r: Reconcile, run: RunLedger) -> None:
         r.out.memo["retries"] = retries + 1
         r.out.memo["retry_at"] = time.monotonic() + wait
         r.delays.append(wait)
-    await r.out.flush()
     if first_pass:
-        await events.post(r.obj, "Warning", "ClearFailed",
-                          f"{len(failed_now)} of {run.targets} pods failed for {request}: {names}")
+        r.notify("Warning", "ClearFailed", f"{len(failed_now)} of {run.targets} pods failed for {request}: {names}")
+        metrics.REQUESTS.labels("CacheServer", "clear", "failed").inc()
 
 
 def _counts(r: Reconcile, run: RunLedger, failed_now: dict[str, PodResult]) -> None:
@@ -403,9 +417,18 @@ async def _stats(r: Reconcile) -> None:
 
     await fanout.fan_out(targets, read, fanout.limit_of(r.spec.concurrency, max(1, len(targets))), ignore,
                          attempts=1, timeout=float(r.spec.timeout_seconds))
+    metrics.STATS_REFRESHES.labels("CacheServer").inc()
+    if r.status.run is None:
+        r.status.targets = len(targets)  # the Pods column: how many pods the role has now
     if not figures:
         return
     hits, misses = sum(f.hits for f in figures), sum(f.misses for f in figures)
+    live = (r.ns, r.name)
+    metrics.CACHE_ITEMS.labels(*live).set(sum(f.items for f in figures))
+    metrics.CACHE_BYTES.labels(*live).set(sum(f.bytes for f in figures))
+    metrics.CACHE_EVICTIONS.labels(*live).set(sum(f.evictions for f in figures))
+    if hits + misses:
+        metrics.CACHE_HIT_RATIO.labels(*live).set(hits / (hits + misses))
     new = CacheStats(items=sum(f.items for f in figures), bytes=sum(f.bytes for f in figures),
                      hit_ratio=f"{100 * hits / (hits + misses):.1f}%" if hits + misses else None,
                      evictions=sum(f.evictions for f in figures))

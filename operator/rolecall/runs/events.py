@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from rolecall import kube
+from rolecall import kube, metrics
 from rolecall.runs.status import now
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ async def post(obj: dict[str, Any], type: str, reason: str, message: str) -> Non
         "source": {"component": "rolecall"}, "reportingComponent": "rolecall.dev/operator",
         "reportingInstance": "rolecall", "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
     }
+    metrics.api("create", "events")
     try:
         await asyncio.to_thread(kube.core().create_namespaced_event, meta["namespace"], body)
     except kube.ApiException as e:

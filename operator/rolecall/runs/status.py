@@ -9,7 +9,7 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-from rolecall import kube
+from rolecall import kube, metrics
 from rolecall.api.types import Condition
 
 
@@ -47,6 +47,7 @@ def merge_patch(old: Any, new: Any) -> Any:
 async def patch_status(group: str, version: str, plural: str, namespace: str, name: str,
                        patch: dict[str, Any]) -> dict[str, Any]:
     api = kube.custom()
+    metrics.api("patch", f"{plural}/status")
     result = await asyncio.to_thread(
         api.patch_namespaced_custom_object_status, group, version, namespace, plural, name, {"status": patch})
     return dict(result)

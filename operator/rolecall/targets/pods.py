@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from rolecall import kube
+from rolecall import kube, metrics
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,12 @@ class NotActionable(Exception):
 
 async def resolve(namespace: str, label_selector: str, node_selector: dict[str, str] | None) -> list[Target]:
     """The running pods the selector picks now (one list call; one more for nodeSelector)."""
+    metrics.api("list", "pods")
     pods = await asyncio.to_thread(kube.core().list_namespaced_pod, namespace, label_selector=label_selector)
     nodes: set[str] | None = None
     if node_selector:
         sel = ",".join(f"{k}={v}" for k, v in sorted(node_selector.items()))
+        metrics.api("list", "nodes")
         listed = await asyncio.to_thread(kube.core().list_node, label_selector=sel)
         nodes = {n.metadata.name for n in listed.items}
     targets = []
@@ -48,6 +50,7 @@ async def resolve(namespace: str, label_selector: str, node_selector: dict[str, 
 
 async def address(namespace: str, target: Target) -> str:
     """Re-reads the pod and returns its IP, or raises NotActionable."""
+    metrics.api("get", "pods")
     try:
         pod = await asyncio.to_thread(kube.core().read_namespaced_pod, target.name, namespace)
     except kube.ApiException as e:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from rolecall import kube
+from rolecall import kube, metrics
 from rolecall.api.types import WorkloadRef
 
 REMEMBERED = "rolecall.dev/remembered-replicas"
@@ -37,6 +37,7 @@ def _plural(ref: WorkloadRef) -> str:
 async def read(namespace: str, ref: WorkloadRef) -> WorkloadState:
     api = kube.apps()
     get = api.read_namespaced_deployment if ref.kind == "Deployment" else api.read_namespaced_stateful_set
+    metrics.api("get", _plural(ref))
     try:
         w = await asyncio.to_thread(get, ref.name, namespace)
     except kube.ApiException as e:
@@ -58,6 +59,7 @@ async def annotate(namespace: str, ref: WorkloadRef, remembered: int | None, by:
     patch = api.patch_namespaced_deployment if ref.kind == "Deployment" else api.patch_namespaced_stateful_set
     body = {"metadata": {"annotations": {REMEMBERED: None if remembered is None else str(remembered),
                                          STOPPED_BY: by}}}
+    metrics.api("patch", _plural(ref))
     await asyncio.to_thread(patch, ref.name, namespace, body)
 
 
@@ -65,4 +67,5 @@ async def scale(namespace: str, ref: WorkloadRef, replicas: int) -> None:
     api = kube.apps()
     patch = (api.patch_namespaced_deployment_scale if ref.kind == "Deployment"
              else api.patch_namespaced_stateful_set_scale)
+    metrics.api("patch", f"{_plural(ref)}/scale")
     await asyncio.to_thread(patch, ref.name, namespace, {"spec": {"replicas": replicas}})

@@ -1,0 +1,36 @@
+"""Prometheus metrics: live figures (cache stats) and what the operator costs (API calls, reconciles).
+
+Served on --metrics-address (default 0.0.0.0:8080; empty disables). Status holds settled facts for
+people; anything that changes by the second belongs here instead.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+API_REQUESTS = Counter("rolecall_api_requests", "Kubernetes API requests made by rolecall's own code.",
+                       ["verb", "resource"])
+RECONCILES = Counter("rolecall_reconciles", "Reconciles run, per kind.", ["kind"])
+REQUESTS = Counter("rolecall_requests", "Requests (clear, stop, start) finished, by outcome.",
+                   ["kind", "action", "outcome"])
+POD_ACTIONS = Counter("rolecall_pod_actions", "Per-pod engine actions, by outcome.",
+                      ["kind", "engine", "action", "outcome"])
+ACTION_SECONDS = Histogram("rolecall_action_seconds", "Time from accepting a request to its last pod.",
+                           ["kind", "action"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+STATS_REFRESHES = Counter("rolecall_stats_refreshes", "Engine statistics reads (all targets of one resource).",
+                          ["kind"])
+CACHE_ITEMS = Gauge("rolecall_cache_items", "Items over the targets of a CacheServer.", ["namespace", "name"])
+CACHE_BYTES = Gauge("rolecall_cache_bytes", "Bytes of cached data over the targets.", ["namespace", "name"])
+CACHE_HIT_RATIO = Gauge("rolecall_cache_hit_ratio", "Hits / (hits + misses), 0..1.", ["namespace", "name"])
+CACHE_EVICTIONS = Gauge("rolecall_cache_evictions", "Evictions summed over the targets.", ["namespace", "name"])
+
+
+def api(verb: str, resource: str) -> None:
+    API_REQUESTS.labels(verb, resource).inc()
+
+
+def serve(address: str) -> None:
+    if not address:
+        return
+    host, _, port = address.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0")  # noqa: S104 - in-cluster scrape target
