@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print tables and save plots; never pass/fail tests."""
