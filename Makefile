@@ -8,7 +8,7 @@ RUN_DIR := .testbed/run
 CACHE_BIN = $(shell $(PY) -c 'import os;print(os.path.join(os.environ.get("ROLECALL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),"rolecall"),"bin"))')
 PYTEST_ARGS ?=
 
-.PHONY: help venv engines cluster-bins crds crds-check lint test unit run stop demo bench clean
+.PHONY: help venv engines cluster-bins crds crds-check lint test unit run stop demo bench bench-bed clean
 help:
 	@echo "make run    - build/start the local cluster, install rolecall, start the operator, apply a demo"
 	@echo "make test   - install everything, start a cluster, run lint + the whole test suite"
@@ -32,6 +32,7 @@ cluster-bins:
 
 crds: venv
 	$(BIN)/rolecall-crds --out crds
+	cp crds/*.rolecall.dev.yaml charts/rolecall/crds/
 
 crds-check: venv
 	$(BIN)/rolecall-crds --out crds --check
@@ -53,8 +54,11 @@ run: venv engines cluster-bins
 stop:
 	PYTHONPATH=hack $(BIN)/python -m testbed.demo down --dir $(RUN_DIR)
 
-bench: venv engines cluster-bins
-	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.run_all
+bench: bench-bed
+
+bench-bed: venv cluster-bins
+	$(BIN)/pip install -q -e '.[bench]'
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.bed_startup
 
 clean: stop
 	rm -rf .testbed $(VENV)

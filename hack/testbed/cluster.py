@@ -69,6 +69,7 @@ class Bed:
     bed_uid: int | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds from start to each phase's end
 
     @property
     def pki(self) -> Path:
@@ -229,7 +230,12 @@ def up(dir: Path, *, standins: bool = True) -> Bed:
               kwok_port=free_port(), pod_cidr=pod_cidr_for(dir), bed_uid=_ensure_bed_user())
     bed.tokens = {u: secrets.token_hex(16) for u in TEST_USERS}
     t0 = time.monotonic()
+
+    def mark(phase: str) -> None:
+        bed.timings[phase] = round(time.monotonic() - t0, 3)
+
     _make_pki(bed)
+    mark("pki")
     p = bed.pki
     (dir / "tokens.csv").write_text("".join(f'{t},{u},uid-{u},""\n' for u, t in bed.tokens.items()))
     _write_kubeconfig(bed.kubeconfig, bed.server, p / "ca.crt", "rolecall-admin",
@@ -246,6 +252,7 @@ def up(dir: Path, *, standins: bool = True) -> Bed:
                          "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
                          "--initial-cluster", f"bed={peer_url}", "--unsafe-no-fsync", "--log-level", "warn"])
     _wait("etcd health", lambda: httpx.get(f"{etcd_url}/health", timeout=2).status_code == 200, 30, bed, "etcd")
+    mark("etcd")
 
     _spawn(bed, "kube-apiserver", [
         str(bins / "kube-apiserver"), f"--etcd-servers={etcd_url}",
@@ -263,6 +270,7 @@ def up(dir: Path, *, standins: bool = True) -> Bed:
     ])
     api = _api_client(bed)
     _wait("kube-apiserver /readyz", lambda: api.get("/readyz").status_code == 200, 90, bed, "kube-apiserver")
+    mark("apiserver")
 
     _spawn(bed, "kube-controller-manager", [
         str(bins / "kube-controller-manager"), f"--kubeconfig={dir / 'controller-manager.kubeconfig'}",
@@ -305,11 +313,13 @@ def up(dir: Path, *, standins: bool = True) -> Bed:
         return len(ready) >= NODE_COUNT
 
     _wait(f"{NODE_COUNT} Ready KWOK nodes", nodes_ready, 60, bed, "kwok")
+    mark("nodes")
 
     def default_sa() -> bool:
         return api.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200
 
     _wait("the default ServiceAccount (controller-manager up)", default_sa, 60, bed, "kube-controller-manager")
+    mark("controller-manager")
     # KWOK v0.8.0 creates a CIDR's IP pool lazily with a load-then-store race (PodController.ipPool):
     # pods placed at the same moment right after start-up can each get a fresh pool and the same IP.
     # One warm-up pod creates the pool before any test pod exists; its IP goes back when it is deleted.
@@ -330,7 +340,8 @@ def up(dir: Path, *, standins: bool = True) -> Bed:
         _spawn(bed, "standins", [sys.executable, "-m", "testbed.standins", "--kubeconfig", str(bed.kubeconfig),
                                  "--dir", str(dir / "standins")],
                extra_env={"PYTHONPATH": str(HACK)})
-    (dir / "startup-seconds").write_text(f"{time.monotonic() - t0:.1f}\n")
+    mark("ready")
+    bed.save()
     return bed
 
 

@@ -10,6 +10,7 @@ Pod annotations a test may set (test bed only, never read by the operator):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -64,6 +65,11 @@ class StandIns:
             self.remove(uid)
             have = None
         if have is None:
+            # KWOK hands a deleted pod's IP to the next pod at once: a stand-in still holding this IP
+            # belongs to a pod on its way out and must go before the new server can bind.
+            for other_uid, other in list(self.running.items()):
+                if other.ip == ip:
+                    self.remove(other_uid)
             key = f"{pod.metadata.namespace}.{pod.metadata.name}.{uid[:8]}"
             have = self.running[uid] = Running(key, ip, self.root / key, None)
             have.dir.mkdir(parents=True, exist_ok=True)
@@ -146,13 +152,16 @@ class StandIns:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stand-ins are disposable: a short grace, then SIGKILL, so a burst of deletions (a namespace
+    going away) never leaves old servers on IPs that KWOK has already given to new pods."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+        proc.wait(timeout=0.3)
     except ProcessLookupError:
-        pass
+        return
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
