@@ -174,10 +174,19 @@ def pods(cluster: Cluster, namespace: str, selector: str) -> list[Any]:
 def running_pods(cluster: Cluster, namespace: str, selector: str, count: int, timeout: float = 60) -> list[Any]:
     def ready() -> list[Any] | None:
         ps = [p for p in pods(cluster, namespace, selector)
-              if p.status.phase == "Running" and p.status.pod_ip and not p.metadata.deletion_timestamp]
+              if p.status.phase == "Running" and p.status.pod_ip and not p.metadata.deletion_timestamp
+              and _standin_ready(p)]
         return ps if len(ps) == count else None
 
     return wait_for(ready, f"{count} Running pods with {selector} in {namespace}", timeout)
+
+
+def _standin_ready(pod: Any) -> bool:
+    """A pod with an engine stand-in counts once its own server answers (see testbed.standins)."""
+    labels, ann = pod.metadata.labels or {}, pod.metadata.annotations or {}
+    if "testbed.rolecall.dev/engine" not in labels or pod.spec.host_network:
+        return True  # no stand-in runs for it (host-networked pods never get one)
+    return ann.get("testbed.rolecall.dev/standin") == "ready"
 
 
 def deployment(name: str, engine: str, replicas: int, labels: dict[str, str] | None = None,

@@ -5,6 +5,10 @@ Pod annotations a test may set (test bed only, never read by the operator):
   testbed.rolecall.dev/options     comma-separated flags from servers.OPTIONS (e.g. flush-disabled)
   testbed.rolecall.dev/paused      "true" stops the server (engine down) until removed
   testbed.rolecall.dev/replica-of  name of the redis primary pod, with option `replica`
+
+The controller sets testbed.rolecall.dev/standin on the pod: "ready" once this pod's own server accepts
+connections (tests wait for it: KWOK reuses a deleted pod's IP at once, so an answer at the IP alone
+could come from the old pod's server), "paused" while paused.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +37,7 @@ ENGINE_LABEL = "testbed.rolecall.dev/engine"
 OPTIONS = "testbed.rolecall.dev/options"
 PAUSED = "testbed.rolecall.dev/paused"
 REPLICA_OF = "testbed.rolecall.dev/replica-of"
+STANDIN = "testbed.rolecall.dev/standin"
 log = logging.getLogger("standins")
 
 
@@ -77,8 +84,32 @@ class StandIns:
             log.info("pausing %s", have.key)
             _stop(have.proc)
             have.proc = None
+            self._mark(pod, "paused")
         elif not paused and have.proc is None:
             self._start(pod, have)
+            if have.proc is not None:
+                port = servers.PORTS[pod.metadata.labels[ENGINE_LABEL]]
+                threading.Thread(target=self._announce, args=(pod, have, port), daemon=True).start()
+
+    def _announce(self, pod: Any, have: Running, port: int) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and have.proc is not None and have.proc.poll() is None:
+            try:
+                socket.create_connection((have.ip, port), timeout=1).close()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            self._mark(pod, "ready")
+            return
+        log.error("%s: server did not come up (see %s/server.log)", have.key, have.dir)
+
+    def _mark(self, pod: Any, value: str) -> None:
+        try:
+            self.api.patch_namespaced_pod(pod.metadata.name, pod.metadata.namespace, {"metadata": {
+                "annotations": {STANDIN: value}, "uid": pod.metadata.uid}})
+        except ApiException as e:
+            if e.status not in (404, 409, 422):
+                log.warning("could not mark %s %s: %s", pod.metadata.name, value, e.reason)
 
     def _start(self, pod: Any, have: Running) -> None:
         engine = pod.metadata.labels[ENGINE_LABEL]
@@ -152,17 +183,11 @@ class StandIns:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stand-ins are disposable: a short grace, then SIGKILL, so a burst of deletions (a namespace
-    going away) never leaves old servers on IPs that KWOK has already given to new pods."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=0.3)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    """Stand-ins are disposable: SIGKILL at once, so a burst of deletions (a namespace going away)
+    never leaves old servers on IPs that KWOK has already given to new pods."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def main() -> None:

@@ -96,7 +96,7 @@ def test_node_selector_targets_only_pods_on_matching_nodes_and_groups_per_node(
     annotate_clear(local_bed, namespace, "mc", "zone-a")
     st = wait_handled(local_bed, namespace, "mc", "zone-a")
     assert st["targets"] == 2
-    assert st["nodes"] == [{"node": "kwok-node-0", "targets": 2, "done": 2, "failed": 0}]
+    assert st["nodes"] == [{"node": "kwok-node-0", "targets": 2, "done": 2, "failed": 0}], st
     flushed = {n: int(memcached(ip).stats()[b"cmd_flush"]) for n, ip in ips.items()}
     assert flushed == {"mc-0": 1, "mc-1": 1, "mc-2": 0, "mc-3": 0}
 
