@@ -113,12 +113,11 @@ def _pid_alive(pid: int) -> bool:
     if child is not None:
         return child.poll() is None  # reaps our own exited children, which kill(0) sees as alive zombies
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        # A killed process that is not our child stays a zombie until its new parent reaps it.
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
+    return state not in ("Z", "X")
 
 
 def _write_kubeconfig(path: Path, server: str, ca: Path, user: str, *, cert: Path | None = None,

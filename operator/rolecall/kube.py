@@ -29,9 +29,18 @@ def load() -> client.Configuration:
     return cfg
 
 
+USER_AGENT = "rolecall-operator/0.1.0"  # also the field manager named in managedFields
+
+
+def _client() -> client.ApiClient:
+    api = client.ApiClient(load())
+    api.user_agent = USER_AGENT
+    return api
+
+
 @functools.cache
 def _shared() -> client.ApiClient:
-    return client.ApiClient(load())
+    return _client()
 
 
 def core() -> client.CoreV1Api:
@@ -60,4 +69,4 @@ def events() -> client.EventsV1Api:
 
 def exec_core() -> client.CoreV1Api:
     """A CoreV1Api on its own ApiClient, for exactly one `stream()` call."""
-    return client.CoreV1Api(client.ApiClient(load()))
+    return client.CoreV1Api(_client())
