@@ -98,6 +98,25 @@ class Lease:
                 log.critical("leader lease not renewed for %ss; exiting so only one operator acts", self.duration)
                 os._exit(3)
 
+    async def release(self) -> None:
+        """On a graceful stop, hand the Lease back so a successor need not wait for it to expire."""
+        try:
+            await asyncio.to_thread(self._release)
+        except Exception as e:
+            log.warning("could not release the leader lease: %s", e)
+
+    def _release(self) -> None:
+        api = kube.coordination()
+        metrics.api("get", "leases")
+        lease = api.read_namespaced_lease(self.name, self.namespace)
+        if lease.spec.holder_identity != self.identity:
+            return
+        metrics.api("patch", "leases")
+        api.patch_namespaced_lease(self.name, self.namespace, {
+            "metadata": {"resourceVersion": lease.metadata.resource_version},
+            "spec": {"holderIdentity": None, "renewTime": None, "acquireTime": None}})
+        log.info("leader lease released")
+
     def _renew(self) -> bool:
         api = kube.coordination()
         metrics.api("get", "leases")

@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     lease = leadership.Lease(namespace=args.lease_namespace, duration=args.lease_seconds)
     registry = kopf.OperatorRegistry()
     handlers.register(registry)
+    keeper: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -72,7 +73,13 @@ def main(argv: list[str] | None = None) -> None:
         # min(32, cores + 4) would cap concurrency at 6 on a 2-core node.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64))
         await lease.acquire()
-        asyncio.get_running_loop().create_task(lease.keep(), name="leader-lease")
+        keeper.append(asyncio.get_running_loop().create_task(lease.keep(), name="leader-lease"))
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        for task in keeper:
+            task.cancel()
+        await lease.release()
 
     kopf.run(registry=registry, standalone=True, clusterwide=not args.namespace,
              namespaces=args.namespace)
