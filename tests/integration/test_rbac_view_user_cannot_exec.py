@@ -47,12 +47,14 @@ def test_view_user_self_review_allows_get_pods_and_denies_pods_exec(cluster: Clu
 
 def test_view_user_kubectl_exec_is_forbidden(local_bed: Cluster, namespace: str) -> None:
     _bind_view(local_bed, namespace, "alice")
-    client.AppsV1Api(local_bed.api_client).create_namespaced_deployment(namespace, deployment("mc", "memcached", 1))
+    apps = client.AppsV1Api(local_bed.api_client)
+    apps.create_namespaced_deployment(namespace, deployment("mc", "memcached", 1))
     pod = running_pods(local_bed, namespace, "app=mc", 1)[0].metadata.name
     alice = local_bed.user_kubeconfig("alice")
 
     def can_get() -> bool:
-        got = local_bed.kubectl("get", "pod", pod, "-n", namespace, "-o", "name", kubeconfig=alice, check=False)
+        got = local_bed.kubectl("get", "pod", pod, "-n", namespace, "-o", "name", kubeconfig=alice,
+                                check=False)
         return got.returncode == 0 and got.stdout.strip() == f"pod/{pod}"
 
     wait_for(can_get, "alice to see the pod through her view binding")

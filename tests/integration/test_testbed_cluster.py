@@ -1,4 +1,4 @@
-"""The local bed: loopback pods spread over KWOK nodes, real memcached stand-ins, real exec, pinned version."""
+"""The local bed: loopback pods spread over KWOK nodes, real memcached stand-ins, exec, pinned version."""
 
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +31,10 @@ from rolecall.api.v1alpha1.cacheserver import (
 from rolecall.api.v1alpha1.common import MAX_FAILED_PODS, MAX_POD_RESULTS, NodeSummary, PodResult, RunLedger
 from rolecall.engines import CACHE_ENGINES, CacheEngine, Credentials, Endpoint, EngineError
 from rolecall.engines.base import CacheFigures
+from rolecall.roles.common import RoleReconcile, stop_start, writer_for
 from rolecall.runs import events, fanout
-from rolecall.runs.status import merge_patch, now, patch_status, set_condition
-from rolecall.targets import pods, workload
+from rolecall.runs.status import now
+from rolecall.targets import pods
 from rolecall.targets.pods import NotActionable, Target
 
 GROUP, VERSION, PLURAL = "rolecall.dev", "v1alpha1", "cacheservers"
@@ -46,144 +46,25 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class StatusWriter:
-    """Holds the status as last written, and writes only the difference (nothing if unchanged)."""
-
-    namespace: str
-    name: str
-    status: CacheServerStatus
-    memo: dict[str, Any]
-    written: dict[str, Any] = field(default_factory=dict)
-    writes: int = 0
-
-    async def flush(self) -> None:
-        new = self.status.dump()
-        patch = merge_patch(self.written, new)
-        if not patch:
-            return
-        await patch_status(GROUP, VERSION, PLURAL, self.namespace, self.name, patch)
-        self.writes += 1
-        self.written = new
-        self.memo["status"] = CacheServerStatus.model_validate(new)
-
-
-@dataclass
-class Reconcile:
-    obj: dict[str, Any]
-    spec: CacheServerSpec
-    out: StatusWriter
-    engine: CacheEngine
-    delays: list[float] = field(default_factory=list)
-    # Events that report an outcome are posted after the status write that records it, so a person
-    # never reads an Event that status does not yet reflect (and the write is shared with phase/stats).
-    notices: list[tuple[str, str, str]] = field(default_factory=list)
-    starting: bool = False  # the workload was scaled up and its pods are not all ready yet
-
-    @property
-    def ns(self) -> str:
-        return str(self.obj["metadata"]["namespace"])
-
-    @property
-    def name(self) -> str:
-        return str(self.obj["metadata"]["name"])
-
-    @property
-    def status(self) -> CacheServerStatus:
-        return self.out.status
-
-    @property
-    def generation(self) -> int | None:
-        gen = self.obj["metadata"].get("generation")
-        return int(gen) if gen is not None else None
-
-    def condition(self, type: str, status: bool | str, reason: str, message: str) -> None:
-        value = status if isinstance(status, str) else ("True" if status else "False")
-        self.status.conditions = set_condition(self.status.conditions, type, value, reason, message,
-                                               self.generation)
-
-    def notify(self, type: str, reason: str, message: str) -> None:
-        self.notices.append((type, reason, message))
-
-    def condition_status(self, type: str) -> str | None:
-        return next((c.status for c in self.status.conditions or [] if c.type == type), None)
+class Reconcile(RoleReconcile[CacheServerSpec, CacheServerStatus]):
+    engine: CacheEngine = field(default=CACHE_ENGINES["memcached"])
 
 
 async def reconcile(body: dict[str, Any], memo: dict[str, Any]) -> float | None:
-    meta = body["metadata"]
-    known: CacheServerStatus | None = memo.get("status")
-    status = known if known is not None else CacheServerStatus.model_validate(body.get("status") or {})
-    out = StatusWriter(meta["namespace"], meta["name"], status.model_copy(deep=True), memo,
-                       written=status.dump())
+    out = writer_for(PLURAL, body, memo, CacheServerStatus)
     spec = CacheServerSpec.model_validate(body["spec"])
-    r = Reconcile(body, spec, out, CACHE_ENGINES[spec.engine])
+    r = Reconcile("CacheServer", body, spec, out, engine=CACHE_ENGINES[spec.engine])
     metrics.RECONCILES.labels("CacheServer").inc()
+    busy = None
     try:
-        await _workload(r)
+        await stop_start(r)
         await _clear(r)
         await _stats(r)
     finally:
-        _phase(r)
-        await out.flush()
-        for type, reason, message in r.notices:
-            await events.post(body, type, reason, message)
-    return min(r.delays) if r.delays else None
-
-
-# --- stop / start -------------------------------------------------------------------------------------
-
-async def _workload(r: Reconcile) -> None:
-    ref = r.spec.workload_ref
-    if ref is None:
-        r.status.replicas = r.status.remembered_replicas = None
-        return
-    try:
-        w = await workload.read(r.ns, ref)
-    except workload.WorkloadError as e:
-        r.condition("Stopped", "Unknown", e.reason, str(e))
-        return
-    what = f"{ref.kind} {ref.name}"
-    if w.controller:
-        # Scaling a workload another controller owns would be undone by it (or fight it).
-        r.condition("Stopped", "Unknown", "OwnedByController",
-                    f"{what} is managed by {w.controller}; rolecall does not scale workloads another "
-                    "controller owns")
-        r.status.replicas = w.replicas
-        return
-    remembered = r.status.remembered_replicas if r.status.remembered_replicas is not None else w.remembered
-    if r.spec.stopped:
-        if w.replicas > 0:
-            r.status.remembered_replicas = w.replicas
-            r.status.phase = "Stopping"
-            r.condition("Stopped", False, "Stopping", f"Scaling {what} from {w.replicas} to 0 replicas.")
-            await r.out.flush()  # intent first: the count survives a crash between the two patches
-            await workload.annotate(r.ns, ref, w.replicas, by=r.name)
-            await workload.scale(r.ns, ref, 0)
-            r.notify("Normal", "Stopped", f"Scaled {what} from {w.replicas} to 0 replicas; {w.replicas} remembered.")
-            metrics.REQUESTS.labels("CacheServer", "stop", "succeeded").inc()
-            remembered = w.replicas
-        r.status.replicas = 0
-        r.status.remembered_replicas = remembered
-        r.condition("Stopped", True, "Stopped",
-                    f"{what} is scaled to 0" + (f"; {remembered} replicas will be restored on start."
-                                                if remembered is not None else "."))
-        return
-    replicas, ready = w.replicas, w.ready
-    if remembered is not None:
-        if w.replicas == 0:
-            r.status.phase = "Starting"
-            await r.out.flush()
-            await workload.scale(r.ns, ref, remembered)
-            r.notify("Normal", "Started", f"Scaled {what} from 0 back to {remembered} replicas.")
-            metrics.REQUESTS.labels("CacheServer", "start", "succeeded").inc()
-            replicas, ready = remembered, 0
-        await workload.annotate(r.ns, ref, None, None)
-        r.status.remembered_replicas = None
-    r.status.replicas = replicas
-    if r.condition_status("Stopped") is not None:
-        r.condition("Stopped", False, "Running", f"{what} runs {replicas} replicas.")
-    if ready < replicas:
-        r.starting = True
-        r.delays.append(2.0)  # re-read the workload until its pods are ready (reads only; no writes)
+        run = r.status.run
+        busy = "Clearing" if run is not None and len(run.pending) > len(run.failed) else None
+        delay = await r.finish(busy, "cache role")
+    return delay
 
 
 # --- clear --------------------------------------------------------------------------------------------
@@ -220,7 +101,7 @@ async def _clear(r: Reconcile) -> None:
 
 
 def _retry_due(r: Reconcile) -> bool:
-    memo = r.out.memo
+    memo = r.memo
     due = memo.get("retry_at", 0.0)
     if time.monotonic() >= due:
         return True
@@ -232,9 +113,9 @@ async def _accept(r: Reconcile, token: str | None, after: str | None) -> RunLedg
     targets = await pods.resolve(r.ns, r.spec.selector.to_label_selector(), r.spec.node_selector)
     run = RunLedger(action="clear", token=token, cleared_after=after, accepted_at=now(), targets=len(targets),
                     pending=[t.uid for t in targets])
-    r.out.memo["targets"] = {t.uid: t for t in targets}
-    r.out.memo.pop("retry_at", None)
-    r.out.memo["retries"] = 0
+    r.memo["targets"] = {t.uid: t for t in targets}
+    r.memo.pop("retry_at", None)
+    r.memo["retries"] = 0
     s = r.status
     s.run, s.targets, s.done, s.failed = run, len(targets), 0, 0
     s.failed_pods, s.nodes = None, _node_summary(targets)
@@ -267,7 +148,7 @@ async def _credentials(r: Reconcile) -> Credentials | None:
 
 
 async def _targets_by_uid(r: Reconcile, uids: list[str]) -> dict[str, Target]:
-    known: dict[str, Target] = r.out.memo.get("targets", {})
+    known: dict[str, Target] = r.memo.get("targets", {})
     if all(u in known for u in uids):
         return known
     # After a restart: find the recorded UIDs among the namespace's pods (never by a stored IP).
@@ -275,7 +156,7 @@ async def _targets_by_uid(r: Reconcile, uids: list[str]) -> dict[str, Target]:
     listed = await asyncio.to_thread(kube.core().list_namespaced_pod, r.ns,
                                      label_selector=r.spec.selector.to_label_selector())
     found = {p.metadata.uid: Target(p.metadata.uid, p.metadata.name, p.spec.node_name) for p in listed.items}
-    r.out.memo["targets"] = found
+    r.memo["targets"] = found
     return found
 
 
@@ -373,10 +254,10 @@ async def _carry_out(r: Reconcile, run: RunLedger) -> None:
         s.run = None
         s.last_cleared_at = run.accepted_at
     else:
-        retries = r.out.memo.get("retries", 0)
+        retries = r.memo.get("retries", 0)
         wait = min(RETRY_FAILED_AFTER[1], RETRY_FAILED_AFTER[0] * 2 ** retries)
-        r.out.memo["retries"] = retries + 1
-        r.out.memo["retry_at"] = time.monotonic() + wait
+        r.memo["retries"] = retries + 1
+        r.memo["retry_at"] = time.monotonic() + wait
         r.delays.append(wait)
     if first_pass:
         r.notify("Warning", "ClearFailed", f"{len(failed_now)} of {run.targets} pods failed for {request}: {names}")
@@ -391,7 +272,7 @@ def _counts(r: Reconcile, run: RunLedger, failed_now: dict[str, PodResult]) -> N
 # --- stats --------------------------------------------------------------------------------------------
 
 async def _stats(r: Reconcile) -> None:
-    memo = r.out.memo
+    memo = r.memo
     interval = float(r.spec.stats_interval_seconds)
     due = memo.get("stats_at", 0.0)
     if time.monotonic() < due:
@@ -439,27 +320,3 @@ async def _stats(r: Reconcile) -> None:
         r.status.stats = new  # written only when a figure changed
 
 
-# --- phase --------------------------------------------------------------------------------------------
-
-def _phase(r: Reconcile) -> None:
-    s = r.status
-    if s.run is not None and len(s.run.pending) > len(s.run.failed):
-        s.phase = "Clearing"
-    elif r.starting:
-        s.phase = "Starting"
-    elif r.spec.stopped and r.condition_status("Stopped") == "True":
-        s.phase = "Stopped"
-    elif r.condition_status("Degraded") == "True":
-        s.phase = "Degraded"
-    else:
-        s.phase = "Running"
-    s.observed_generation = r.generation
-    ready = s.phase in ("Running", "Stopped")
-    reason = {"Running": "Running", "Stopped": "Stopped"}.get(s.phase or "", s.phase or "Unknown")
-    message = {"Running": "The cache role is running and nothing is pending.",
-               "Stopped": "The cache role is stopped, as requested."}.get(
-        s.phase or "", f"The cache role is {str(s.phase).lower()}.")
-    r.condition("Ready", ready, reason, message)
-
-
-Runner = Callable[[dict[str, Any], dict[str, Any]], Awaitable[float | None]]
