@@ -1,4 +1,4 @@
-"""The generated CRDs on a real apiserver: Established, documented, and invalid CacheServers rejected readably."""
+"""The generated CRDs on a real apiserver: Established, documented, invalid CacheServers rejected readably."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ CRD_FILES = sorted(p for p in (REPO / "crds").glob("*.yaml") if p.name != "kusto
 
 
 def _body(spec: dict[str, Any], name: str = "c") -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CacheServer", "metadata": {"name": name}, "spec": spec}
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CacheServer", "metadata": {"name": name},
+            "spec": spec}
 
 
 def _create(cluster: Cluster, namespace: str, spec: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
@@ -56,42 +57,43 @@ def test_valid_cache_server_is_accepted_with_defaults(installed: Cluster, namesp
     assert [o["metadata"]["name"] for o in listed["items"]] == ["c"]
 
 
+SELECTOR_RULE = "selector must not be empty: set matchLabels or matchExpressions to pick the target pods"
+TIME_RULE = "must be an RFC 3339 time with an offset, e.g. 2026-11-25T10:00:00Z or 2026-11-25T11:00:00+01:00"
+CONCURRENCY_RULE = "must be a whole number of pods (1 or more) or a percentage of the targets from 1% to 100%"
+STOP_RULE = ("stopped: true needs spec.workloadRef: rolecall stops a role by scaling its Deployment or "
+             "StatefulSet to 0")
+NEAR = {"matchExpressions": [{"key": "a", "operator": "Near"}]}
+
+# (id, spec, the phrase the apiserver's message must contain: field path, offending value, explanation)
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("bad-engine", {**VALID, "engine": "mongodb"},
      'spec.engine: Unsupported value: "mongodb": supported values: "memcached", "redis"'),
     ("clearedAfter-without-offset", {**VALID, "clearedAfter": "2026-11-25T10:00:00"},
-     'spec.clearedAfter: Invalid value: "2026-11-25T10:00:00": must be an RFC 3339 time with an offset, '
-     "e.g. 2026-11-25T10:00:00Z or 2026-11-25T11:00:00+01:00"),
+     f'spec.clearedAfter: Invalid value: "2026-11-25T10:00:00": {TIME_RULE}'),
     ("clearedAfter-garbage", {**VALID, "clearedAfter": "tomorrow"},
-     'spec.clearedAfter: Invalid value: "tomorrow": must be an RFC 3339 time with an offset'),
-    ("stopped-without-workloadRef", {**VALID, "stopped": True},
-     "spec.stopped: Required value: stopped: true needs spec.workloadRef: rolecall stops a role by scaling its "
-     "Deployment or StatefulSet to 0"),
-    ("empty-selector", {**VALID, "selector": {}},
-     "spec.selector: Required value: selector must not be empty: set matchLabels or matchExpressions to pick "
-     "the target pods"),
+     f'spec.clearedAfter: Invalid value: "tomorrow": {TIME_RULE}'),
+    ("stopped-without-workloadRef", {**VALID, "stopped": True}, f"spec.stopped: Required value: {STOP_RULE}"),
+    ("empty-selector", {**VALID, "selector": {}}, f"spec.selector: Required value: {SELECTOR_RULE}"),
     ("selector-empty-matchLabels", {**VALID, "selector": {"matchLabels": {}}},
-     "spec.selector: Required value: selector must not be empty: set matchLabels or matchExpressions to pick "
-     "the target pods"),
+     f"spec.selector: Required value: {SELECTOR_RULE}"),
     ("missing-selector", {"engine": "redis"}, "spec.selector: Required value"),
     ("missing-engine", {"selector": {"matchLabels": {"app": "cache"}}}, "spec.engine: Required value"),
     ("negative-concurrency", {**VALID, "concurrency": -1},
-     "spec.concurrency: Invalid value: -1: must be a whole number of pods (1 or more)"),
+     f"spec.concurrency: Invalid value: -1: {CONCURRENCY_RULE}"),
     ("concurrency-0-percent", {**VALID, "concurrency": "0%"},
-     'spec.concurrency: Invalid value: "0%": must be a whole number of pods (1 or more) or a percentage '
-     "of the targets from 1% to 100%"),
+     f'spec.concurrency: Invalid value: "0%": {CONCURRENCY_RULE}'),
     ("concurrency-150-percent", {**VALID, "concurrency": "150%"},
-     'spec.concurrency: Invalid value: "150%": must be a whole number of pods (1 or more) or a percentage '
-     "of the targets from 1% to 100%"),
-    ("port-70000", {**VALID, "port": 70000}, "spec.port: Invalid value: 70000: spec.port in body should be less "
-                                             "than or equal to 65535"),
+     f'spec.concurrency: Invalid value: "150%": {CONCURRENCY_RULE}'),
+    ("port-70000", {**VALID, "port": 70000},
+     "spec.port: Invalid value: 70000: spec.port in body should be less than or equal to 65535"),
     ("timeoutSeconds-0", {**VALID, "timeoutSeconds": 0},
-     "spec.timeoutSeconds: Invalid value: 0: spec.timeoutSeconds in body should be greater than or equal to 1"),
+     "spec.timeoutSeconds: Invalid value: 0: spec.timeoutSeconds in body should be greater than or equal "
+     "to 1"),
     ("workloadRef-kind-Pod", {**VALID, "workloadRef": {"kind": "Pod", "name": "cache"}},
      'spec.workloadRef.kind: Unsupported value: "Pod": supported values: "Deployment", "StatefulSet"'),
-    ("selector-operator-Near", {**VALID, "selector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}},
-     'spec.selector.matchExpressions[0].operator: Unsupported value: "Near": supported values: "In", "NotIn", '
-     '"Exists", "DoesNotExist"'),
+    ("selector-operator-Near", {**VALID, "selector": NEAR},
+     'spec.selector.matchExpressions[0].operator: Unsupported value: "Near": '
+     'supported values: "In", "NotIn", "Exists", "DoesNotExist"'),
 ]
 
 
@@ -101,7 +103,7 @@ def test_invalid_cache_server_is_rejected_with_a_readable_message(installed: Clu
     with pytest.raises(ApiException) as err:
         _create(installed, namespace, spec)
     assert err.value.status == 422, err.value.body
-    message = json.loads(err.value.body)["message"]  # what kubectl prints after "The CacheServer ... is invalid"
+    message = json.loads(err.value.body)["message"]  # what kubectl prints to the person
     assert phrase in message
 
 
@@ -110,7 +112,7 @@ def test_kubectl_create_prints_the_rule_message(installed: Cluster, namespace: s
     out = installed.kubectl("create", "-n", namespace, "-f", "-", input=manifest, check=False)
     assert out.returncode != 0
     assert 'The CacheServer "nothing" is invalid' in out.stderr, out.stderr
-    assert "selector must not be empty: set matchLabels or matchExpressions to pick the target pods" in out.stderr
+    assert f"spec.selector: Required value: {SELECTOR_RULE}" in out.stderr, out.stderr
 
 
 def _explain(cluster: Cluster, field: str) -> str:
@@ -119,9 +121,23 @@ def _explain(cluster: Cluster, field: str) -> str:
 
 def test_kubectl_explain_prints_the_model_descriptions(installed: Cluster) -> None:
     cleared = _explain(installed, "spec.clearedAfter")
-    assert "The cache has been cleared at or after this time. If the last completed clear is older (or none " \
-           "happened), every target is cleared once; a future time waits until then." in cleared, cleared
+    assert ("The cache has been cleared at or after this time. If the last completed clear is older (or none "
+            "happened), every target is cleared once; a future time waits until then.") in cleared, cleared
     selector = _explain(installed, "spec.selector")
-    assert "Picks the target Pods in this resource's own namespace by label. Required and not empty (an empty " \
-           "selector would pick every pod in the namespace)." in selector, selector
+    assert ("Picks the target Pods in this resource's own namespace by label. Required and not empty (an "
+            "empty selector would pick every pod in the namespace).") in selector, selector
     assert "matchLabels" in selector and "matchExpressions" in selector, selector
+
+
+@pytest.mark.parametrize(("plural", "header"), [
+    ("cacheservers", ["NAME", "ENGINE", "PHASE", "PODS", "ITEMS", "HITRATIO", "LASTCLEARED", "AGE"]),
+    ("webservers", ["NAME", "ENGINE", "PHASE", "REPLICAS", "HEALTHY", "CONNECTIONS", "USERS", "AGE"]),
+])
+def test_printer_columns_are_served(installed: Cluster, namespace: str, plural: str, header: list[str]) -> None:
+    kind = "CacheServer" if plural == "cacheservers" else "WebServer"
+    engine = "memcached" if plural == "cacheservers" else "nginx"
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": "shown"},
+            "spec": {"engine": engine, "selector": {"matchLabels": {"app": "x"}}}}
+    client.CustomObjectsApi(installed.api_client).create_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                                                  plural, body)
+    assert installed.kubectl("get", plural, "-n", namespace).stdout.splitlines()[0].split() == header
