@@ -97,6 +97,7 @@ http {{
   server {{
     listen {ip}:{port};
     {status}
+    location /internal/ {{ root {dir}/www; default_type application/json; }}
     location / {{ default_type text/plain; return 200 "ok\\n"; }}
   }}
 }}

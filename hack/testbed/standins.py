@@ -5,6 +5,8 @@ Pod annotations a test may set (test bed only, never read by the operator):
   testbed.rolecall.dev/options     comma-separated flags from servers.OPTIONS (e.g. flush-disabled)
   testbed.rolecall.dev/paused      "true" stops the server (engine down) until removed
   testbed.rolecall.dev/replica-of  name of the redis primary pod, with option `replica`
+  testbed.rolecall.dev/app-users   nginx/apache: a whole number served as the application's own user
+                                   count, {"sessions": {"active": N}} at /internal/stats (changes live)
 
 The controller sets testbed.rolecall.dev/standin on the pod: "ready" once this pod's own server accepts
 connections (tests wait for it: KWOK reuses a deleted pod's IP at once, so an answer at the IP alone
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -37,6 +40,7 @@ ENGINE_LABEL = "testbed.rolecall.dev/engine"
 OPTIONS = "testbed.rolecall.dev/options"
 PAUSED = "testbed.rolecall.dev/paused"
 REPLICA_OF = "testbed.rolecall.dev/replica-of"
+APP_USERS = "testbed.rolecall.dev/app-users"
 STANDIN = "testbed.rolecall.dev/standin"
 log = logging.getLogger("standins")
 
@@ -80,6 +84,7 @@ class StandIns:
             key = f"{pod.metadata.namespace}.{pod.metadata.name}.{uid[:8]}"
             have = self.running[uid] = Running(key, ip, self.root / key, None)
             have.dir.mkdir(parents=True, exist_ok=True)
+        _serve_app_users(have.dir, ann.get(APP_USERS))
         if paused and have.proc is not None:
             log.info("pausing %s", have.key)
             _stop(have.proc)
@@ -180,6 +185,19 @@ class StandIns:
     def stop_all(self) -> None:
         for uid in list(self.running):
             self.remove(uid)
+
+
+def _serve_app_users(dir: Path, value: str | None) -> None:
+    """The JSON a web stand-in serves at /internal/stats, standing in for an app that counts its users."""
+    if value is None or not value.isdigit():
+        return
+    www = dir / "www" / "internal"
+    www.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"sessions": {"active": int(value)}, "version": "stand-in"})
+    tmp = www / "stats.tmp"
+    tmp.write_text(body)
+    tmp.chmod(0o644)
+    tmp.replace(www / "stats")  # atomic: a reader never sees a half-written file
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -24,6 +24,10 @@ CACHE_BYTES = Gauge("rolecall_cache_bytes", "Bytes of cached data over the targe
 CACHE_HIT_RATIO = Gauge("rolecall_cache_hit_ratio", "Hits / (hits + misses), 0..1.", ["namespace", "name"])
 CACHE_EVICTIONS = Gauge("rolecall_cache_evictions", "Evictions summed over the targets.", ["namespace", "name"])
 
+WEB_ACTIVE_CONNECTIONS = Gauge("rolecall_web_active_connections", "Client connections over a WebServer's pods.",
+                               ["namespace", "name"])
+WEB_CURRENT_USERS = Gauge("rolecall_web_current_users", "currentUsers of a WebServer.", ["namespace", "name"])
+
 
 def api(verb: str, resource: str) -> None:
     API_REQUESTS.labels(verb, resource).inc()

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rolecall.api import schema
-from rolecall.api.v1alpha1 import cacheserver
+from rolecall.api.v1alpha1 import cacheserver, webserver
 
 GROUP = "rolecall.dev"
 VERSION = "v1alpha1"
@@ -47,7 +47,23 @@ CACHE_SERVER = Kind(
     spec_rules=tuple(cacheserver.SPEC_RULES),
 )
 
-KINDS = (CACHE_SERVER,)
+WEB_SERVER = Kind(
+    kind="WebServer", plural="webservers", short_names=("web", "webs"),
+    spec=webserver.WebServerSpec, status=webserver.WebServerStatus,
+    description=webserver.WebServer.__doc__ or "",
+    columns=(
+        {"name": "Engine", "type": "string", "jsonPath": ".spec.engine"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
+        {"name": "Healthy", "type": "integer", "jsonPath": ".status.healthyPods"},
+        {"name": "Connections", "type": "integer", "jsonPath": ".status.activeConnections"},
+        {"name": "Users", "type": "integer", "jsonPath": ".status.currentUsers"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ),
+    spec_rules=tuple(webserver.SPEC_RULES),
+)
+
+KINDS = (CACHE_SERVER, WEB_SERVER)
 
 
 def openapi_schema(kind: Kind) -> dict[str, Any]:

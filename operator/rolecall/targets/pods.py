@@ -2,12 +2,14 @@
 
 A target is a Pod object; its address is only ever that Pod's status.podIP, and the Pod is re-read by
 name and UID just before acting, because pod IPs are reused and a pod may have gone since listing.
+Read-only probes (status pages, stats) use the IP of the list they were just resolved from instead,
+which saves one GET per pod per refresh; they change nothing on the pod.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rolecall import kube, metrics
 
@@ -17,6 +19,19 @@ class Target:
     uid: str
     name: str
     node: str | None
+    listed_ip: str | None = field(default=None, compare=False)  # status.podIP when listed: for read-only probes
+    host_network: bool = field(default=False, compare=False)
+
+    def probe_address(self) -> str:
+        """The listed pod IP for a read-only probe, or NotActionable (host-networked, no IP yet)."""
+        if self.host_network:
+            raise NotActionable(HOST_NETWORK_REFUSED, permanent=True)
+        if not self.listed_ip:
+            raise NotActionable("pod has no IP yet", permanent=False)
+        return self.listed_ip
+
+
+HOST_NETWORK_REFUSED = "hostNetwork pods are refused: their IP is the node's, not the pod's"
 
 
 class NotActionable(Exception):
@@ -44,7 +59,8 @@ async def resolve(namespace: str, label_selector: str, node_selector: dict[str, 
             continue
         if nodes is not None and p.spec.node_name not in nodes:
             continue
-        targets.append(Target(uid=p.metadata.uid, name=p.metadata.name, node=p.spec.node_name))
+        targets.append(Target(uid=p.metadata.uid, name=p.metadata.name, node=p.spec.node_name,
+                              listed_ip=p.status.pod_ip, host_network=bool(p.spec.host_network)))
     return sorted(targets, key=lambda t: t.name)
 
 
@@ -60,7 +76,7 @@ async def address(namespace: str, target: Target) -> str:
     if pod.metadata.uid != target.uid:
         raise NotActionable("pod was replaced by another with the same name", permanent=True, gone=True)
     if pod.spec.host_network:
-        raise NotActionable("hostNetwork pods are refused: their IP is the node's, not the pod's", permanent=True)
+        raise NotActionable(HOST_NETWORK_REFUSED, permanent=True)
     if pod.metadata.deletion_timestamp:
         raise NotActionable("pod is terminating", permanent=True, gone=True)
     if pod.status.phase != "Running" or not pod.status.pod_ip:

@@ -22,6 +22,8 @@ class WorkloadState:
     ready: int
     remembered: int | None
     controller: str | None  # "Kind/name" of a controller owning the workload, if any
+    pre_stop: bool = True  # every container of its pod template has a preStop hook
+    grace_seconds: int = 30  # the pod template's terminationGracePeriodSeconds
 
 
 class WorkloadError(Exception):
@@ -46,7 +48,11 @@ async def read(namespace: str, ref: WorkloadRef) -> WorkloadState:
         raise
     owner = next((o for o in (w.metadata.owner_references or []) if o.controller), None)
     remembered = (w.metadata.annotations or {}).get(REMEMBERED)
+    pod_spec = w.spec.template.spec
+    grace = pod_spec.termination_grace_period_seconds
     return WorkloadState(
+        pre_stop=all(c.lifecycle is not None and c.lifecycle.pre_stop is not None for c in pod_spec.containers),
+        grace_seconds=30 if grace is None else int(grace),
         replicas=w.spec.replicas if w.spec.replicas is not None else 1,
         ready=w.status.ready_replicas or 0,
         remembered=int(remembered) if remembered and remembered.isdigit() else None,

@@ -118,7 +118,8 @@ class RoleStatus(Model):
 
     phase: Phase | None = Field(default=None, description="What the role is doing now.")
     observed_generation: int | None = Field(default=None, description="The spec generation last acted on.")
-    replicas: int | None = Field(default=None, description="Replicas of the workload now.")
+    replicas: int | None = Field(default=None, description="Replicas of the workload now (desired).")
+    ready_replicas: int | None = Field(default=None, description="Ready replicas of the workload.")
     remembered_replicas: int | None = Field(
         default=None, description="Replicas the workload had before it was stopped; restored on start.")
     targets: int | None = Field(default=None, description="Target pods of the last action.")
