@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -153,7 +154,7 @@ class Operator:
 
 
 def new_namespace(cluster: Cluster, prefix: str) -> str:
-    name = f"{prefix[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    name = f"{re.sub('[^a-z0-9-]+', '-', prefix[:40].lower()).strip('-')}-{uuid.uuid4().hex[:5]}"
     client.CoreV1Api(cluster.api_client).create_namespace({"metadata": {"name": name,
                                                                         "labels": {"rolecall.dev/test": "true"}}})
     return name

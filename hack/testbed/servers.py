@@ -21,7 +21,7 @@ PORTS = {"memcached": 11211, "redis": 6379, "postgresql": 5432, "nginx": 80, "ap
 OPTIONS = {
     "memcached": {"flush-disabled", "slow-flush"},
     "redis": {"flushall-denied", "replica", "auth"},
-    "postgresql": set(),
+    "postgresql": {"standby"},
     "nginx": {"status-disabled"},
     "apache": {"status-disabled"},
 }
@@ -73,13 +73,20 @@ def prepare(engine: str, ip: str, dir: Path, options: set[str], bed_user: str | 
         return Launch(["redis-server", str(dir / "redis.conf")])
     if engine == "postgresql":
         data = dir / "data"
-        if not data.exists():
+        if not data.exists() and "standby" in options and primary_ip:
+            # A streaming-replication standby of the primary pod (read-only: pg_is_in_recovery() is true).
+            _chown_tree(dir, bed_user)
+            _run_as(bed_user, [_pg_bin("pg_basebackup"), "-h", primary_ip, "-p", str(port), "-U", "postgres",
+                               "-D", str(data), "-R", "-X", "stream", "--no-sync"],
+                    env={"PGPASSWORD": POSTGRES_PASSWORD})
+        elif not data.exists():
             pwfile = dir / "pwfile"
             pwfile.write_text(POSTGRES_PASSWORD + "\n")
             _chown_tree(dir, bed_user)
             _run_as(bed_user, [_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
                                "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "--no-sync"])
-            (data / "pg_hba.conf").write_text("host all all 127.0.0.0/8 scram-sha-256\n")
+            (data / "pg_hba.conf").write_text("host all all 127.0.0.0/8 scram-sha-256\n"
+                                              "host replication all 127.0.0.0/8 scram-sha-256\n")
         return Launch([_pg_bin("postgres"), "-D", str(data), "-c", f"listen_addresses={ip}", "-c", f"port={port}",
                        "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "shared_buffers=16MB",
                        "-c", "max_connections=40", "-c", "logging_collector=off"])
@@ -151,11 +158,11 @@ def _chown_tree(dir: Path, bed_user: str | None) -> None:
     os.chown(dir, pw.pw_uid, pw.pw_gid)
 
 
-def _run_as(bed_user: str | None, argv: list[str]) -> None:
-    kw: dict[str, object] = {}
+def _run_as(bed_user: str | None, argv: list[str], env: dict[str, str] | None = None) -> None:
+    kw: dict[str, object] = {"env": {**os.environ, **env}} if env else {}
     if bed_user and os.geteuid() == 0:
         pw = pwd.getpwnam(bed_user)
-        kw = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        kw.update(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
     subprocess.run(argv, check=True, capture_output=True, **kw)  # type: ignore[call-overload]
 
 

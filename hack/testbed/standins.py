@@ -4,7 +4,7 @@ pod's IP (KWOK gives pods 127.N.x.y), and stop it when the pod goes. Watch-based
 Pod annotations a test may set (test bed only, never read by the operator):
   testbed.rolecall.dev/options     comma-separated flags from servers.OPTIONS (e.g. flush-disabled)
   testbed.rolecall.dev/paused      "true" stops the server (engine down) until removed
-  testbed.rolecall.dev/replica-of  name of the redis primary pod, with option `replica`
+  testbed.rolecall.dev/replica-of  name of the primary pod: redis with option `replica`, postgresql with `standby`
   testbed.rolecall.dev/app-users   nginx/apache: a whole number served as the application's own user
                                    count, {"sessions": {"active": N}} at /internal/stats (changes live)
 

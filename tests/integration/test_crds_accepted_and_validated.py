@@ -12,6 +12,7 @@ from kubernetes import client  # type: ignore[import-untyped]
 from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
 
 from harness import REPO, Cluster, wait_for
+from rolecall.api.crd import KINDS
 
 GROUP, VERSION, PLURAL = "rolecall.dev", "v1alpha1", "cacheservers"
 VALID: dict[str, Any] = {"engine": "memcached", "selector": {"matchLabels": {"app": "cache"}}}
@@ -40,8 +41,8 @@ def test_crd_file_is_established(installed: Cluster, path: Path) -> None:
     wait_for(lambda: _established(installed, name), f"CRD {name} Established")
 
 
-def test_crd_files_exist() -> None:
-    assert [p.name for p in CRD_FILES] == ["cacheservers.rolecall.dev.yaml"]
+def test_every_kind_has_a_crd_file() -> None:
+    assert [p.name for p in CRD_FILES] == sorted(f"{k.crd_name}.yaml" for k in KINDS)
 
 
 def test_valid_cache_server_is_accepted_with_defaults(installed: Cluster, namespace: str) -> None:

@@ -46,7 +46,7 @@ def request_refresh(cluster: Cluster, ns: str, name: str, token: str) -> dict[st
 def web_events(cluster: Cluster, ns: str, name: str) -> list[Any]:
     evs = client.CoreV1Api(cluster.api_client).list_namespaced_event(
         ns, field_selector=f"involvedObject.name={name},involvedObject.kind=WebServer")
-    return list(evs.items)
+    return sorted(evs.items, key=lambda e: int(e.metadata.resource_version))  # the order they were posted
 
 
 def _connect(ip: str) -> socket.socket:

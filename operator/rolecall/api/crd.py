@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rolecall.api import schema
-from rolecall.api.v1alpha1 import cacheserver, webserver
+from rolecall.api.v1alpha1 import cacheserver, database, webserver
 
 GROUP = "rolecall.dev"
 VERSION = "v1alpha1"
@@ -63,7 +63,39 @@ WEB_SERVER = Kind(
     spec_rules=tuple(webserver.SPEC_RULES),
 )
 
-KINDS = (CACHE_SERVER, WEB_SERVER)
+DATABASE_SERVER = Kind(
+    kind="DatabaseServer", plural="databaseservers", short_names=("db", "dbs"),
+    spec=database.DatabaseServerSpec, status=database.DatabaseServerStatus,
+    description=database.DatabaseServer.__doc__ or "",
+    columns=(
+        {"name": "Engine", "type": "string", "jsonPath": ".spec.engine"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Primary", "type": "string", "jsonPath": ".status.primary"},
+        {"name": "Size", "type": "integer", "jsonPath": ".status.sizeBytes"},
+        {"name": "Connections", "type": "integer", "jsonPath": ".status.connections"},
+        {"name": "LastCompacted", "type": "date", "jsonPath": ".status.lastCompactedAt"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ),
+    spec_rules=tuple(database.SERVER_SPEC_RULES),
+)
+
+DATABASE_MAINTENANCE = Kind(
+    kind="DatabaseMaintenance", plural="databasemaintenances", short_names=("dbm",),
+    spec=database.DatabaseMaintenanceSpec, status=database.DatabaseMaintenanceStatus,
+    description=database.DatabaseMaintenance.__doc__ or "",
+    columns=(
+        {"name": "Database", "type": "string", "jsonPath": ".spec.databaseServerRef.name"},
+        {"name": "Operations", "type": "string", "jsonPath": ".status.summary"},
+        {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Rows", "type": "integer", "jsonPath": ".status.rowsDeleted"},
+        {"name": "Reclaimed", "type": "integer", "jsonPath": ".status.bytesReclaimed"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ),
+    spec_rules=tuple(database.MAINTENANCE_RULES),
+)
+
+KINDS = (CACHE_SERVER, WEB_SERVER, DATABASE_SERVER, DATABASE_MAINTENANCE)
 
 
 def openapi_schema(kind: Kind) -> dict[str, Any]:

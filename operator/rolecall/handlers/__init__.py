@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from rolecall.roles import cache, web
+from rolecall.roles import cache, database, maintenance, web
 from rolecall.runs.queue import Reconcile, WorkQueue
 
 GROUP, VERSION = "rolecall.dev", "v1alpha1"
@@ -15,6 +15,8 @@ GROUP, VERSION = "rolecall.dev", "v1alpha1"
 ROLES: tuple[tuple[str, str, Reconcile], ...] = (
     (cache.PLURAL, "cacheserver-watch", cache.reconcile),
     (web.PLURAL, "webserver-watch", web.reconcile),
+    (database.PLURAL, "databaseserver-watch", database.reconcile),
+    (maintenance.PLURAL, "databasemaintenance-watch", maintenance.reconcile),
 )
 
 

@@ -12,7 +12,6 @@ written in batches; after a crash only pods still pending are redone (at most on
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import logging
 import os
@@ -29,9 +28,9 @@ from rolecall.api.v1alpha1.cacheserver import (
     CacheStats,
 )
 from rolecall.api.v1alpha1.common import MAX_FAILED_PODS, MAX_POD_RESULTS, NodeSummary, PodResult, RunLedger
-from rolecall.engines import CACHE_ENGINES, CacheEngine, Credentials, Endpoint, EngineError
+from rolecall.engines import CACHE_ENGINES, CacheEngine, Endpoint, EngineError
 from rolecall.engines.base import CacheFigures
-from rolecall.roles.common import RoleReconcile, stop_start, writer_for
+from rolecall.roles.common import RoleReconcile, read_credentials, stop_start, writer_for
 from rolecall.runs import events, fanout
 from rolecall.runs.status import now
 from rolecall.targets import pods
@@ -134,19 +133,6 @@ def _node_summary(targets: list[Target]) -> list[NodeSummary] | None:
     return sorted(per.values(), key=lambda n: n.node)[:100] or None
 
 
-async def _credentials(r: Reconcile) -> Credentials | None:
-    ref = r.spec.credentials_secret_ref
-    if ref is None:
-        return None
-    metrics.api("get", "secrets")
-    secret = await asyncio.to_thread(kube.core().read_namespaced_secret, ref.name, r.ns)
-    data = secret.data or {}
-    if ref.password_key not in data:
-        raise EngineError(f"Secret {ref.name} has no key {ref.password_key!r}")
-    user = base64.b64decode(data[ref.username_key]).decode() if ref.username_key in data else None
-    return Credentials(password=base64.b64decode(data[ref.password_key]).decode(), username=user)
-
-
 async def _targets_by_uid(r: Reconcile, uids: list[str]) -> dict[str, Target]:
     known: dict[str, Target] = r.memo.get("targets", {})
     if all(u in known for u in uids):
@@ -164,7 +150,7 @@ async def _carry_out(r: Reconcile, run: RunLedger) -> None:
     s = r.status
     port = r.spec.port or r.engine.default_port
     try:
-        creds = await _credentials(r)
+        creds = await read_credentials(r.ns, r.spec.credentials_secret_ref)
     except (EngineError, kube.ApiException) as e:
         message = f"credentials Secret unusable: {getattr(e, 'reason', None) or e}"
         r.condition("Degraded", True, "CredentialsUnavailable", message)
@@ -283,7 +269,7 @@ async def _stats(r: Reconcile) -> None:
     targets = await pods.resolve(r.ns, r.spec.selector.to_label_selector(), r.spec.node_selector)
     port = r.spec.port or r.engine.default_port
     try:
-        creds = await _credentials(r)
+        creds = await read_credentials(r.ns, r.spec.credentials_secret_ref)
     except (EngineError, kube.ApiException):
         return
     figures: list[CacheFigures] = []

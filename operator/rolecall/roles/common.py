@@ -6,12 +6,16 @@ Triggers: scale-subresource patches, the remembered-replicas annotation, status 
 
 from __future__ import annotations
 
+import asyncio
+import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from rolecall import metrics
+from rolecall import kube, metrics
+from rolecall.api.types import Model, SecretKeyRef
 from rolecall.api.v1alpha1.common import RoleStatus, StopSpec
+from rolecall.engines import Credentials, EngineError
 from rolecall.runs import events
 from rolecall.runs.status import merge_patch, patch_status, set_condition
 from rolecall.targets import workload
@@ -19,16 +23,17 @@ from rolecall.targets import workload
 GROUP, VERSION = "rolecall.dev", "v1alpha1"
 SpecT = TypeVar("SpecT", bound=StopSpec)
 StatusT = TypeVar("StatusT", bound=RoleStatus)
+ModelT = TypeVar("ModelT", bound=Model)
 
 
 @dataclass
-class StatusWriter(Generic[StatusT]):
+class StatusWriter(Generic[ModelT]):
     """Holds the status as last written, and writes only the difference (nothing if unchanged)."""
 
     plural: str
     namespace: str
     name: str
-    status: StatusT
+    status: ModelT
     memo: dict[str, Any]
     written: dict[str, Any] = field(default_factory=dict)
 
@@ -43,7 +48,7 @@ class StatusWriter(Generic[StatusT]):
         self.memo["status"] = type(self.status).model_validate(new)
 
 
-def writer_for(plural: str, body: dict[str, Any], memo: dict[str, Any], model: type[StatusT]) -> StatusWriter[StatusT]:
+def writer_for(plural: str, body: dict[str, Any], memo: dict[str, Any], model: type[ModelT]) -> StatusWriter[ModelT]:
     meta = body["metadata"]
     known = memo.get("status")
     status = known if isinstance(known, model) else model.model_validate(body.get("status") or {})
@@ -104,6 +109,19 @@ class RoleReconcile(Generic[SpecT, StatusT]):
             await events.post(self.obj, type, reason, message)
         self.notices.clear()
         return min(self.delays) if self.delays else None
+
+
+async def read_credentials(namespace: str, ref: SecretKeyRef | None) -> Credentials | None:
+    """The engine credentials a spec names, from a Secret in the resource's own namespace (never logged)."""
+    if ref is None:
+        return None
+    metrics.api("get", "secrets")
+    secret = await asyncio.to_thread(kube.core().read_namespaced_secret, ref.name, namespace)
+    data = secret.data or {}
+    if ref.password_key not in data:
+        raise EngineError(f"Secret {ref.name} has no key {ref.password_key!r}")
+    user = base64.b64decode(data[ref.username_key]).decode() if ref.username_key in data else None
+    return Credentials(password=base64.b64decode(data[ref.password_key]).decode(), username=user)
 
 
 # Called before scaling a workload down; returns True when it may go now (e.g. connections drained).

@@ -76,7 +76,8 @@ def _refresh_token(r: Reconcile) -> str | None:
 async def _refresh(r: Reconcile) -> None:
     token = _refresh_token(r)
     due = r.memo.get("refresh_at", 0.0)
-    if r.refreshed or (token is None and time.monotonic() < due):
+    spec_changed = r.memo.get("refreshed_generation") != r.generation  # e.g. a new userCount: read at once
+    if r.refreshed or (token is None and not spec_changed and time.monotonic() < due):
         r.delays.append(max(0.0, due - time.monotonic()))
         return
     await _read_figures(r)
@@ -87,6 +88,7 @@ async def _read_figures(r: Reconcile) -> list[WebPodStatus]:
     token = _refresh_token(r)
     interval = float(r.spec.refresh_interval_seconds)
     r.memo["refresh_at"] = time.monotonic() + interval
+    r.memo["refreshed_generation"] = r.generation
     r.delays.append(interval)
     r.refreshed = True
     targets = await pods.resolve(r.ns, r.spec.selector.to_label_selector(), r.spec.node_selector)

@@ -82,7 +82,7 @@ STOP_NEEDS_WORKLOAD = {
     "reason": "FieldValueRequired",
 }
 
-Phase = Literal["Pending", "Running", "Stopping", "Stopped", "Starting", "Clearing", "Degraded"]
+Phase = Literal["Pending", "Running", "Stopping", "Stopped", "Starting", "Clearing", "Compacting", "Degraded"]
 
 
 class PodResult(Model):

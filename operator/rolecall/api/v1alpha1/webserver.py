@@ -17,7 +17,7 @@ HttpPath = Annotated[str, WithJsonSchema({
     "x-kubernetes-validations": [
         {"rule": "self.startsWith('/')", "message": "must be an HTTP path that starts with /, e.g. /nginx_status",
          "reason": "FieldValueInvalid"},
-        {"rule": "self.matches('^/[A-Za-z0-9._~!$&()*+,;=:@%/-]*$')",
+        {"rule": "self.matches('^[A-Za-z0-9._~!$&()*+,;=:@%/-]*$')",
          "message": "may hold only URL path characters (no spaces, quotes or query string)",
          "reason": "FieldValueInvalid"}]})]
 JsonField = Annotated[str, WithJsonSchema({

@@ -1,0 +1,248 @@
+"""DatabaseServer and DatabaseMaintenance: compact, clear old rows, stop, start and watch PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, WithJsonSchema
+
+from rolecall.api.types import MAX_NAME, Condition, Duration, Model, SecretKeyRef
+from rolecall.api.v1alpha1.common import STOP_NEEDS_WORKLOAD, RequestTime, RoleStatus, StopSpec, TargetsSpec
+
+COMPACT_ANNOTATION = "rolecall.dev/compact-requested-at"
+MAX_OPERATIONS = 16
+MAX_HISTORY = 10
+
+# SQL identifiers are validated here and still quoted by the driver (psycopg sql.Identifier) or, for the
+# sqlite3 CLI, double-quoted: the pattern admits no quote, so quoting cannot be escaped.
+Identifier = Annotated[str, WithJsonSchema({
+    "type": "string", "maxLength": 63,
+    "x-kubernetes-validations": [{
+        "rule": "self.matches('^[A-Za-z_][A-Za-z0-9_]*$')",
+        "message": "must be a plain SQL identifier: a letter or _, then letters, digits or _ (at most 63), "
+                   "e.g. events or created_at",
+        "reason": "FieldValueInvalid"}]})]
+
+SqlitePath = Annotated[str, WithJsonSchema({
+    "type": "string", "maxLength": 1024,
+    "x-kubernetes-validations": [
+        {"rule": "self.startsWith('/')", "message": "must be an absolute path inside the pod, e.g. /data/app.db",
+         "reason": "FieldValueInvalid"},
+        {"rule": "self.matches('^[A-Za-z0-9._/+-]+$')",
+         "message": "may hold only letters, digits and . _ / + - (no spaces, quotes or shell characters)",
+         "reason": "FieldValueInvalid"},
+        {"rule": "!self.contains('/../') && !self.endsWith('/..')", "message": "must not contain ..",
+         "reason": "FieldValueInvalid"}]})]
+
+CronSchedule = Annotated[str, WithJsonSchema({
+    "type": "string", "maxLength": 128,
+    "x-kubernetes-validations": [{
+        "rule": "self.matches('^\\\\S+( \\\\S+){4,5}$')",
+        "message": "must be a cron schedule of 5 fields (minute hour day month weekday), e.g. '0 3 * * *', "
+                   "or 6 with seconds last",
+        "reason": "FieldValueInvalid"}]})]
+
+
+class DatabaseServerSpec(TargetsSpec, StopSpec):
+    """The desired state of a database role: where it runs, whether it is stopped, when it was compacted."""
+
+    engine: Literal["postgresql", "sqlite"] = Field(description="The database engine: postgresql or sqlite.")
+    port: int | None = Field(default=None, ge=1, le=65535, description="PostgreSQL's port on each pod (default 5432).")
+    database: str | None = Field(
+        default=None, max_length=63, description="PostgreSQL: the database to act on (default postgres).")
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="PostgreSQL: user (usernameKey, default postgres) and password from a Secret "
+                                  "in this namespace.")
+    path: SqlitePath | None = Field(
+        default=None, description="SQLite: absolute path of the database file inside the pod. Reached through "
+                                  "pod exec with the sqlite3 CLI, which the container image must contain (many "
+                                  "application images do not).")
+    container: str | None = Field(default=None, max_length=63,
+                                  description="SQLite: the container to exec into (default: the pod's first).")
+    compacted_after: RequestTime | None = Field(
+        default=None,
+        description="The database has been compacted at or after this time (PostgreSQL VACUUM (ANALYZE), SQLite "
+                    "VACUUM). Re-applying the same value never compacts again; a future time waits until then.")
+    status_interval_seconds: int = Field(
+        default=60, ge=10, le=86400, description="How often size and connection figures are refreshed.")
+    timeout_seconds: int = Field(default=600, ge=1, le=86400,
+                                 description="statement_timeout of each action (a compaction may be slow).")
+
+
+DATABASE_RULES = [
+    STOP_NEEDS_WORKLOAD,
+    {"rule": "self.engine != 'sqlite' || has(self.path)",
+     "message": "engine sqlite needs spec.path: the database file inside the pod, e.g. /data/app.db",
+     "fieldPath": ".path", "reason": "FieldValueRequired"},
+    {"rule": "self.engine != 'postgresql' || !has(self.path)",
+     "message": "spec.path is for SQLite; PostgreSQL is reached at the pod IP (spec.database names the database)",
+     "fieldPath": ".path", "reason": "FieldValueForbidden"},
+]
+
+
+class TableFigures(Model):
+    table: str = Field(max_length=MAX_NAME, description="Schema-qualified table name.")
+    dead_tuples: int = Field(description="PostgreSQL's estimate of dead rows (n_dead_tup).")
+    live_tuples: int = Field(description="PostgreSQL's estimate of live rows (n_live_tup).")
+
+
+class OperationResult(Model):
+    """What one operation did (one entry per spec.operations item, in order)."""
+
+    type: Literal["compact", "clearOldData"] = Field(description="compact or clearOldData.")
+    target: str | None = Field(default=None, max_length=512, description="Table(s) acted on, if any.")
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] = Field(default="Pending",
+                                                                        description="Where the operation is.")
+    cutoff: str | None = Field(default=None, max_length=64,
+                               description="clearOldData: rows older than this are deleted (computed once).")
+    matched_at_start: int | None = Field(default=None, description="clearOldData: rows older than the cut-off "
+                                                                   "when it was computed.")
+    remaining: int | None = Field(default=None, description="clearOldData: rows older than the cut-off left.")
+    rows_deleted: int | None = Field(default=None, description="clearOldData: matchedAtStart - remaining.")
+    batches: int | None = Field(default=None, description="clearOldData: batches committed so far.")
+    bytes_before: int | None = Field(default=None, description="Size before (table(s) or database file).")
+    bytes_after: int | None = Field(default=None, description="Size after.")
+    started_at: str | None = Field(default=None, description="When the operation started.")
+    completed_at: str | None = Field(default=None, description="When it ended.")
+    duration_seconds: float | None = Field(default=None, description="How long it took.")
+    error: str | None = Field(default=None, max_length=1024, description="Why it failed.")
+
+
+class DatabaseServerStatus(RoleStatus):
+    primary: str | None = Field(default=None, max_length=MAX_NAME,
+                                description="The pod acted on (PostgreSQL: the one primary).")
+    size_bytes: int | None = Field(default=None, description="Size on disk (database or file).")
+    connections: int | None = Field(default=None, description="PostgreSQL: sessions in pg_stat_activity.")
+    largest_tables: list[TableFigures] | None = Field(
+        default=None, max_length=5, description="PostgreSQL: the largest tables with dead-tuple estimates.")
+    refreshed_at: str | None = Field(default=None, description="When these figures last changed.")
+    last_compacted_at: str | None = Field(default=None, description="When the last compaction began.")
+    last_handled_compact_request: str | None = Field(
+        default=None, description=f"The last {COMPACT_ANNOTATION} value handled, copied verbatim.")
+    last_compaction: OperationResult | None = Field(default=None, description="The last compaction's result.")
+    last_clear_old_data: OperationResult | None = Field(
+        default=None, description="The last clearOldData result of a DatabaseMaintenance on this database.")
+
+
+class DatabaseServer(Model):
+    """A database role (PostgreSQL or SQLite pods): compact, stop, start, size and connections."""
+
+    spec: DatabaseServerSpec
+    status: DatabaseServerStatus | None = None
+
+
+# --- DatabaseMaintenance ------------------------------------------------------------------------------
+
+class Compact(Model):
+    full: bool = Field(default=False, description="PostgreSQL: VACUUM FULL (rewrites tables, takes an ACCESS "
+                                                  "EXCLUSIVE lock) instead of VACUUM (ANALYZE).")
+    tables: list[Identifier] | None = Field(default=None, max_length=32,
+                                            description="Only these tables (default: the whole database).")
+
+
+class ClearOldData(Model):
+    table: Identifier = Field(description="The table to delete old rows from.")
+    timestamp_column: Identifier = Field(description="The column holding each row's time.")
+    older_than: Duration = Field(description="Rows older than this before the run started are deleted, e.g. 30d.")
+    batch_size: int = Field(default=1000, ge=1, le=100000,
+                            description="Rows deleted per batch; each batch is its own transaction.")
+    max_rows: int | None = Field(default=None, ge=1, description="Stop after deleting this many rows.")
+    timestamp_format: Literal["unixSeconds", "unixMilliseconds", "iso8601"] | None = Field(
+        default=None,
+        description="SQLite only (required there): how the column stores time. SQLite compares INTEGER and TEXT "
+                    "without error, so a column whose values do not match is refused before anything is "
+                    "deleted. iso8601 means UTC text such as 2026-11-25T10:00:00Z.")
+
+
+class Operation(Model):
+    """One step: set exactly one of compact or clearOldData."""
+
+    compact: Compact | None = Field(default=None, description="Compact the database (VACUUM).")
+    clear_old_data: ClearOldData | None = Field(default=None, description="Delete rows older than a cut-off.")
+
+
+class DatabaseServerRef(Model):
+    name: str = Field(max_length=MAX_NAME, description="Name of a DatabaseServer in this namespace.")
+
+
+IMMUTABLE_FIELDS = ("databaseServerRef", "operations", "schedule", "timeZone", "window", "timeoutSeconds",
+                    "ttlSecondsAfterFinished")
+
+
+def _same(field: str) -> str:
+    return f"(has(self.{field}) == has(oldSelf.{field})) && (!has(self.{field}) || self.{field} == oldSelf.{field})"
+
+
+class DatabaseMaintenanceSpec(Model):
+    """One maintenance job (like a Job), or a recurring one with a schedule (like a CronJob)."""
+
+    database_server_ref: DatabaseServerRef = Field(description="The DatabaseServer to act on.")
+    operations: list[Operation] = Field(min_length=1, max_length=MAX_OPERATIONS,
+                                        description="Steps run in order; a failed step stops the run.")
+    schedule: CronSchedule | None = Field(
+        default=None,
+        description="Cron schedule that makes this recurring, e.g. '0 3 * * *'. Runs missed while the operator "
+                    "was down are run once, not once per missed time.")
+    time_zone: str | None = Field(default=None, max_length=64,
+                                  description="IANA time zone of the schedule and window (default UTC).")
+    window: str | None = Field(
+        default=None, max_length=11, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="Allowed start times, HH:MM-HH:MM in timeZone (may wrap midnight). A run due outside it "
+                    "waits for the window to open.")
+    suspend: bool = Field(default=False, description="true: no new scheduled runs start (a running one finishes).")
+    timeout_seconds: int = Field(default=3600, ge=1, le=604800,
+                                 description="Limit for a whole run; also each statement's statement_timeout.")
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete this one-shot maintenance this long after it finished.")
+
+
+MAINTENANCE_RULES = [
+    {"rule": "self.operations.all(o, (has(o.compact) ? 1 : 0) + (has(o.clearOldData) ? 1 : 0) == 1)",
+     "message": "each operation sets exactly one of compact or clearOldData", "fieldPath": ".operations",
+     "reason": "FieldValueInvalid"},
+    {"rule": " && ".join(_same(f) for f in IMMUTABLE_FIELDS),
+     "message": "spec is immutable after creation, except suspend: create a new DatabaseMaintenance instead"},
+    {"rule": "has(self.schedule) || !has(self.window)", "message": "window needs a schedule",
+     "fieldPath": ".window", "reason": "FieldValueForbidden"},
+]
+
+MaintenancePhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed"]
+
+
+class RunRecord(Model):
+    scheduled_at: str | None = Field(default=None, description="The schedule time this run was for.")
+    phase: MaintenancePhase = Field(description="How the run ended.")
+    started_at: str | None = Field(default=None, description="When it started.")
+    completed_at: str | None = Field(default=None, description="When it ended.")
+    rows_deleted: int | None = Field(default=None, description="Rows deleted by its clearOldData steps.")
+    bytes_reclaimed: int | None = Field(default=None, description="Bytes freed by its compact steps.")
+    error: str | None = Field(default=None, max_length=1024, description="Why it failed.")
+
+
+class DatabaseMaintenanceStatus(Model):
+    phase: MaintenancePhase | None = Field(default=None, description="Pending, Queued, Running, Succeeded, Failed.")
+    summary: str | None = Field(default=None, max_length=256,
+                                description="The operations in short, e.g. clearOldData(events) + compact.")
+    observed_generation: int | None = Field(default=None, description="The spec generation last acted on.")
+    scheduled_at: str | None = Field(default=None, description="The schedule time of the current or last run.")
+    started_at: str | None = Field(default=None, description="When the current or last run started.")
+    completed_at: str | None = Field(default=None, description="When it ended.")
+    operations: list[OperationResult] | None = Field(default=None, max_length=MAX_OPERATIONS,
+                                                     description="Per-operation results of that run.")
+    rows_deleted: int | None = Field(default=None, description="Rows deleted by that run.")
+    bytes_reclaimed: int | None = Field(default=None, description="Bytes freed by that run's compactions.")
+    next_run_at: str | None = Field(default=None, description="Recurring: when the next run is due.")
+    history: list[RunRecord] | None = Field(default=None, max_length=MAX_HISTORY,
+                                            description=f"Recurring: the last {MAX_HISTORY} runs, newest first.")
+    conditions: list[Condition] | None = Field(default=None, max_length=16,
+                                               description="Complete, Failed, Queued, Suspended.")
+
+
+class DatabaseMaintenance(Model):
+    """A maintenance job on a DatabaseServer: compact and clear old data, once or on a schedule."""
+
+    spec: DatabaseMaintenanceSpec
+    status: DatabaseMaintenanceStatus | None = None
+
+
+SERVER_SPEC_RULES = DATABASE_RULES

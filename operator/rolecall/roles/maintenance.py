@@ -1,0 +1,360 @@
+"""DatabaseMaintenance reconcile: run the operations once (like a Job) or on a schedule (like a CronJob).
+
+Observes: the DatabaseMaintenance, the DatabaseServer it names (read when a run starts), our own status.
+Triggers: VACUUM and batched DELETEs on the server's one primary, status writes on the maintenance (and
+the server's lastCompaction/lastClearOldData), Events, and deletion of a finished one-shot after its TTL.
+
+The ledger is status itself: a run's phase, and per clearOldData step its cut-off and the rows that
+matched it, are written before the first row is deleted. A restart finds phase Running and continues
+each unfinished step with the stored cut-off: rows newer than it are never touched, and rows deleted
+is always (matched at start - rows still older than the cut-off). Progress is written every
+PROGRESS_SECONDS. One maintenance per database runs at a time in this operator (the one Lease holder);
+the others wait in phase Queued. Deleting a running maintenance cancels its task, and the PostgreSQL
+session sends a cancel for the running statement (a sqlite3 exec in flight runs to its end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import zoneinfo
+from dataclasses import dataclass, field
+from typing import Any
+
+from croniter import croniter
+
+from rolecall import kube, metrics
+from rolecall.api.types import duration_seconds, parse_time
+from rolecall.api.v1alpha1.database import (
+    MAX_HISTORY,
+    DatabaseMaintenanceSpec,
+    DatabaseMaintenanceStatus,
+    DatabaseServerSpec,
+    Operation,
+    OperationResult,
+    RunRecord,
+)
+from rolecall.engines import EngineError
+from rolecall.engines.database import DatabaseSession
+from rolecall.roles import database
+from rolecall.roles.common import StatusWriter, writer_for
+from rolecall.runs import events
+from rolecall.runs.status import now, patch_status, set_condition
+from rolecall.targets.pods import NotActionable
+
+GROUP, VERSION, PLURAL = "rolecall.dev", "v1alpha1", "databasemaintenances"
+PROGRESS_SECONDS = 2.0
+QUEUE_CHECK_SECONDS = 2.0  # a queued maintenance looks again this often (in-process, no API calls)
+# (namespace, DatabaseServer) -> the maintenance running on it now, in this operator process.
+_running: dict[tuple[str, str], str] = {}
+
+
+class RunFailed(Exception):
+    pass
+
+
+@dataclass
+class Maintenance:
+    obj: dict[str, Any]
+    spec: DatabaseMaintenanceSpec
+    out: StatusWriter[DatabaseMaintenanceStatus]
+    delays: list[float] = field(default_factory=list)
+    last_progress: float = 0.0
+
+    @property
+    def ns(self) -> str:
+        return str(self.obj["metadata"]["namespace"])
+
+    @property
+    def name(self) -> str:
+        return str(self.obj["metadata"]["name"])
+
+    @property
+    def status(self) -> DatabaseMaintenanceStatus:
+        return self.out.status
+
+    def condition(self, type: str, status: bool, reason: str, message: str) -> None:
+        gen = self.obj["metadata"].get("generation")
+        self.status.conditions = set_condition(self.status.conditions, type, "True" if status else "False",
+                                               reason, message, int(gen) if gen is not None else None)
+
+    async def event(self, type: str, reason: str, message: str) -> None:
+        await events.post(self.obj, type, reason, message)
+
+    async def progress(self, force: bool = False) -> None:
+        if force or time.monotonic() - self.last_progress >= PROGRESS_SECONDS:
+            self.last_progress = time.monotonic()
+            await self.out.flush()
+
+
+async def reconcile(body: dict[str, Any], memo: dict[str, Any]) -> float | None:
+    out = writer_for(PLURAL, body, memo, DatabaseMaintenanceStatus)
+    m = Maintenance(body, DatabaseMaintenanceSpec.model_validate(body["spec"]), out)
+    metrics.RECONCILES.labels("DatabaseMaintenance").inc()
+    s = m.status
+    s.summary = s.summary or _summary(m.spec.operations)
+    gen = body["metadata"].get("generation")
+    s.observed_generation = int(gen) if gen is not None else None
+    try:
+        scheduled_at = await _due(m)
+        if scheduled_at is not None:
+            await _claim_and_run(m, scheduled_at)
+    finally:
+        await out.flush()
+    return min(m.delays) if m.delays else None
+
+
+def _summary(operations: list[Operation]) -> str:
+    parts = []
+    for op in operations:
+        if op.clear_old_data is not None:
+            parts.append(f"clearOldData({op.clear_old_data.table})")
+        elif op.compact is not None:
+            parts.append("compact full" if op.compact.full else "compact")
+    return " + ".join(parts)[:256]
+
+
+def _utc(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def _due(m: Maintenance) -> str | None:
+    """The schedule time of the run to start or continue now, or None (and a wake-up time) if none is due."""
+    s, spec = m.status, m.spec
+    if s.phase == "Running":
+        return s.scheduled_at or s.started_at or now()  # an interrupted run: continue it
+    if spec.schedule is None:
+        if s.phase in ("Succeeded", "Failed"):
+            await _expire(m)
+            return None
+        return now()
+    try:
+        zone = zoneinfo.ZoneInfo(spec.time_zone or "UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        m.condition("Scheduled", False, "InvalidTimeZone", f"timeZone {spec.time_zone!r} is not an IANA time zone.")
+        return None
+    current = dt.datetime.now(zone)
+    if s.next_run_at is None:
+        base = parse_time(s.scheduled_at or m.obj["metadata"]["creationTimestamp"]).astimezone(zone)
+        s.next_run_at = _utc(croniter(spec.schedule, base).get_next(dt.datetime))
+    if spec.suspend:
+        m.condition("Suspended", True, "Suspended", "suspend is true: no new runs start.")
+        return None  # un-suspending is a spec change, which wakes the reconcile
+    if s.conditions and any(c.type == "Suspended" for c in s.conditions):
+        m.condition("Suspended", False, "Resumed", "Scheduled runs start again.")
+    due = parse_time(s.next_run_at)
+    if current < due:
+        m.delays.append((due - current).total_seconds())
+        s.phase = s.phase or "Pending"
+        return None
+    opens = _window_opens(spec.window, current)
+    if opens is not None:
+        m.condition("Scheduled", False, "OutsideWindow", f"The run due at {s.next_run_at} waits for the window "
+                                                         f"{spec.window} ({spec.time_zone or 'UTC'}).")
+        m.delays.append((opens - current).total_seconds())
+        return None
+    # Runs missed while the operator was down collapse into this one run (the documented policy).
+    return s.next_run_at
+
+
+def _window_opens(window: str | None, t: dt.datetime) -> dt.datetime | None:
+    """None when `t` is inside HH:MM-HH:MM (or there is no window); else when the window next opens."""
+    if not window:
+        return None
+    start_s, end_s = window.split("-")
+    start = t.replace(hour=int(start_s[:2]), minute=int(start_s[3:]), second=0, microsecond=0)
+    end = t.replace(hour=int(end_s[:2]), minute=int(end_s[3:]), second=0, microsecond=0)
+    inside = start <= t < end if start <= end else (t >= start or t < end)  # the second wraps midnight
+    if inside:
+        return None
+    return start if start > t else start + dt.timedelta(days=1)
+
+
+async def _expire(m: Maintenance) -> None:
+    ttl, done = m.spec.ttl_seconds_after_finished, m.status.completed_at
+    if ttl is None or done is None:
+        return
+    left = (parse_time(done) + dt.timedelta(seconds=ttl) - dt.datetime.now(dt.UTC)).total_seconds()
+    if left > 0:
+        m.delays.append(left)
+        return
+    metrics.api("delete", PLURAL)
+    try:
+        await asyncio.to_thread(kube.custom().delete_namespaced_custom_object, GROUP, VERSION, m.ns, PLURAL, m.name)
+    except kube.ApiException as e:
+        if e.status != 404:
+            raise
+
+
+async def _claim_and_run(m: Maintenance, scheduled_at: str) -> None:
+    key = (m.ns, m.spec.database_server_ref.name)
+    holder = _running.get(key)
+    if holder is not None and holder != m.name:
+        if m.status.phase != "Queued":
+            m.status.phase = "Queued"
+            m.condition("Queued", True, "AnotherMaintenanceRunning",
+                        f"Waiting for DatabaseMaintenance {holder} on {key[1]} to finish.")
+            await m.event("Normal", "Queued", f"Waiting for DatabaseMaintenance {holder} on {key[1]} to finish.")
+        m.delays.append(QUEUE_CHECK_SECONDS)
+        return
+    _running[key] = m.name
+    try:
+        await _run(m, scheduled_at)
+    finally:
+        if _running.get(key) == m.name:
+            del _running[key]
+
+
+async def _server_spec(m: Maintenance) -> DatabaseServerSpec:
+    ref = m.spec.database_server_ref.name
+    metrics.api("get", database.PLURAL)
+    try:
+        obj = await asyncio.to_thread(kube.custom().get_namespaced_custom_object, GROUP, VERSION, m.ns,
+                                      database.PLURAL, ref)
+    except kube.ApiException as e:
+        if e.status == 404:
+            raise RunFailed(f"DatabaseServer {ref} not found in {m.ns}") from e
+        raise
+    return DatabaseServerSpec.model_validate(obj["spec"])
+
+
+async def _run(m: Maintenance, scheduled_at: str) -> None:
+    s, spec = m.status, m.spec
+    if s.phase != "Running":
+        s.phase, s.scheduled_at, s.started_at, s.completed_at = "Running", scheduled_at, now(), None
+        s.rows_deleted = s.bytes_reclaimed = None
+        s.operations = [_fresh_result(op) for op in spec.operations]
+        m.condition("Queued", False, "Started", "The run started.")
+        m.condition("Complete", False, "Running", f"Running {s.summary}.")
+        await m.progress(force=True)  # the run is on record before the database is touched
+        await m.event("Normal", "Started", f"Running {s.summary} on {spec.database_server_ref.name}.")
+    deadline = parse_time(s.started_at or now()) + dt.timedelta(seconds=spec.timeout_seconds)
+    error: str | None = None
+    try:
+        server = await _server_spec(m)
+        server = server.model_copy(update={"timeout_seconds": spec.timeout_seconds})
+        async with database.open_database(m.ns, server) as db:
+            for op, result in zip(spec.operations, s.operations or [], strict=True):
+                if result.phase == "Succeeded":
+                    continue
+                await _operation(m, db.session, op, result, deadline)
+    except (RunFailed, EngineError, database.NoTarget, NotActionable, TimeoutError) as e:
+        error = str(e) or type(e).__name__
+    except kube.ApiException as e:
+        error = f"Kubernetes API: {e.status} {e.reason}"
+    if error is not None:
+        # The step that was running failed; a run that failed before any step began (no primary, no
+        # DatabaseServer) names its first unfinished step, so the error sits where a person looks.
+        unfinished = [r for r in s.operations or [] if r.phase in ("Running", "Pending")]
+        running = [r for r in unfinished if r.phase == "Running"] or unfinished[:1]
+        for result in running:
+            result.phase, result.error, result.completed_at = "Failed", error[:1024], now()
+    _finish(m, error)
+    await m.progress(force=True)
+    await _report_to_server(m)
+    if error is None:
+        await m.event("Normal", "Succeeded", f"{s.summary}: {s.rows_deleted or 0} rows deleted, "
+                                             f"{s.bytes_reclaimed or 0} bytes reclaimed.")
+    else:
+        await m.event("Warning", "Failed", f"{s.summary} failed: {error}")
+
+
+def _fresh_result(op: Operation) -> OperationResult:
+    if op.clear_old_data is not None:
+        c = op.clear_old_data
+        return OperationResult(type="clearOldData", target=f"{c.table}.{c.timestamp_column}")
+    tables = (op.compact.tables if op.compact else None) or []
+    return OperationResult(type="compact", target=", ".join(tables) or None)
+
+
+async def _operation(m: Maintenance, db: DatabaseSession, op: Operation, result: OperationResult,
+                     deadline: dt.datetime) -> None:
+    started = time.monotonic()
+    result.phase, result.started_at, result.error = "Running", result.started_at or now(), None
+    if op.compact is not None:
+        tables = op.compact.tables
+        result.bytes_before = await db.size(tables)
+        await m.progress(force=True)
+        await db.compact(op.compact.full, tables)
+        result.bytes_after = await db.size(tables)
+    elif op.clear_old_data is not None:
+        await _clear_old_data(m, db, op, result, deadline)
+    result.phase, result.completed_at = "Succeeded", now()
+    result.duration_seconds = round((result.duration_seconds or 0) + time.monotonic() - started, 3)
+    await m.progress()
+
+
+async def _clear_old_data(m: Maintenance, db: DatabaseSession, op: Operation, result: OperationResult,
+                          deadline: dt.datetime) -> None:
+    c = op.clear_old_data
+    assert c is not None
+    if hasattr(db, "timestamp_format"):
+        db.timestamp_format = c.timestamp_format  # SQLite compares by the declared format
+    table, column = c.table, c.timestamp_column
+    if result.cutoff is None:
+        await db.check_column(table, column)  # refuse before anything is deleted
+        result.cutoff = await db.cutoff(duration_seconds(c.older_than))
+        result.matched_at_start = await db.count_older(table, column, result.cutoff)
+        result.batches, result.rows_deleted, result.remaining = 0, 0, result.matched_at_start
+        await m.progress(force=True)  # the cut-off is on record before the first batch
+    matched = result.matched_at_start or 0
+    deleted = matched - await db.count_older(table, column, result.cutoff)  # also right after a restart
+    while True:
+        limit = c.batch_size if c.max_rows is None else min(c.batch_size, c.max_rows - deleted)
+        if limit <= 0:
+            break
+        if dt.datetime.now(dt.UTC) >= deadline:
+            raise TimeoutError(f"timeoutSeconds ({m.spec.timeout_seconds}s) passed after {result.batches} batches")
+        n = await db.delete_batch(table, column, result.cutoff, limit)
+        deleted += n
+        result.batches = (result.batches or 0) + 1
+        result.rows_deleted, result.remaining = deleted, matched - deleted
+        await m.progress()
+        if n < limit:
+            break
+    result.remaining = await db.count_older(table, column, result.cutoff)
+    result.rows_deleted = matched - result.remaining
+
+
+def _finish(m: Maintenance, error: str | None) -> None:
+    s = m.status
+    s.phase = "Failed" if error else "Succeeded"
+    s.completed_at = now()
+    s.rows_deleted = sum(r.rows_deleted or 0 for r in s.operations or [] if r.type == "clearOldData")
+    s.bytes_reclaimed = sum(max(0, (r.bytes_before or 0) - (r.bytes_after or 0))
+                            for r in s.operations or [] if r.type == "compact" and r.bytes_after is not None)
+    if error:
+        m.condition("Complete", False, "Failed", f"{s.summary} failed: {error}")
+        m.condition("Failed", True, "OperationFailed", error)
+    else:
+        m.condition("Complete", True, "Succeeded", f"{s.summary}: {s.rows_deleted} rows deleted, "
+                                                    f"{s.bytes_reclaimed} bytes reclaimed.")
+        m.condition("Failed", False, "Succeeded", "The last run succeeded.")
+    metrics.REQUESTS.labels("DatabaseMaintenance", "run", s.phase.lower()).inc()
+    if m.spec.schedule is not None:
+        record = RunRecord(scheduled_at=s.scheduled_at, phase=s.phase, started_at=s.started_at,
+                           completed_at=s.completed_at, rows_deleted=s.rows_deleted,
+                           bytes_reclaimed=s.bytes_reclaimed, error=error[:1024] if error else None)
+        s.history = [record, *(s.history or [])][:MAX_HISTORY]
+        zone = zoneinfo.ZoneInfo(m.spec.time_zone or "UTC")
+        s.next_run_at = _utc(croniter(m.spec.schedule, dt.datetime.now(zone)).get_next(dt.datetime))
+        m.delays.append(max(0.0, (parse_time(s.next_run_at) - dt.datetime.now(dt.UTC)).total_seconds()))
+    elif m.spec.ttl_seconds_after_finished is not None:
+        m.delays.append(float(m.spec.ttl_seconds_after_finished))
+
+
+async def _report_to_server(m: Maintenance) -> None:
+    """Copies the run's last compact / clearOldData results to the DatabaseServer's status."""
+    patch: dict[str, Any] = {}
+    for r in m.status.operations or []:
+        key = "lastCompaction" if r.type == "compact" else "lastClearOldData"
+        if r.phase in ("Succeeded", "Failed"):
+            patch[key] = r.dump()
+    if not patch:
+        return
+    try:
+        await patch_status(GROUP, VERSION, database.PLURAL, m.ns, m.spec.database_server_ref.name, patch)
+    except kube.ApiException as e:
+        if e.status != 404:
+            raise

@@ -1,0 +1,76 @@
+"""clearOldData on real PostgreSQL: rows older than the stored cut-off deleted in batches, newer rows kept."""
+
+from __future__ import annotations
+
+from dbkit import (
+    CLEAR,
+    MAINTENANCES,
+    NEW,
+    OLD,
+    SERVERS,
+    create,
+    maintenance,
+    pg_pods,
+    pg_scalar,
+    pg_server,
+    seed_events,
+    status_of,
+    wait_finished,
+)
+from harness import Cluster, Operator, wait_for
+
+
+def test_old_rows_deleted_in_batches_newer_rows_kept(local_bed: Cluster, namespace: str,
+                                                     operator: Operator) -> None:
+    ip = pg_pods(local_bed, namespace, ["pg-0"])["pg-0"]
+    seed_events(ip)
+    operator.start()
+    create(local_bed, namespace, SERVERS, pg_server("db", {"app": "pg"}))
+    create(local_bed, namespace, MAINTENANCES, maintenance("purge", "db", [CLEAR]))
+    st = wait_finished(local_bed, namespace, "purge")
+    assert st["phase"] == "Succeeded", st.get("operations")
+    op = st["operations"][0]
+    assert (op["matchedAtStart"], op["rowsDeleted"], op["remaining"]) == (OLD, OLD, 0), op
+    assert op["batches"] == 5 and op["cutoff"], op  # 7+7+7+7+2
+    assert st["rowsDeleted"] == OLD and st["summary"] == "clearOldData(events)"
+    assert pg_scalar(ip, "SELECT count(*) FROM events WHERE payload = 'old'") == 0
+    assert pg_scalar(ip, "SELECT count(*) FROM events WHERE payload = 'new'") == NEW
+    # The cut-off was computed by PostgreSQL (now() - 30 days) and is what every batch compared with.
+    assert pg_scalar(ip, "SELECT abs(extract(epoch FROM (now() - interval '30 days' - %s::timestamptz))) < 600",
+                     op["cutoff"]) is True
+    server = wait_for(lambda: (s := status_of(local_bed, namespace, SERVERS, "db")).get("lastClearOldData") and s,
+                      "the DatabaseServer to show the last clearOldData")
+    assert server["lastClearOldData"]["rowsDeleted"] == OLD and server["primary"] == "pg-0"
+    table = local_bed.kubectl("get", "-n", namespace, "databasemaintenance", "purge").stdout
+    header = table.splitlines()[0].split()
+    assert header == ["NAME", "DATABASE", "OPERATIONS", "SCHEDULE", "PHASE", "ROWS", "RECLAIMED", "AGE"], header
+    assert "Succeeded" in table and " 30 " in table
+    assert local_bed.kubectl("wait", "-n", namespace, "databasemaintenance/purge", "--for=condition=Complete",
+                             "--timeout=5s").returncode == 0
+
+
+def test_max_rows_stops_early_and_the_count_stays_exact(local_bed: Cluster, namespace: str,
+                                                        operator: Operator) -> None:
+    ip = pg_pods(local_bed, namespace, ["pg-0"])["pg-0"]
+    seed_events(ip)
+    operator.start()
+    create(local_bed, namespace, SERVERS, pg_server("db", {"app": "pg"}))
+    capped = {"clearOldData": {**CLEAR["clearOldData"], "maxRows": 10}}
+    create(local_bed, namespace, MAINTENANCES, maintenance("capped", "db", [capped]))
+    op = wait_finished(local_bed, namespace, "capped")["operations"][0]
+    assert (op["matchedAtStart"], op["rowsDeleted"], op["remaining"]) == (OLD, 10, OLD - 10), op
+    assert pg_scalar(ip, "SELECT count(*) FROM events") == OLD + NEW - 10
+
+
+def test_a_column_that_is_not_a_time_is_refused_and_nothing_deleted(local_bed: Cluster, namespace: str,
+                                                                   operator: Operator) -> None:
+    ip = pg_pods(local_bed, namespace, ["pg-0"])["pg-0"]
+    seed_events(ip)
+    operator.start()
+    create(local_bed, namespace, SERVERS, pg_server("db", {"app": "pg"}))
+    wrong = {"clearOldData": {"table": "events", "timestampColumn": "payload", "olderThan": "30d"}}
+    st = wait_finished(local_bed, namespace, create(local_bed, namespace, MAINTENANCES,
+                                                    maintenance("wrong", "db", [wrong]))["metadata"]["name"])
+    assert st["phase"] == "Failed"
+    assert st["operations"][0]["error"] == "postgresql: events.payload is text, not a timestamp or date"
+    assert pg_scalar(ip, "SELECT count(*) FROM events") == OLD + NEW
