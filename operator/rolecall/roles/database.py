@@ -173,6 +173,7 @@ async def _compact(r: Reconcile) -> None:
             result.bytes_before = await db.session.size(None)
             await db.session.compact(False, None)
             result.bytes_after = await db.session.size(None)
+        result.phase = "Succeeded"
     except (EngineError, NoTarget, NotActionable, kube.ApiException) as e:
         result.phase, result.error = "Failed", (getattr(e, "reason", None) if isinstance(e, kube.ApiException)
                                                 else None) or str(e)

@@ -1,0 +1,66 @@
+"""kill -9 of the operator mid-clearOldData: after restart it finishes with the same cut-off; rows deleted
+equals the rows that matched at the start; newer rows are untouched. Batches are made slow by a trigger
+that sleeps, so the half-done state can be observed (and asserted) before the kill."""
+
+from __future__ import annotations
+
+from dbkit import (
+    MAINTENANCES,
+    NEW,
+    SERVERS,
+    create,
+    maintenance,
+    pg,
+    pg_pods,
+    pg_scalar,
+    pg_server,
+    status_of,
+    wait_finished,
+)
+from harness import Cluster, Operator, wait_for
+
+OLD = 40
+SLOW_BATCHES = """
+CREATE FUNCTION slow_batch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.6); RETURN NULL; END $$;
+CREATE TRIGGER slow_batch AFTER DELETE ON events FOR EACH STATEMENT EXECUTE FUNCTION slow_batch();
+"""
+
+
+def _seed(ip: str) -> None:
+    with pg(ip) as conn:
+        conn.execute("CREATE TABLE events (id serial PRIMARY KEY, created_at timestamptz NOT NULL, payload text)")
+        conn.execute("INSERT INTO events (created_at, payload) SELECT now() - interval '40 days' - g * interval "
+                     "'1 minute', 'old' FROM generate_series(1, %s) g", (OLD,))
+        conn.execute("INSERT INTO events (created_at, payload) SELECT now() - interval '1 day', 'new' "
+                     "FROM generate_series(1, %s)", (NEW,))
+        conn.execute(SLOW_BATCHES)
+
+
+def test_kill_mid_run_then_restart_finishes_with_the_same_cutoff(local_bed: Cluster, namespace: str,
+                                                                 operator: Operator) -> None:
+    ip = pg_pods(local_bed, namespace, ["pg-0"])["pg-0"]
+    _seed(ip)
+    operator.start()
+    create(local_bed, namespace, SERVERS, pg_server("db", {"app": "pg"}))
+    step = {"clearOldData": {"table": "events", "timestampColumn": "created_at", "olderThan": "30d",
+                             "batchSize": 4}}
+    create(local_bed, namespace, MAINTENANCES, maintenance("purge", "db", [step]))
+
+    def half_done() -> dict | None:  # type: ignore[type-arg]
+        op = (status_of(local_bed, namespace, MAINTENANCES, "purge").get("operations") or [{}])[0]
+        return op if (op.get("batches") or 0) > 0 and (op.get("remaining") or 0) > 0 else None
+
+    before = wait_for(half_done, "status to show some but not all batches done", 60)
+    assert before["matchedAtStart"] == OLD and before["cutoff"]
+    operator.kill()
+    left = pg_scalar(ip, "SELECT count(*) FROM events WHERE payload = 'old'")
+    assert 0 < left < OLD, left  # the kill really landed mid-run
+
+    operator.start()
+    st = wait_finished(local_bed, namespace, "purge", 120)
+    assert st["phase"] == "Succeeded", st.get("operations")
+    op = st["operations"][0]
+    assert op["cutoff"] == before["cutoff"], "the restart must reuse the stored cut-off"
+    assert (op["matchedAtStart"], op["rowsDeleted"], op["remaining"]) == (OLD, OLD, 0), op
+    assert pg_scalar(ip, "SELECT count(*) FROM events WHERE payload = 'old'") == 0
+    assert pg_scalar(ip, "SELECT count(*) FROM events WHERE payload = 'new'") == NEW
