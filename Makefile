@@ -31,7 +31,7 @@ cluster-bins:
 	bash hack/build-cluster-bins.sh
 
 crds: venv
-	$(BIN)/rolecall-crds --out crds
+	$(BIN)/rolecall-crds --out crds --admission manifests/admission-policies.yaml
 	cp crds/*.rolecall.dev.yaml charts/rolecall/crds/
 
 crds-check: venv

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -27,8 +28,11 @@ def kubectl_path() -> str:
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None,
             check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    return subprocess.run([kubectl_path(), *args], env=env, input=input, text=True, capture_output=True,
-                          check=check, timeout=120)
+    done = subprocess.run([kubectl_path(), *args], env=env, input=input, text=True, capture_output=True,
+                          check=False, timeout=120)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args[:3])} failed ({done.returncode}): {done.stderr.strip()}")
+    return done
 
 
 def install(kubeconfig: Path) -> None:
@@ -41,6 +45,25 @@ def install(kubeconfig: Path) -> None:
         if d["kind"] == "CustomResourceDefinition":
             kubectl(kubeconfig, "wait", "--for=condition=Established", f"crd/{d['metadata']['name']}",
                     "--timeout=60s")
+    for d in docs:
+        if d["kind"] == "CustomResourceDefinition":
+            _wait_admissible(kubeconfig, d)
+
+
+def _wait_admissible(kubeconfig: Path, crd: dict[str, object]) -> None:
+    """Established is not enough: the admission policies resolve a new kind a moment later ("Resource kind
+    ... not found", 503). Waits until a server-side dry run of an object of that kind gets past admission."""
+    names = crd["spec"]["names"]  # type: ignore[index]
+    probe = yaml.safe_dump({"apiVersion": "rolecall.dev/v1alpha1", "kind": names["kind"],
+                            "metadata": {"name": "admission-probe", "namespace": "default"}, "spec": {}})
+    deadline = time.monotonic() + 60
+    while True:
+        out = kubectl(kubeconfig, "create", "--dry-run=server", "-f", "-", input=probe, check=False)
+        if "ServiceUnavailable" not in out.stderr and "not found" not in out.stderr:
+            return  # admitted, or refused by the schema (the spec is empty): either way the kind is known
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{names['kind']} still not admissible after 60s: {out.stderr.strip()}")
+        time.sleep(0.2)
 
 
 def operator_kubeconfig(admin_kubeconfig: Path, path: Path, hours: int = 2) -> Path:

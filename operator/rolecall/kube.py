@@ -14,8 +14,19 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-__all__ = ["ApiException", "apps", "authorization", "coordination", "core", "custom", "events", "exec_argv",
-           "exec_core", "load"]
+__all__ = [
+    "ApiException",
+    "admission_object_exists",
+    "apps",
+    "authorization",
+    "coordination",
+    "core",
+    "custom",
+    "events",
+    "exec_argv",
+    "exec_core",
+    "load",
+]
 
 
 @functools.cache
@@ -102,3 +113,21 @@ def exec_argv(namespace: str, pod: str, container: str | None, argv: list[str],
     code = next((c.get("message") for c in causes if c.get("reason") == "ExitCode"), None)
     message = str(outcome.get("message") or "")
     return int(code) if code and str(code).isdigit() else 1, out, err or message
+
+
+def admission_object_exists(plural: str, name: str) -> bool:
+    """Whether an admissionregistration.k8s.io/v1 object exists (e.g. a ValidatingAdmissionPolicy)."""
+    api = client.AdmissionregistrationV1Api(_shared())
+    read = {
+        "validatingadmissionpolicies": api.read_validating_admission_policy,
+        "validatingadmissionpolicybindings": api.read_validating_admission_policy_binding,
+        "mutatingadmissionpolicies": api.read_mutating_admission_policy,
+        "mutatingadmissionpolicybindings": api.read_mutating_admission_policy_binding,
+    }[plural]
+    try:
+        read(name)
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return True

@@ -17,6 +17,7 @@ from typing import Any
 import kopf
 
 from rolecall import handlers, kube, leadership, metrics
+from rolecall.runs import authz
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +31,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="leader lease duration: how long a standby waits after the leader stops renewing")
     p.add_argument("--metrics-address", default=os.environ.get("ROLECALL_METRICS_ADDRESS", "0.0.0.0:8080"),
                    help="host:port for Prometheus metrics (empty: off)")
+    p.add_argument("--allow-without-admission-policies", action="store_true",
+                   default=os.environ.get("ROLECALL_ALLOW_WITHOUT_POLICIES") == "1",
+                   help="act even when rolecall's admission policies are missing (requests then go unchecked at "
+                        "admission; the operator still checks recorded requesters when there are any)")
     p.add_argument("--verbose", "-v", action="store_true")
     return p.parse_args(argv)
 
@@ -54,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     kube.load()
+    authz.allow_without_policies = args.allow_without_admission_policies
     metrics.serve(args.metrics_address)
     # Per-event success lines from kopf would drown the log; failures are still logged.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)

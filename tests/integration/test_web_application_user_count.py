@@ -48,5 +48,6 @@ def test_current_users_follow_the_application_count(local_bed: Cluster, namespac
     message = condition(st, "Degraded")["message"]
     assert "shop-a: user count: /internal/stats: the JSON has no field sessions.missing" in message, message
     assert st["phase"] == "Degraded" and st["healthyPods"] == 2
-    assert "UserCountUnavailable" in [e.reason for e in web_events(local_bed, namespace, "shop")]
+    wait_for(lambda: "UserCountUnavailable" in [e.reason for e in web_events(local_bed, namespace, "shop")],
+             "the Warning Event")
     assert operator.procs[-1].poll() is None

@@ -47,8 +47,10 @@ def test_drain_waits_for_connections_then_stops_and_start_restores(local_bed: Cl
     assert st["rememberedReplicas"] == 2 and st["replicas"] == 0 and "drain" not in st
     assert _replicas(local_bed, namespace) == 0
     wait_for(lambda: not pods(local_bed, namespace, "app=web"), "all pods gone")
-    reasons = [e.reason for e in web_events(local_bed, namespace, "web")]
-    assert reasons.index("DrainStarted") < reasons.index("Drained") and "Stopped" in reasons, reasons
+    # Events follow the status write that records them: wait for the last one.
+    reasons = wait_for(lambda: "Stopped" in (rs := [e.reason for e in web_events(local_bed, namespace, "web")])
+                       and rs, "the Stopped Event")
+    assert reasons.index("DrainStarted") < reasons.index("Drained") < reasons.index("Stopped"), reasons
 
     patch_web(local_bed, namespace, "web", {"spec": {"stopped": False}})
     running_pods(local_bed, namespace, "app=web", 2)

@@ -33,5 +33,6 @@ def test_disabled_status_page_is_named_in_degraded(local_bed: Cluster, namespace
     assert st["healthyPods"] == 1 and condition(st, "Ready")["status"] == "False"
     off = next(p for p in st["pods"] if p["pod"] == "off")
     assert off["healthy"] is False and off["error"] == WHY[engine]
-    assert "StatusPageUnavailable" in [e.reason for e in web_events(local_bed, namespace, "web")]
+    wait_for(lambda: "StatusPageUnavailable" in [e.reason for e in web_events(local_bed, namespace, "web")],
+             "the Warning Event (posted right after the status write)")
     assert operator.procs[-1].poll() is None, "the operator must not crash"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rolecall.api.crd import KINDS
-from rolecall.api.crdgen import render
+from rolecall.api.crdgen import render, render_admission
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,3 +20,8 @@ def test_checked_in_crds_equal_the_generated_ones() -> None:
 def test_no_stale_crd_files_beside_the_generated_ones() -> None:
     generated = {f"{k.crd_name}.yaml" for k in KINDS} | {"kustomization.yaml"}
     assert {p.name for p in (REPO / "crds").glob("*.yaml")} == generated
+
+
+def test_checked_in_admission_policies_equal_the_generated_ones() -> None:
+    path = REPO / "manifests" / "admission-policies.yaml"
+    assert path.read_text() == render_admission(), "manifests/admission-policies.yaml drifted: run `make crds`"

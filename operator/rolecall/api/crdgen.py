@@ -1,4 +1,5 @@
-"""`make crds`: writes crds/<plural>.rolecall.dev.yaml from the models (checked in; a test fails on drift)."""
+"""`make crds`: writes crds/<plural>.rolecall.dev.yaml from the models and manifests/admission-policies.yaml
+from the rights table in api/admission.py (both checked in; a test fails on drift)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from rolecall.api import admission
 from rolecall.api.crd import KINDS, crd
 
 HEADER = "# Generated from operator/rolecall/api by `make crds`. Do not edit by hand.\n"
@@ -21,19 +23,26 @@ def render() -> dict[str, str]:
     return files
 
 
+def render_admission() -> str:
+    return HEADER + yaml.safe_dump_all(admission.documents(), sort_keys=False, width=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("crds"))
+    parser.add_argument("--admission", type=Path, default=Path("manifests/admission-policies.yaml"),
+                        help="where the admission policies go")
     parser.add_argument("--check", action="store_true", help="exit 1 if the files differ from the models")
     args = parser.parse_args()
     stale = []
-    for name, text in render().items():
-        path = args.out / name
+    outputs = {args.out / name: text for name, text in render().items()}
+    outputs[args.admission] = render_admission()
+    for path, text in outputs.items():
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(str(path))
         else:
-            args.out.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     if stale:
         sys.exit(f"CRDs out of date with the models: {', '.join(stale)}; run `make crds`")

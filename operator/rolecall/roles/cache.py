@@ -90,12 +90,15 @@ async def _clear(r: Reconcile) -> None:
     retrying = run is not None and run.targets > 0 and len(run.pending) <= len(run.failed) and bool(run.failed)
     if run is not None and retrying and (token or after):
         run = None  # a new request supersedes retries of an earlier one: it covers every pod again
-    if run is None:
-        if not (token or after):
-            return
-        run = await _accept(r, token, after)
-    elif retrying and not _retry_due(r):
+    if run is None and not (token or after):
         return
+    if run is not None and retrying and not _retry_due(r):
+        return
+    rights = ("clear", "credentials") if r.spec.credentials_secret_ref else ("clear",)
+    if await r.refused("Cleared", *rights):
+        return  # not accepted (or not resumed): the requester may not clear now; the condition says why
+    if run is None:
+        run = await _accept(r, token, after)
     await _carry_out(r, run)
 
 

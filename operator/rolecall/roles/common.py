@@ -16,11 +16,12 @@ from rolecall import kube, metrics
 from rolecall.api.types import Model, SecretKeyRef
 from rolecall.api.v1alpha1.common import RoleStatus, StopSpec
 from rolecall.engines import Credentials, EngineError
-from rolecall.runs import events
+from rolecall.runs import authz, events
 from rolecall.runs.status import merge_patch, patch_status, set_condition
 from rolecall.targets import workload
 
 GROUP, VERSION = "rolecall.dev", "v1alpha1"
+PLURALS = {"CacheServer": "cacheservers", "WebServer": "webservers", "DatabaseServer": "databaseservers"}
 SpecT = TypeVar("SpecT", bound=StopSpec)
 StatusT = TypeVar("StatusT", bound=RoleStatus)
 ModelT = TypeVar("ModelT", bound=Model)
@@ -74,6 +75,10 @@ class RoleReconcile(Generic[SpecT, StatusT]):
         return str(self.obj["metadata"]["namespace"])
 
     @property
+    def plural(self) -> str:
+        return PLURALS[self.kind]
+
+    @property
     def name(self) -> str:
         return str(self.obj["metadata"]["name"])
 
@@ -100,6 +105,20 @@ class RoleReconcile(Generic[SpecT, StatusT]):
 
     def notify(self, type: str, reason: str, message: str) -> None:
         self.notices.append((type, reason, message))
+
+    async def refused(self, condition: str, *actions: str) -> bool:
+        """Checks the recorded requester's rights (runs.authz); on refusal sets `condition` False with the
+        reason, posts one Warning Event per distinct refusal, and returns True: the caller must not act."""
+        refusal = await authz.refusal(self.plural, self.obj, *actions)
+        if refusal is None:
+            self.memo.pop("refusal", None)
+            return False
+        reason, message = refusal
+        self.condition(condition, False, reason, message)
+        if self.memo.get("refusal") != refusal:
+            self.memo["refusal"] = refusal
+            self.notify("Warning", reason, message)
+        return True
 
     async def finish(self, busy_phase: str | None, noun: str) -> float | None:
         """Sets phase and Ready, writes status once, then posts the Events; returns the next wake-up."""
@@ -151,6 +170,9 @@ async def stop_start(r: RoleReconcile[Any, Any],
     remembered = r.status.remembered_replicas if r.status.remembered_replicas is not None else w.remembered
     if r.spec.stopped:
         if w.replicas > 0:
+            if await r.refused("Stopped", "stop"):
+                r.status.replicas = w.replicas
+                return w
             if before_stop is not None and not await before_stop(r, w):
                 r.stopping = True
                 r.status.replicas = w.replicas
@@ -173,6 +195,9 @@ async def stop_start(r: RoleReconcile[Any, Any],
     replicas, ready = w.replicas, w.ready
     if remembered is not None:
         if w.replicas == 0:
+            if await r.refused("Stopped", "stop"):
+                r.status.replicas = 0
+                return w
             r.status.phase = "Starting"
             await r.out.flush()
             await workload.scale(r.ns, ref, remembered)

@@ -151,18 +151,21 @@ def _wanted(r: Reconcile) -> tuple[str | None, str | None]:
 async def _compact(r: Reconcile) -> None:
     s = r.status
     token, after = _wanted(r)
+    if s.run is None and not (token or after):
+        return
+    if s.run is not None and time.monotonic() < r.memo.get("retry_at", 0.0):
+        r.delays.append(r.memo["retry_at"] - time.monotonic())
+        return
+    rights = ("compact", "credentials") if r.spec.credentials_secret_ref else ("compact",)
+    if await r.refused("Compacted", *rights):
+        return
     if s.run is None:
-        if not (token or after):
-            return
         s.run = RunLedger(action="compact", token=token, cleared_after=after, accepted_at=now(), targets=1)
         request = f"request {token!r}" if token else f"compactedAfter {after}"
         r.condition("Compacted", False, "CompactionRequested", f"Compacting for {request}.")
         await r.out.flush()  # the ledger first: a crash from here on resumes this request
         r.memo.pop("retry_at", None)
         r.memo["retries"] = 0
-    elif time.monotonic() < r.memo.get("retry_at", 0.0):
-        r.delays.append(r.memo["retry_at"] - time.monotonic())
-        return
     run = s.run
     request = f"request {run.token!r}" if run.token else f"compactedAfter {run.cleared_after}"
     result = OperationResult(type="compact", phase="Running", started_at=now())

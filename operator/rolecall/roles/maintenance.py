@@ -39,7 +39,7 @@ from rolecall.engines import EngineError
 from rolecall.engines.database import DatabaseSession
 from rolecall.roles import database
 from rolecall.roles.common import StatusWriter, writer_for
-from rolecall.runs import events
+from rolecall.runs import authz, events
 from rolecall.runs.status import now, patch_status, set_condition
 from rolecall.targets.pods import NotActionable
 
@@ -206,7 +206,7 @@ async def _claim_and_run(m: Maintenance, scheduled_at: str) -> None:
             del _running[key]
 
 
-async def _server_spec(m: Maintenance) -> DatabaseServerSpec:
+async def _server(m: Maintenance) -> dict[str, Any]:
     ref = m.spec.database_server_ref.name
     metrics.api("get", database.PLURAL)
     try:
@@ -216,7 +216,17 @@ async def _server_spec(m: Maintenance) -> DatabaseServerSpec:
         if e.status == 404:
             raise RunFailed(f"DatabaseServer {ref} not found in {m.ns}") from e
         raise
-    return DatabaseServerSpec.model_validate(obj["spec"])
+    return dict(obj)
+
+
+async def _refusal(m: Maintenance, server: dict[str, Any]) -> str | None:
+    """The requester of this maintenance must still be allowed to run SQL here and to use the server's
+    credentials Secret (the part admission cannot follow: maintenance -> server -> Secret)."""
+    refused = await authz.refusal(PLURAL, m.obj, "run")
+    if refused is None and (server.get("spec") or {}).get("credentialsSecretRef"):
+        as_requested = {"metadata": m.obj["metadata"], "spec": server["spec"]}
+        refused = await authz.refusal(database.PLURAL, as_requested, "credentials")
+    return f"{refused[0]}: {refused[1]}" if refused else None
 
 
 async def _run(m: Maintenance, scheduled_at: str) -> None:
@@ -232,7 +242,11 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
     deadline = parse_time(s.started_at or now()) + dt.timedelta(seconds=spec.timeout_seconds)
     error: str | None = None
     try:
-        server = await _server_spec(m)
+        server_obj = await _server(m)
+        refused = await _refusal(m, server_obj)
+        if refused:
+            raise RunFailed(refused)
+        server = DatabaseServerSpec.model_validate(server_obj["spec"])
         server = server.model_copy(update={"timeout_seconds": spec.timeout_seconds})
         async with database.open_database(m.ns, server) as db:
             for op, result in zip(spec.operations, s.operations or [], strict=True):

@@ -1,0 +1,117 @@
+"""Run-time guard: before acting, the recorded requester must still hold the right to what they asked for.
+
+Admission (manifests/admission-policies.yaml) checks rights when a request is made and records who made
+it (rolecall.dev/requested-by[-groups]). A request may run much later (a future clearedAfter, a
+schedule, a retry), so the operator asks the API server again, with a SubjectAccessReview for that user
+and their groups, just before it acts: the same alternatives admission accepts (the underlying
+Kubernetes right, or the narrow rolecall right). It also refuses to act at all when the admission
+policies are missing from the cluster (fail closed) unless started with --allow-without-admission-policies.
+Under GitOps the requester is the GitOps controller's account, and its rights are what count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rolecall import kube, metrics
+from rolecall.api.admission import ACTIONS, POLICY_NAMES, REQUESTED_BY, REQUESTED_BY_GROUPS
+
+log = logging.getLogger(__name__)
+POLICY_CHECK_SECONDS = 60.0
+# Set by main from --allow-without-admission-policies (or ROLECALL_ALLOW_WITHOUT_POLICIES=1).
+allow_without_policies = os.environ.get("ROLECALL_ALLOW_WITHOUT_POLICIES") == "1"
+_policies: dict[str, Any] = {"checked_at": -1e9, "missing": []}
+
+
+@dataclass(frozen=True)
+class Attributes:
+    group: str
+    resource: str
+    subresource: str | None
+    verb: str
+    name: str | None
+
+    def sar(self, namespace: str) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"group": self.group, "resource": self.resource, "verb": self.verb,
+                                 "namespace": namespace}
+        if self.subresource:
+            attrs["subresource"] = self.subresource
+        if self.name:
+            attrs["name"] = self.name
+        return attrs
+
+
+def _alternatives(plural: str, action: str, obj: dict[str, Any]) -> list[Attributes]:
+    """What admission's CEL checks for `action`, evaluated for this object (same order, same meaning)."""
+    name, spec = obj["metadata"]["name"], obj.get("spec") or {}
+    exec_ = Attributes("", "pods", "exec", "create", None)
+    narrow = Attributes("rolecall.dev", plural, action, "create", name)
+    if action in ("clear", "compact", "run"):
+        return [exec_, narrow]
+    if action == "stop":
+        ref = spec.get("workloadRef") or {}
+        resource = "deployments" if ref.get("kind") == "Deployment" else "statefulsets"
+        return [Attributes("apps", resource, "scale", "patch", ref.get("name")), narrow]
+    if action == "credentials":
+        secret = (spec.get("credentialsSecretRef") or {}).get("name")
+        return [Attributes("", "secrets", None, "get", secret)]
+    raise ValueError(f"unknown action {action}")
+
+
+def _message(plural: str, action: str) -> str:
+    return next(a.message() for a in ACTIONS[plural] if a.name == action)
+
+
+async def _allowed(user: str, groups: list[str], namespace: str, attrs: Attributes) -> bool:
+    body = {"spec": {"user": user, "groups": groups, "resourceAttributes": attrs.sar(namespace)}}
+    metrics.api("create", "subjectaccessreviews")
+    review = await asyncio.to_thread(kube.authorization().create_subject_access_review, body)
+    return bool(review.status.allowed)
+
+
+async def refusal(plural: str, obj: dict[str, Any], *actions: str) -> tuple[str, str] | None:
+    """(reason, message) when the recorded requester may not do one of `actions` now; None when allowed."""
+    missing = await _missing_policies()
+    if missing:
+        return ("AdmissionPoliciesMissing",
+                f"rolecall's admission policies are missing from the cluster ({', '.join(missing)}): refusing to "
+                "act, since requests were not checked (install manifests/admission-policies.yaml, or start the "
+                "operator with --allow-without-admission-policies)")
+    annotations = obj["metadata"].get("annotations") or {}
+    user = annotations.get(REQUESTED_BY)
+    if not user:
+        if allow_without_policies:
+            return None
+        return ("NoRecordedRequester",
+                f"no {REQUESTED_BY} annotation: the request was made before rolecall's admission policies were "
+                "installed (or by the operator itself); re-apply it to record who asks")
+    groups = [g for g in annotations.get(REQUESTED_BY_GROUPS, "").split(",") if g]
+    ns = obj["metadata"]["namespace"]
+    for action in actions:
+        alternatives = _alternatives(plural, action, obj)
+        if not any([await _allowed(user, groups, ns, a) for a in alternatives]):
+            return "RequesterNotAllowed", f"{user}: {_message(plural, action)} (checked again just before acting)"
+    return None
+
+
+async def _missing_policies() -> list[str]:
+    if allow_without_policies:
+        return []
+    if time.monotonic() - _policies["checked_at"] < POLICY_CHECK_SECONDS:
+        return list(_policies["missing"])
+    missing = []
+    for kind, names in POLICY_NAMES.items():
+        for name in names:
+            for resource in (kind, kind.replace("policies", "policybindings")):
+                metrics.api("get", resource)
+                if not await asyncio.to_thread(kube.admission_object_exists, resource, name):
+                    missing.append(f"{resource}/{name}")
+    if missing:
+        log.error("rolecall admission policies missing: %s; refusing to act", ", ".join(missing))
+    _policies.update(checked_at=time.monotonic(), missing=missing)
+    return missing
