@@ -33,6 +33,8 @@ cluster-bins:
 crds: venv
 	$(BIN)/rolecall-crds --out crds --admission manifests/admission-policies.yaml
 	cp crds/*.rolecall.dev.yaml charts/rolecall/crds/
+	cp manifests/admission-policies.yaml charts/rolecall/files/
+	cp manifests/user-roles.yaml charts/rolecall/templates/
 
 crds-check: venv
 	$(BIN)/rolecall-crds --out crds --check

@@ -208,3 +208,27 @@ def secret_b64(value: str) -> str:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, indent=1, default=str)
+
+
+def client_as(cluster: Cluster, user: str) -> Any:
+    """An API client acting as `user`: the user's own token on the local bed; elsewhere the admin
+    impersonating the user (the same authorizer and admission see the same user)."""
+    if cluster.local:
+        return cluster.user_client(user)
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    api.set_default_header("Impersonate-User", user)
+    api.set_default_header("Impersonate-Group", "system:authenticated")
+    return api
+
+
+def bind(cluster: Cluster, namespace: str, user: str, cluster_role: str) -> None:
+    """A RoleBinding of `cluster_role` to `user` in `namespace`."""
+    client.RbacAuthorizationV1Api(cluster.api_client).create_namespaced_role_binding(namespace, {
+        "metadata": {"name": f"{user}-{cluster_role}"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]})
+
+
+def unbind(cluster: Cluster, namespace: str, user: str, cluster_role: str) -> None:
+    client.RbacAuthorizationV1Api(cluster.api_client).delete_namespaced_role_binding(
+        f"{user}-{cluster_role}", namespace)

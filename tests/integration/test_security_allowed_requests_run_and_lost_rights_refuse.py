@@ -1,0 +1,145 @@
+"""Requests by users who hold the underlying right, or only the narrow rolecall right, are admitted and
+carried out; a request whose requester lost the right before it ran is refused at run time; without the
+admission policies the operator refuses to act at all (fail closed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import yaml
+from kubernetes import client  # type: ignore[import-untyped]
+
+from cachekit import (
+    GROUP,
+    VERSION,
+    cacheserver,
+    cmd_flush,
+    condition,
+    create_cs,
+    create_deployment,
+    create_pods,
+    events,
+    pod_ips,
+    standin_pod,
+    status,
+    wait_handled,
+    wait_memcached,
+)
+from dbkit import MAINTENANCES, SERVERS, create, give_to_bed_user, sqlite_file, sqlite_server, status_of
+from harness import REPO, Cluster, Operator, bind, client_as, deployment, running_pods, unbind, wait_for
+
+CLEAR = "rolecall.dev/clear-requested-at"
+
+
+def _as(cluster: Cluster, user: str) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(client_as(cluster, user))
+
+
+def _memcached(cluster: Cluster, ns: str) -> list[str]:
+    create_deployment(cluster, ns, deployment("mc", "memcached", 2))
+    running_pods(cluster, ns, "app=mc", 2)
+    ips = list(pod_ips(cluster, ns, "app=mc").values())
+    wait_memcached(ips)
+    return ips
+
+
+def test_underlying_and_narrow_rights_are_admitted_and_carried_out(local_bed: Cluster, namespace: str,
+                                                                   operator: Operator) -> None:
+    ips = _memcached(local_bed, namespace)
+    bind(local_bed, namespace, "bob", "edit")  # edit includes pods/exec and deployments/scale
+    for user, narrow in (("carol", "rolecall-cache-clearer"), ("dave", "rolecall-stopper")):
+        bind(local_bed, namespace, user, "rolecall-edit")
+        bind(local_bed, namespace, user, narrow)
+    operator.start()
+    create_cs(local_bed, namespace, cacheserver("mc", "memcached", {"app": "mc"},
+                                                workloadRef={"kind": "Deployment", "name": "mc"}))
+    for n, user in enumerate(("bob", "carol"), start=1):
+        api = _as(local_bed, user)
+        wait_for(lambda api=api, user=user: api.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "cacheservers", "mc", {"metadata": {"annotations": {CLEAR: user}}}),
+            f"{user}'s clear to be admitted")
+        st = wait_handled(local_bed, namespace, "mc", user)
+        assert condition(st, "Cleared")["status"] == "True", st
+        assert [cmd_flush(ip) for ip in ips] == [n, n], f"{user}'s clear must flush every pod once"
+    annotations = _as(local_bed, "carol").get_namespaced_custom_object(GROUP, VERSION, namespace, "cacheservers",
+                                                                       "mc")["metadata"]["annotations"]
+    assert annotations["rolecall.dev/requested-by"] == "carol"
+
+    dave = _as(local_bed, "dave")  # rolecall-stopper only: no scale right on the Deployment
+    dave.patch_namespaced_custom_object(GROUP, VERSION, namespace, "cacheservers", "mc", {"spec": {"stopped": True}})
+    wait_for(lambda: status(local_bed, namespace, "mc").get("phase") == "Stopped", "dave's stop carried out")
+    dave.patch_namespaced_custom_object(GROUP, VERSION, namespace, "cacheservers", "mc", {"spec": {"stopped": False}})
+    running_pods(local_bed, namespace, "app=mc", 2)
+
+
+def test_a_requester_who_lost_the_right_is_refused_when_the_request_comes_due(
+        local_bed: Cluster, namespace: str, operator: Operator) -> None:
+    ips = _memcached(local_bed, namespace)
+    bind(local_bed, namespace, "dave", "rolecall-edit")
+    bind(local_bed, namespace, "dave", "rolecall-cache-clearer")
+    operator.start()
+    create_cs(local_bed, namespace, cacheserver("mc", "memcached", {"app": "mc"}))
+    due = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=6)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    api = _as(local_bed, "dave")
+    wait_for(lambda: api.patch_namespaced_custom_object(GROUP, VERSION, namespace, "cacheservers", "mc",
+                                                        {"spec": {"clearedAfter": due}}), "dave's request admitted")
+    unbind(local_bed, namespace, "dave", "rolecall-cache-clearer")  # dave loses the right before it is due
+    st = wait_for(lambda: (s := status(local_bed, namespace, "mc")).get("conditions") and
+                  condition(s, "Cleared").get("reason") == "RequesterNotAllowed" and s, "the run-time refusal", 30)
+    message = condition(st, "Cleared")["message"]
+    assert message.startswith("dave: a cache clear") and "checked again just before acting" in message, message
+    assert [cmd_flush(ip) for ip in ips] == [0, 0], "nothing may be flushed for a refused request"
+    wait_for(lambda: "RequesterNotAllowed" in [e.reason for e in events(local_bed, namespace, "mc")], "the Event")
+
+
+def test_a_scheduled_maintenance_whose_requester_lost_the_right_fails_with_the_reason(
+        local_bed: Cluster, namespace: str, operator: Operator) -> None:
+    path = sqlite_file()
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    give_to_bed_user(path)
+    pod = standin_pod("app-0", "none", {"app": "app"})
+    del pod["metadata"]["labels"]["testbed.rolecall.dev/engine"]
+    create_pods(local_bed, namespace, [pod])
+    running_pods(local_bed, namespace, "app=app", 1)
+    bind(local_bed, namespace, "carol", "rolecall-edit")
+    bind(local_bed, namespace, "carol", "rolecall-database-maintainer")
+    operator.start()
+    create(local_bed, namespace, SERVERS, sqlite_server("db", {"app": "app"}, str(path)))
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DatabaseMaintenance", "metadata": {"name": "m"},
+            "spec": {"databaseServerRef": {"name": "db"}, "operations": [{"compact": {}}],
+                     "schedule": "* * * * * */2"}}
+    api = _as(local_bed, "carol")
+    wait_for(lambda: api.create_namespaced_custom_object(GROUP, VERSION, namespace, MAINTENANCES, body),
+             "carol's maintenance admitted (narrow right only)")
+    wait_for(lambda: any(r["phase"] == "Succeeded" for r in
+                         status_of(local_bed, namespace, MAINTENANCES, "m").get("history") or []),
+             "a run carried out on carol's narrow right", 30)
+    unbind(local_bed, namespace, "carol", "rolecall-database-maintainer")
+    st = wait_for(lambda: (s := status_of(local_bed, namespace, MAINTENANCES, "m")).get("history") and
+                  s["history"][0]["phase"] == "Failed" and s, "a later run refused", 30)
+    assert "RequesterNotAllowed: carol: creating (or resuming) a DatabaseMaintenance" in st["history"][0]["error"]
+
+
+def test_without_the_admission_policies_the_operator_refuses_to_act(local_bed: Cluster, namespace: str,
+                                                                    operator: Operator) -> None:
+    ips = _memcached(local_bed, namespace)
+    admission = client.AdmissionregistrationV1Api(local_bed.api_client)
+    create_cs(local_bed, namespace, cacheserver("mc", "memcached", {"app": "mc"}))
+    admission.delete_validating_admission_policy_binding("rolecall-cacheservers")
+    try:
+        operator.start()
+        patch = {"metadata": {"annotations": {CLEAR: "unchecked"}}}
+        client.CustomObjectsApi(local_bed.api_client).patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "cacheservers", "mc", patch)
+        st = wait_for(lambda: (s := status(local_bed, namespace, "mc")).get("conditions") and
+                      condition(s, "Cleared").get("reason") == "AdmissionPoliciesMissing" and s, "fail closed", 30)
+        assert "validatingadmissionpolicybindings/rolecall-cacheservers" in condition(st, "Cleared")["message"]
+        assert [cmd_flush(ip) for ip in ips] == [0, 0]
+        assert "refusing to act" in operator.logs()
+    finally:
+        docs = yaml.safe_load_all((REPO / "manifests" / "admission-policies.yaml").read_text())
+        binding = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"
+                       and d["metadata"]["name"] == "rolecall-cacheservers")
+        admission.create_validating_admission_policy_binding(binding)
