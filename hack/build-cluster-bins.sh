@@ -4,6 +4,7 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  <- k8s.io/kubernetes (one `go build`)
 #   etcd                                                               <- go.etcd.io/etcd/server/v3
 #   kwok                                                               <- sigs.k8s.io/kwok/cmd/kwok
+#   helm                                                               <- helm.sh/helm/v3/cmd/helm
 # Prints the bin directory on its last line.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -99,12 +100,42 @@ build_kwok() {
   touch "$out/.complete"
 }
 
+build_helm() {
+  local out="$cache/helm-$HELM_VERSION"
+  [[ -f "$out/.complete" ]] && { log "helm $HELM_VERSION cached in $out"; return; }
+  mkdir -p "$out"
+  log "fetching helm.sh/helm/v3@$HELM_VERSION go.mod through the module proxy"
+  local upstream
+  upstream=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  # `go install pkg@version` refuses a module whose go.mod has replace directives: say so up front.
+  if grep -qE '^\s*replace\b' "$upstream"; then
+    echo "error: helm.sh/helm/v3@$HELM_VERSION go.mod has replace directives; build it through a tools module like kube" >&2
+    exit 1
+  fi
+  # The same -X flags as helm's release Makefile: the pinned version, and the Kubernetes version that
+  # `helm template`/`lint` assume (client-go v0.37.0 -> 1.37). Derived from its go.mod, never hard-coded.
+  local client_go major minor
+  client_go=$(awk '$1 == "k8s.io/client-go" {print $2; exit}' "$upstream")
+  [[ "$client_go" =~ ^v0\.([0-9]+)\. ]] || { echo "error: no k8s.io/client-go v0.Y.Z in helm's go.mod: the build recipe needs updating" >&2; exit 1; }
+  major=1 minor=${BASH_REMATCH[1]}
+  local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    ldflags+=" -X $pkg.k8sVersionMajor=$major -X $pkg.k8sVersionMinor=$minor"
+  done
+  log "go install helm (Kubernetes $major.$minor capabilities) -> $out"
+  local t=$SECONDS
+  GOBIN="$out" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  log "helm built in $((SECONDS - t))s"
+  touch "$out/.complete"
+}
+
 start=$SECONDS
 build_etcd
 build_kwok
+build_helm
 build_kube
 log "all binaries ready in $((SECONDS - start))s"
 mkdir -p "$cache/bin"
 ln -sf "$cache/kube-$KUBE_VERSION/"{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl} "$cache/bin/"
-ln -sf "$cache/etcd-$ETCD_VERSION/etcd" "$cache/kwok-$KWOK_VERSION/kwok" "$cache/bin/"
+ln -sf "$cache/etcd-$ETCD_VERSION/etcd" "$cache/kwok-$KWOK_VERSION/kwok" "$cache/helm-$HELM_VERSION/helm" "$cache/bin/"
 echo "$cache/bin"

@@ -66,19 +66,19 @@ def _wait_admissible(kubeconfig: Path, crd: dict[str, object]) -> None:
         time.sleep(0.2)
 
 
-def operator_kubeconfig(admin_kubeconfig: Path, path: Path, hours: int = 2) -> Path:
-    """Writes a kubeconfig holding a TokenRequest token of the operator's ServiceAccount."""
+def operator_kubeconfig(admin_kubeconfig: Path, path: Path, hours: int = 2, sa: str = OPERATOR_SA) -> Path:
+    """Writes a kubeconfig holding a TokenRequest token of the operator's ServiceAccount (or `sa`)."""
     api = config.new_client_from_config(config_file=str(admin_kubeconfig))
     tr = client.CoreV1Api(api).create_namespaced_service_account_token(
-        OPERATOR_SA, OPERATOR_NAMESPACE, {"spec": {"expirationSeconds": hours * 3600}})
+        sa, OPERATOR_NAMESPACE, {"spec": {"expirationSeconds": hours * 3600}})
     admin = yaml.safe_load(admin_kubeconfig.read_text())
     ctx = {c["name"]: c["context"] for c in admin["contexts"]}[admin["current-context"]]
     clus = {c["name"]: c["cluster"] for c in admin["clusters"]}[ctx["cluster"]]
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "operator",
         "clusters": [{"name": "c", "cluster": clus}],
-        "users": [{"name": OPERATOR_SA, "user": {"token": tr.status.token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "c", "user": OPERATOR_SA}}],
+        "users": [{"name": sa, "user": {"token": tr.status.token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "c", "user": sa}}],
     }))
     path.chmod(0o600)
     return path

@@ -9,14 +9,34 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _role_rules(text: str) -> dict[str, list[dict[str, list[str]]]]:
+    """Each ClusterRole's rules, read from the text (the chart's template is not YAML until rendered)."""
+    out = {}
+    for doc in text.split("\n---\n"):
+        if "\nkind: ClusterRole\n" in f"\n{doc}\n" and "\nrules:" in doc:
+            name = doc.split("\n  name: ", 1)[1].split("\n", 1)[0].strip()
+            out[name] = list(yaml.safe_load(doc[doc.index("\nrules:") + 1:])["rules"])
+    return out
+
+
 def _rules(text: str) -> list[dict[str, list[str]]]:
-    block = text[text.index("\nrules:") + 1:].split("\n---", 1)[0]
-    return list(yaml.safe_load(block)["rules"])
+    return [rule for rules in _role_rules(text).values() for rule in rules]
 
 
 def test_chart_rbac_rules_equal_the_manifests() -> None:
-    chart = (REPO / "charts/rolecall/templates/rbac.yaml").read_text()
-    assert _rules(chart) == _rules((REPO / "manifests/rbac.yaml").read_text())
+    chart = _role_rules((REPO / "charts/rolecall/templates/rbac.yaml").read_text())
+    plain = _role_rules((REPO / "manifests/rbac.yaml").read_text())
+    assert set(plain) == {"rolecall-operator", "rolecall-operator-cluster"}
+    assert chart == plain
+
+
+def test_namespaced_role_holds_no_cluster_scoped_resources() -> None:
+    """RoleBindings (namespaced mode) cannot grant cluster-scoped resources: those live in -cluster."""
+    plain = _role_rules((REPO / "manifests/rbac.yaml").read_text())
+    cluster_scoped = {"nodes", "subjectaccessreviews", "validatingadmissionpolicies", "mutatingadmissionpolicies",
+                      "validatingadmissionpolicybindings", "mutatingadmissionpolicybindings"}
+    assert not cluster_scoped & {r for rule in plain["rolecall-operator"] for r in rule["resources"]}
+    assert {r for rule in plain["rolecall-operator-cluster"] for r in rule["resources"]} == cluster_scoped
 
 
 def test_chart_crds_are_the_generated_ones() -> None:
