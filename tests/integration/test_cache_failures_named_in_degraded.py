@@ -111,6 +111,7 @@ def test_redis_replica_skipped_denied_primary_named_auth_from_secret(
     assert authed.dbsize() == 0
     text = str(st) + "".join(e.message for e in events(local_bed, namespace, "ra"))
     assert REDIS_PASSWORD not in text, "a credential leaked into status or Events"
+    assert REDIS_PASSWORD not in operator.logs(), "a credential leaked into the operator's log"
 
 
 def test_engine_down_is_degraded_then_recovers_when_it_returns(

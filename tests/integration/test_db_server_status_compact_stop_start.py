@@ -47,6 +47,8 @@ def test_status_figures_and_compaction_on_request(local_bed: Cluster, namespace:
     assert st["lastCompaction"]["phase"] == "Succeeded" and condition(st, "Compacted")["status"] == "True"
     assert local_bed.kubectl("wait", "-n", namespace, "databaseserver/db", "--for=condition=Compacted",
                              "--timeout=5s").returncode == 0
+    text = str(status_of(local_bed, namespace, SERVERS, "db")) + operator.logs()
+    assert POSTGRES_PASSWORD not in text, "the database password leaked into status or the log"
     # VACUUM (ANALYZE) cleaned the dead tuples the statistics know about.
     assert pg_scalar(ip, "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'bloat'") == 0
 
