@@ -71,3 +71,32 @@ def test_roles_for_people_never_grant_status_or_escalation() -> None:
               if d["metadata"]["name"] in names]
     for doc in narrow:  # delegated on purpose, never by aggregation into edit/admin
         assert not any(k.startswith("rbac.authorization.k8s.io/aggregate") for k in doc["metadata"]["labels"])
+
+
+# Every (apiGroup, resource, verb) the operator may use, and why. A grant that is not here fails the test
+# (an extra verb); a verb the code needs and lacks fails the integration tests (they run with this RBAC).
+OPERATOR_NEEDS = {
+    **{("rolecall.dev", r, v): "watch its resources" for r in (
+        "cacheservers", "webservers", "databaseservers", "databasemaintenances") for v in ("get", "list", "watch")},
+    ("rolecall.dev", "databasemaintenances", "delete"): "ttlSecondsAfterFinished",
+    **{("rolecall.dev", f"{r}/status", v): "status is its only write" for r in (
+        "cacheservers", "webservers", "databaseservers", "databasemaintenances") for v in ("get", "patch")},
+    ("", "pods", "get"): "re-read a pod by UID before acting", ("", "pods", "list"): "resolve the selector",
+    ("", "pods/exec", "get"): "sqlite3 (websocket GET)", ("", "pods/exec", "create"): "sqlite3 (upgrade)",
+    **{("apps", r, v): "stop/start and the remembered count" for r in (
+        "deployments", "statefulsets", "deployments/scale", "statefulsets/scale") for v in ("get", "patch")},
+    ("", "secrets", "get"): "credentialsSecretRef", ("", "events", "create"): "Events",
+    **{("coordination.k8s.io", "leases", v): "one active operator" for v in ("get", "create", "update", "patch")},
+    ("authorization.k8s.io", "subjectaccessreviews", "create"): "run-time requester check",
+    **{("admissionregistration.k8s.io", r, "get"): "fail closed without the policies" for r in (
+        "validatingadmissionpolicies", "validatingadmissionpolicybindings", "mutatingadmissionpolicies",
+        "mutatingadmissionpolicybindings")},
+    ("", "nodes", "list"): "spec.nodeSelector",
+}
+
+
+def test_operator_rbac_grants_exactly_what_it_needs() -> None:
+    granted = {(g, r, v) for rule in _rules((REPO / "manifests/rbac.yaml").read_text())
+               for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert granted - OPERATOR_NEEDS.keys() == set(), "extra rights granted"
+    assert OPERATOR_NEEDS.keys() - granted == set(), "rights listed as needed but not granted"
