@@ -8,7 +8,8 @@ RUN_DIR := .testbed/run
 CACHE_BIN = $(shell $(PY) -c 'import os;print(os.path.join(os.environ.get("ROLECALL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),"rolecall"),"bin"))')
 PYTEST_ARGS ?=
 
-.PHONY: help venv engines cluster-bins crds crds-check lint test unit run stop demo bench bench-bed clean
+.PHONY: help venv engines cluster-bins crds crds-check lint test unit run stop demo bench bench-deps bench-bed \
+	bench-fanout bench-latency bench-api bench-scale clean
 help:
 	@echo "make run    - build/start the local cluster, install rolecall, start the operator, apply a demo"
 	@echo "make test   - install everything, start a cluster, run lint + the whole test suite"
@@ -56,11 +57,25 @@ run: venv engines cluster-bins
 stop:
 	PYTHONPATH=hack $(BIN)/python -m testbed.demo down --dir $(RUN_DIR)
 
-bench: bench-bed
+bench: bench-bed bench-fanout bench-latency bench-api bench-scale
 
-bench-bed: venv cluster-bins
+bench-deps: venv engines cluster-bins
 	$(BIN)/pip install -q -e '.[bench]'
+
+bench-bed: bench-deps
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.bed_startup
+
+bench-fanout: bench-deps
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.fanout
+
+bench-latency: bench-deps
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.latency
+
+bench-api: bench-deps
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.api_cost
+
+bench-scale: bench-deps
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.scale
 
 clean: stop
 	rm -rf .testbed $(VENV)

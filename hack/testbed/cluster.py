@@ -215,7 +215,15 @@ def _kwok_config(bed: Bed) -> Path:
     return path
 
 
-def up(dir: Path, *, standins: bool = True) -> Bed:
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+"""
+
+
+def up(dir: Path, *, standins: bool = True, audit: bool = False) -> Bed:
     """Starts a fresh bed in `dir` (wiping what was there) and returns once every node is Ready."""
     bins = cache_bin_dir()
     for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl"):
@@ -266,6 +274,9 @@ def up(dir: Path, *, standins: bool = True) -> Bed:
         f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
         f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
         "--profiling=false", "--v=1",
+        *([f"--audit-policy-file={_write(dir / 'audit-policy.yaml', AUDIT_POLICY)}",
+           f"--audit-log-path={dir / 'audit.log'}", "--audit-log-format=json", "--audit-log-mode=blocking"]
+          if audit else []),
     ])
     api = _api_client(bed)
     _wait("kube-apiserver /readyz", lambda: api.get("/readyz").status_code == 200, 90, bed, "kube-apiserver")
@@ -369,3 +380,8 @@ def down(dir: Path) -> None:
             os.killpg(pid, signal.SIGKILL)
     bed.pids = {}
     bed.save()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

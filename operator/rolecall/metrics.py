@@ -17,6 +17,12 @@ POD_ACTIONS = Counter("rolecall_pod_actions", "Per-pod engine actions, by outcom
                       ["kind", "engine", "action", "outcome"])
 ACTION_SECONDS = Histogram("rolecall_action_seconds", "Time from accepting a request to its last pod.",
                            ["kind", "action"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+EVENT_TO_RECONCILE = Histogram(
+    "rolecall_event_to_reconcile_seconds", "From a watch event reaching the operator to the reconcile it starts.",
+    ["kind"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
+REQUEST_STEP = Histogram(
+    "rolecall_request_step_seconds", "Each step of handling a request: ledger write, engine calls, final status write.",
+    ["kind", "step"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60))
 STATS_REFRESHES = Counter("rolecall_stats_refreshes", "Engine statistics reads (all targets of one resource).",
                           ["kind"])
 CACHE_ITEMS = Gauge("rolecall_cache_items", "Items over the targets of a CacheServer.", ["namespace", "name"])

@@ -34,6 +34,6 @@ def _watch(registry: kopf.OperatorRegistry, plural: str, handler_id: str, reconc
     async def role_event(*, event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         nonlocal queue
         if queue is None:
-            queue = WorkQueue(reconcile)  # created inside the operator's event loop
+            queue = WorkQueue(reconcile, kind=plural)  # created inside the operator's event loop
         key = f"{body.metadata.namespace}/{body.metadata.name}"
         queue.observe(key, copy.deepcopy(dict(body)), deleted=event.get("type") == "DELETED")

@@ -63,6 +63,8 @@ async def reconcile(body: dict[str, Any], memo: dict[str, Any]) -> float | None:
         run = r.status.run
         busy = "Clearing" if run is not None and len(run.pending) > len(run.failed) else None
         delay = await r.finish(busy, "cache role")
+        if r.memo.pop("request_done", False):
+            metrics.REQUEST_STEP.labels("CacheServer", "status-write").observe(r.flush_seconds)
     return delay
 
 
@@ -124,7 +126,8 @@ async def _accept(r: Reconcile, token: str | None, after: str | None) -> RunLedg
     request = f"request {token!r}" if token else f"clearedAfter {after}"
     r.condition("Cleared", False, "ClearRequested", f"Clearing {len(targets)} pods for {request}.")
     s.phase = "Clearing"
-    await r.out.flush()  # the ledger: request and target UIDs are recorded before any pod is touched
+    with metrics.REQUEST_STEP.labels("CacheServer", "ledger-write").time():
+        await r.out.flush()  # the ledger: request and target UIDs are recorded before any pod is touched
     await events.post(r.obj, "Normal", "ClearStarted", f"Clearing {len(targets)} {r.spec.engine} pods for {request}.")
     return run
 
@@ -208,8 +211,9 @@ async def _carry_out(r: Reconcile, run: RunLedger) -> None:
 
     for u in gone:
         run.pending.remove(u)
-    await fanout.fan_out(todo, act, fanout.limit_of(r.spec.concurrency, max(1, run.targets)), record,
-                         timeout=float(r.spec.timeout_seconds) * 2 + 5)
+    with metrics.REQUEST_STEP.labels("CacheServer", "engine-calls").time():
+        await fanout.fan_out(todo, act, fanout.limit_of(r.spec.concurrency, max(1, run.targets)), record,
+                             timeout=float(r.spec.timeout_seconds) * 2 + 5)
     run.failed = sorted(set(run.failed) | set(failed_now))
     _counts(r, run, failed_now)
     request = f"request {run.token!r}" if run.token else f"clearedAfter {run.cleared_after}"
@@ -225,6 +229,7 @@ async def _carry_out(r: Reconcile, run: RunLedger) -> None:
             r.condition("Degraded", False, "Recovered", "Every target pod was cleared.")
         elif r.condition_status("Degraded") is None:
             r.condition("Degraded", False, "AllPodsHealthy", "No target pod failed.")
+        r.memo["request_done"] = True
         r.notify("Normal", "Cleared" if first_pass else "ClearRecovered",
                  f"Cleared {done} of {run.targets} {r.spec.engine} pods for {request}.")
         metrics.REQUESTS.labels("CacheServer", "clear", "succeeded").inc()

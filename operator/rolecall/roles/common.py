@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -69,6 +70,7 @@ class RoleReconcile(Generic[SpecT, StatusT]):
     notices: list[tuple[str, str, str]] = field(default_factory=list)
     starting: bool = False  # the workload was scaled up and its pods are not all ready yet
     stopping: bool = False  # a stop is under way (e.g. draining connections before scaling down)
+    flush_seconds: float = 0.0  # how long the final status write of this reconcile took
 
     @property
     def ns(self) -> str:
@@ -123,7 +125,9 @@ class RoleReconcile(Generic[SpecT, StatusT]):
     async def finish(self, busy_phase: str | None, noun: str) -> float | None:
         """Sets phase and Ready, writes status once, then posts the Events; returns the next wake-up."""
         _phase(self, busy_phase, noun)
+        started = time.monotonic()
         await self.out.flush()
+        self.flush_seconds = time.monotonic() - started
         for type, reason, message in self.notices:
             await events.post(self.obj, type, reason, message)
         self.notices.clear()

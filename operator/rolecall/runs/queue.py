@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from rolecall import metrics
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,7 @@ class _Slot:
     # reconcile depends on (generation, annotations, deletion) are unchanged and no timer is due.
     inputs: Any = None
     memo: dict[str, Any] = field(default_factory=dict)
+    event_at: float | None = None  # when the watch event that asked for the next reconcile arrived
 
 
 def _inputs(body: dict[str, Any]) -> Any:
@@ -40,8 +44,9 @@ def _inputs(body: dict[str, Any]) -> Any:
 
 
 class WorkQueue:
-    def __init__(self, reconcile: Reconcile, max_backoff: float = 300) -> None:
+    def __init__(self, reconcile: Reconcile, max_backoff: float = 300, kind: str = "") -> None:
         self._reconcile = reconcile
+        self._kind = kind
         self._slots: dict[str, _Slot] = {}
         self._max_backoff = max_backoff
 
@@ -62,6 +67,7 @@ class WorkQueue:
             if slot.inputs == _inputs(body) and not (slot.task and not slot.task.done()):
                 return  # only our own status changed
             slot.dirty = True
+        slot.event_at = slot.event_at or time.monotonic()
         self._kick(key, slot)
 
     def _kick(self, key: str, slot: _Slot) -> None:
@@ -78,6 +84,9 @@ class WorkQueue:
     async def _work(self, key: str, slot: _Slot) -> None:
         while slot.dirty and self._slots.get(key) is slot:
             slot.dirty = False
+            if slot.event_at is not None:
+                metrics.EVENT_TO_RECONCILE.labels(self._kind).observe(time.monotonic() - slot.event_at)
+                slot.event_at = None
             body = slot.body
             slot.inputs = _inputs(body)
             if slot.timer:
