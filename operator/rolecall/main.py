@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +55,22 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.networking.request_timeout = 60
 
 
+def _fewer_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each thread that allocates its own malloc arena (up to 8 per core), and memory freed in
+    one is not reused by another: with the blocking-call thread pool that showed as ~125 KiB of RSS per
+    watched resource in benchmarks/scale.py. Two arenas keep RSS down at no measurable CPU cost."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return  # the operator's environment decided
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc (e.g. musl): nothing to tune
+    m_arena_max = -8
+    libc.mallopt(m_arena_max, arenas)
+
+
 def main(argv: list[str] | None = None) -> None:
+    _fewer_malloc_arenas()
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -93,10 +93,16 @@ async def refusal(plural: str, obj: dict[str, Any], *actions: str) -> tuple[str,
     groups = [g for g in annotations.get(REQUESTED_BY_GROUPS, "").split(",") if g]
     ns = obj["metadata"]["namespace"]
     for action in actions:
-        alternatives = _alternatives(plural, action, obj)
-        if not any([await _allowed(user, groups, ns, a) for a in alternatives]):
+        if not await _any_allowed(user, groups, ns, _alternatives(plural, action, obj)):
             return "RequesterNotAllowed", f"{user}: {_message(plural, action)} (checked again just before acting)"
     return None
+
+
+async def _any_allowed(user: str, groups: list[str], namespace: str, alternatives: list[Attributes]) -> bool:
+    for attrs in alternatives:  # in order, stopping at the first allowed: usually one review per action
+        if await _allowed(user, groups, namespace, attrs):
+            return True
+    return False
 
 
 async def _missing_policies() -> list[str]:
