@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
 
 from cachekit import create_pods, standin_pod
 from dbkit import (
@@ -119,3 +120,24 @@ def test_vacuum_shrinks_the_file_and_compaction_by_annotation(local_bed: Cluster
     assert op["bytesBefore"] == before and op["bytesAfter"] == path.stat().st_size < before // 5, op
     assert run["bytesReclaimed"] == before - op["bytesAfter"]
     assert sqlite_rows(path, "SELECT count(*) FROM blobs") == 50
+
+
+def test_a_finished_one_shot_maintenance_is_deleted_after_its_ttl(local_bed: Cluster, namespace: str,
+                                                                  operator: Operator) -> None:
+    path = sqlite_file()
+    _seed(path, "unixSeconds")
+    _app_pod(local_bed, namespace)
+    operator.start()
+    create(local_bed, namespace, SERVERS, sqlite_server("db", {"app": "app"}, str(path)))
+    create(local_bed, namespace, MAINTENANCES, maintenance("once", "db", [{"compact": {}}],
+                                                           ttlSecondsAfterFinished=2))
+    assert wait_finished(local_bed, namespace, "once")["phase"] == "Succeeded"
+
+    def gone() -> bool:
+        try:
+            status_of(local_bed, namespace, MAINTENANCES, "once")
+        except ApiException as e:
+            return e.status == 404
+        return False
+
+    wait_for(gone, "the maintenance to be deleted after ttlSecondsAfterFinished", 30)
