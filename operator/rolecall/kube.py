@@ -29,6 +29,11 @@ __all__ = [
 ]
 
 
+# Connections to the API server, and (main.py) threads for blocking calls: equal, so that a busy moment never
+# discards pooled TLS connections ("Connection pool is full") only to open new ones.
+POOL_SIZE = int(os.environ.get("ROLECALL_API_POOL", "32"))
+
+
 @functools.cache
 def load() -> client.Configuration:
     """Loads credentials once: in-cluster service account, else the kubeconfig named by KUBECONFIG."""
@@ -38,7 +43,7 @@ def load() -> client.Configuration:
         config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     cfg = client.Configuration.get_default_copy()
     # Fan-out can run many calls at once; the default pool of 4 would serialise them.
-    cfg.connection_pool_maxsize = int(os.environ.get("ROLECALL_API_POOL", "32"))
+    cfg.connection_pool_maxsize = POOL_SIZE
     return cfg
 
 

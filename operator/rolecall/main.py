@@ -92,8 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
         # Fan-out runs blocking client calls (kubernetes, pymemcache) in threads: the default pool of
-        # min(32, cores + 4) would cap concurrency at 6 on a 2-core node.
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64))
+        # min(32, cores + 4) would cap concurrency at 6 on a 2-core node. As many threads as pooled API
+        # connections (benchmarks/scale.py showed 64 threads over 32 connections discarding connections).
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=kube.POOL_SIZE))
         await lease.acquire()
         keeper.append(asyncio.get_running_loop().create_task(lease.keep(), name="leader-lease"))
 
