@@ -3,15 +3,32 @@ spec is immutable except suspend, and unsafe identifiers never reach the databas
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import sqlite3
 import time
 from typing import Any
 
 import pytest
 from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
 
-from dbkit import CLEAR, MAINTENANCES, SERVERS, create, maintenance, patch, pg, pg_pods, pg_server, status_of
-from harness import Cluster, Operator, wait_for
+from cachekit import create_pods, standin_pod
+from dbkit import (
+    CLEAR,
+    MAINTENANCES,
+    SERVERS,
+    create,
+    give_to_bed_user,
+    maintenance,
+    patch,
+    pg,
+    pg_pods,
+    pg_server,
+    sqlite_file,
+    sqlite_server,
+    status_of,
+)
+from harness import Cluster, Operator, running_pods, wait_for
 
 
 def test_schedule_runs_repeatedly_keeps_history_and_suspend_stops_it(local_bed: Cluster, namespace: str,
@@ -106,3 +123,33 @@ def test_invalid_database_servers_are_rejected(installed: Cluster, namespace: st
     assert "may hold only letters, digits" in rejected({"engine": "sqlite", "path": "/data/a b;rm -rf"})
     assert "spec.path is for SQLite" in rejected({"engine": "postgresql", "path": "/x.db"})
     assert 'Unsupported value: "mysql"' in rejected({"engine": "mysql"})
+
+
+def test_runs_missed_while_the_operator_was_down_run_once(local_bed: Cluster, namespace: str,
+                                                          operator: Operator) -> None:
+    path = sqlite_file()
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    give_to_bed_user(path)
+    pod = standin_pod("app-0", "none", {"app": "app"})
+    del pod["metadata"]["labels"]["testbed.rolecall.dev/engine"]
+    create_pods(local_bed, namespace, [pod])
+    running_pods(local_bed, namespace, "app=app", 1)
+    operator.start()
+    create(local_bed, namespace, SERVERS, sqlite_server("db", {"app": "app"}, str(path)))
+    create(local_bed, namespace, MAINTENANCES, maintenance("m", "db", [{"compact": {}}], schedule="* * * * * */2"))
+    wait_for(lambda: status_of(local_bed, namespace, MAINTENANCES, "m").get("history"), "a first run", 30)
+    operator.kill()
+    time.sleep(9)  # the scenario: the operator is down across four 2-second periods
+    restarted = dt.datetime.now(dt.UTC)
+    operator.start()
+
+    def two_runs_since_restart() -> list[dict[str, Any]] | None:
+        history = status_of(local_bed, namespace, MAINTENANCES, "m").get("history") or []
+        since = [r for r in history if dt.datetime.fromisoformat(r["startedAt"]) >= restarted - dt.timedelta(seconds=1)]
+        return since if len(since) >= 2 else None
+
+    newest_first = wait_for(two_runs_since_restart, "two runs after the restart", 40)
+    missed = [r for r in newest_first if dt.datetime.fromisoformat(r["scheduledAt"]) < restarted]
+    assert len(missed) == 1, f"the missed times must collapse into one run: {newest_first}"
+    assert dt.datetime.fromisoformat(newest_first[-2]["scheduledAt"]) > restarted, newest_first

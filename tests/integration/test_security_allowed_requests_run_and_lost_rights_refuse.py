@@ -143,3 +143,42 @@ def test_without_the_admission_policies_the_operator_refuses_to_act(local_bed: C
         binding = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"
                        and d["metadata"]["name"] == "rolecall-cacheservers")
         admission.create_validating_admission_policy_binding(binding)
+
+
+def test_narrow_rights_carry_out_a_compaction_and_a_web_stop(local_bed: Cluster, namespace: str,
+                                                             operator: Operator) -> None:
+    path = sqlite_file()
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    give_to_bed_user(path)
+    pod = standin_pod("app-0", "none", {"app": "app"})
+    del pod["metadata"]["labels"]["testbed.rolecall.dev/engine"]
+    create_pods(local_bed, namespace, [pod])
+    create_deployment(local_bed, namespace, deployment("web", "nginx", 1))
+    running_pods(local_bed, namespace, "app=app", 1)
+    running_pods(local_bed, namespace, "app=web", 1)
+    bind(local_bed, namespace, "carol", "rolecall-edit")
+    bind(local_bed, namespace, "carol", "rolecall-database-maintainer")
+    bind(local_bed, namespace, "dave", "rolecall-edit")
+    bind(local_bed, namespace, "dave", "rolecall-stopper")
+    operator.start()
+    create(local_bed, namespace, SERVERS, sqlite_server("db", {"app": "app"}, str(path)))
+    create(local_bed, namespace, "webservers", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "WebServer", "metadata": {"name": "web"},
+        "spec": {"engine": "nginx", "selector": {"matchLabels": {"app": "web"}},
+                 "workloadRef": {"kind": "Deployment", "name": "web"}}})
+
+    carol = _as(local_bed, "carol")  # databaseservers/compact only: no exec
+    wait_for(lambda: carol.patch_namespaced_custom_object(GROUP, VERSION, namespace, SERVERS, "db", {
+        "metadata": {"annotations": {"rolecall.dev/compact-requested-at": "carol"}}}), "carol's compaction admitted")
+    st = wait_for(lambda: (s := status_of(local_bed, namespace, SERVERS, "db")).get("lastHandledCompactRequest")
+                  == "carol" and s, "carol's compaction carried out")
+    assert st["lastCompaction"]["phase"] == "Succeeded", st["lastCompaction"]
+
+    dave = _as(local_bed, "dave")  # webservers/stop only: no scale right
+    wait_for(lambda: dave.patch_namespaced_custom_object(GROUP, VERSION, namespace, "webservers", "web",
+                                                         {"spec": {"stopped": True}}), "dave's web stop admitted")
+    wait_for(lambda: status_of(local_bed, namespace, "webservers", "web").get("phase") == "Stopped",
+             "dave's web stop carried out")
+    apps = client.AppsV1Api(local_bed.api_client)
+    assert apps.read_namespaced_deployment("web", namespace).spec.replicas == 0
