@@ -142,6 +142,24 @@ def seed_events(ip: str, old: int = OLD, new: int = NEW) -> None:
 CLEAR = {"clearOldData": {"table": "events", "timestampColumn": "created_at", "olderThan": "30d", "batchSize": 7}}
 
 
+def app_pod(cluster: Cluster, ns: str) -> None:
+    """A plain pod (no stand-in: only exec is needed) named app-0, labelled app=app, Running."""
+    pod = standin_pod("app-0", "none", {"app": "app"})
+    del pod["metadata"]["labels"]["testbed.rolecall.dev/engine"]
+    create_pods(cluster, ns, [pod])
+    running_pods(cluster, ns, "app=app", 1)
+
+
+def sqlite_app(cluster: Cluster, ns: str) -> Path:
+    """A SQLite file with one empty table t, owned by the bed user, and the app pod that "holds" it."""
+    path = sqlite_file()
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    give_to_bed_user(path)
+    app_pod(cluster, ns)
+    return path
+
+
 def sqlite_rows(path: Path, query: str) -> Any:
     with sqlite3.connect(path) as conn:
         return conn.execute(query).fetchone()[0]

@@ -5,30 +5,27 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 import time
 from typing import Any
 
 import pytest
 from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
 
-from cachekit import create_pods, standin_pod
 from dbkit import (
     CLEAR,
     MAINTENANCES,
     SERVERS,
     create,
-    give_to_bed_user,
     maintenance,
     patch,
     pg,
     pg_pods,
     pg_server,
-    sqlite_file,
+    sqlite_app,
     sqlite_server,
     status_of,
 )
-from harness import Cluster, Operator, running_pods, wait_for
+from harness import Cluster, Operator, wait_for
 
 
 def test_schedule_runs_repeatedly_keeps_history_and_suspend_stops_it(local_bed: Cluster, namespace: str,
@@ -127,14 +124,7 @@ def test_invalid_database_servers_are_rejected(installed: Cluster, namespace: st
 
 def test_runs_missed_while_the_operator_was_down_run_once(local_bed: Cluster, namespace: str,
                                                           operator: Operator) -> None:
-    path = sqlite_file()
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE t (x)")
-    give_to_bed_user(path)
-    pod = standin_pod("app-0", "none", {"app": "app"})
-    del pod["metadata"]["labels"]["testbed.rolecall.dev/engine"]
-    create_pods(local_bed, namespace, [pod])
-    running_pods(local_bed, namespace, "app=app", 1)
+    path = sqlite_app(local_bed, namespace)
     operator.start()
     create(local_bed, namespace, SERVERS, sqlite_server("db", {"app": "app"}, str(path)))
     create(local_bed, namespace, MAINTENANCES, maintenance("m", "db", [{"compact": {}}], schedule="* * * * * */2"))

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
 
-from cachekit import create_pods, standin_pod
 from dbkit import (
     MAINTENANCES,
     SERVERS,
+    app_pod,
     create,
     give_to_bed_user,
     maintenance,
@@ -25,7 +25,7 @@ from dbkit import (
     status_of,
     wait_finished,
 )
-from harness import Cluster, Operator, running_pods, wait_for
+from harness import Cluster, Operator, wait_for
 
 OLD, NEW = 30, 20
 NOW = dt.datetime.now(dt.UTC)
@@ -48,13 +48,6 @@ def _seed(path: Path, fmt: str, stored_as: str | None = None) -> None:
     give_to_bed_user(path)
 
 
-def _app_pod(cluster: Cluster, namespace: str) -> None:
-    pod = standin_pod("app-0", "none", {"app": "app"})
-    del pod["metadata"]["labels"]["testbed.rolecall.dev/engine"]  # a plain pod: only exec is needed
-    create_pods(cluster, namespace, [pod])
-    running_pods(cluster, namespace, "app=app", 1)
-
-
 def _clear(fmt: str) -> dict[str, Any]:
     return {"clearOldData": {"table": "events", "timestampColumn": "ts", "olderThan": "30d", "batchSize": 8,
                              "timestampFormat": fmt}}
@@ -65,7 +58,7 @@ def test_old_rows_deleted_for_each_timestamp_format(local_bed: Cluster, namespac
                                                     fmt: str) -> None:
     path = sqlite_file()
     _seed(path, fmt)
-    _app_pod(local_bed, namespace)
+    app_pod(local_bed, namespace)
     operator.start()
     create(local_bed, namespace, SERVERS, sqlite_server("db", {"app": "app"}, str(path)))
     create(local_bed, namespace, MAINTENANCES, maintenance("purge", "db", [_clear(fmt)]))
@@ -87,7 +80,7 @@ def test_a_column_that_does_not_match_the_format_is_refused_and_nothing_deleted(
         local_bed: Cluster, namespace: str, operator: Operator, declared: str, stored: str, why: str) -> None:
     path = sqlite_file()
     _seed(path, declared, stored_as=stored)
-    _app_pod(local_bed, namespace)
+    app_pod(local_bed, namespace)
     operator.start()
     create(local_bed, namespace, SERVERS, sqlite_server("db", {"app": "app"}, str(path)))
     create(local_bed, namespace, MAINTENANCES, maintenance("purge", "db", [_clear(declared)]))
@@ -107,7 +100,7 @@ def test_vacuum_shrinks_the_file_and_compaction_by_annotation(local_bed: Cluster
         conn.execute("DELETE FROM blobs WHERE id % 10 != 0")
     give_to_bed_user(path)
     before = path.stat().st_size
-    _app_pod(local_bed, namespace)
+    app_pod(local_bed, namespace)
     operator.start()
     create(local_bed, namespace, SERVERS, sqlite_server("db", {"app": "app"}, str(path)))
     st = wait_for(lambda: (s := status_of(local_bed, namespace, SERVERS, "db")).get("sizeBytes") and s,
@@ -126,7 +119,7 @@ def test_a_finished_one_shot_maintenance_is_deleted_after_its_ttl(local_bed: Clu
                                                                   operator: Operator) -> None:
     path = sqlite_file()
     _seed(path, "unixSeconds")
-    _app_pod(local_bed, namespace)
+    app_pod(local_bed, namespace)
     operator.start()
     create(local_bed, namespace, SERVERS, sqlite_server("db", {"app": "app"}, str(path)))
     create(local_bed, namespace, MAINTENANCES, maintenance("once", "db", [{"compact": {}}],

@@ -5,7 +5,6 @@ admission policies the operator refuses to act at all (fail closed)."""
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 
 import yaml
 from kubernetes import client  # type: ignore[import-untyped]
@@ -18,15 +17,13 @@ from cachekit import (
     condition,
     create_cs,
     create_deployment,
-    create_pods,
     events,
     pod_ips,
-    standin_pod,
     status,
     wait_handled,
     wait_memcached,
 )
-from dbkit import MAINTENANCES, SERVERS, create, give_to_bed_user, sqlite_file, sqlite_server, status_of
+from dbkit import MAINTENANCES, SERVERS, create, sqlite_app, sqlite_server, status_of
 from harness import REPO, Cluster, Operator, bind, client_as, deployment, running_pods, unbind, wait_for
 
 CLEAR = "rolecall.dev/clear-requested-at"
@@ -95,14 +92,7 @@ def test_a_requester_who_lost_the_right_is_refused_when_the_request_comes_due(
 
 def test_a_scheduled_maintenance_whose_requester_lost_the_right_fails_with_the_reason(
         local_bed: Cluster, namespace: str, operator: Operator) -> None:
-    path = sqlite_file()
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE t (x)")
-    give_to_bed_user(path)
-    pod = standin_pod("app-0", "none", {"app": "app"})
-    del pod["metadata"]["labels"]["testbed.rolecall.dev/engine"]
-    create_pods(local_bed, namespace, [pod])
-    running_pods(local_bed, namespace, "app=app", 1)
+    path = sqlite_app(local_bed, namespace)
     bind(local_bed, namespace, "carol", "rolecall-edit")
     bind(local_bed, namespace, "carol", "rolecall-database-maintainer")
     operator.start()
@@ -147,15 +137,8 @@ def test_without_the_admission_policies_the_operator_refuses_to_act(local_bed: C
 
 def test_narrow_rights_carry_out_a_compaction_and_a_web_stop(local_bed: Cluster, namespace: str,
                                                              operator: Operator) -> None:
-    path = sqlite_file()
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE t (x)")
-    give_to_bed_user(path)
-    pod = standin_pod("app-0", "none", {"app": "app"})
-    del pod["metadata"]["labels"]["testbed.rolecall.dev/engine"]
-    create_pods(local_bed, namespace, [pod])
+    path = sqlite_app(local_bed, namespace)
     create_deployment(local_bed, namespace, deployment("web", "nginx", 1))
-    running_pods(local_bed, namespace, "app=app", 1)
     running_pods(local_bed, namespace, "app=web", 1)
     bind(local_bed, namespace, "carol", "rolecall-edit")
     bind(local_bed, namespace, "carol", "rolecall-database-maintainer")
