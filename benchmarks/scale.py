@@ -6,13 +6,15 @@ simultaneous clear requests, and the time to handle the burst.
 KWOK makes pods cheap: the 100 burst CacheServers each select one pod with a real memcached behind it;
 the other 900 each select a group of plain pods (no server behind them), created directly as Pods. All
 CacheServers use statsIntervalSeconds 86400, so after their first reconcile nothing is due. RSS is the
-operator process's VmRSS, CPU its utime+stime from /proc. Writes results/scale.{json,csv,png}.
+operator process's VmRSS, CPU its utime+stime from /proc. --runs idle windows and bursts follow each other
+on the same bed (median, min, max). Writes results/scale.{json,csv,png}.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -22,7 +24,7 @@ from typing import Any
 
 from kubernetes import client  # type: ignore[import-untyped]
 
-from benchmarks.common import bed, machine, namespace, operator, pyplot, write
+from benchmarks.common import bed, machine, namespace, operator, pyplot, summarise, write
 from cachekit import pod_ips, standin_pod, wait_memcached
 from harness import wait_for
 
@@ -71,6 +73,7 @@ def main() -> None:
     p.add_argument("--pods", type=int, default=5000)
     p.add_argument("--burst", type=int, default=100)
     p.add_argument("--idle-seconds", type=int, default=60)
+    p.add_argument("--runs", type=int, default=3, help="idle windows and bursts, one after the other")
     args = p.parse_args()
     idle_groups = args.resources - args.burst
     plain_pods = args.pods - args.burst
@@ -113,40 +116,51 @@ def main() -> None:
 
         wait_for(all_reconciled, f"{args.resources} CacheServers reconciled", 900, interval=2)
         phases["first_reconciles_s"] = round(time.monotonic() - t0, 1)
-        rss_loaded, cpu_before_idle = _proc(pid)
-        time.sleep(args.idle_seconds)
-        rss_idle, cpu_after_idle = _proc(pid)
-        phases["idle_cpu_percent"] = round(100 * (cpu_after_idle - cpu_before_idle) / args.idle_seconds, 2)
-        phases["idle_rss_mib"] = round(rss_idle, 1)
-        print(f"idle: RSS {rss_idle:.1f} MiB, CPU {phases['idle_cpu_percent']}% over {args.idle_seconds}s")
+        rss_loaded = _proc(pid)[0]
+        idle_cpu, idle_rss, burst_s, burst_cpu, burst_rss = [], [], [], [], []
+        for run in range(args.runs):  # each run: an idle window, then a burst of simultaneous requests
+            cpu_before = _proc(pid)[1]
+            time.sleep(args.idle_seconds)
+            rss, cpu_after = _proc(pid)
+            idle_cpu.append(100 * (cpu_after - cpu_before) / args.idle_seconds)
+            idle_rss.append(rss)
+            token = f"burst-{run}-{int(time.time())}"
+            burst_start = len(sampler.samples)
+            t0 = time.monotonic()
+            with ThreadPoolExecutor(32) as pool:
+                list(pool.map(lambda i, token=token: custom.patch_namespaced_custom_object(
+                    "rolecall.dev", "v1alpha1", ns, "cacheservers", f"burst-{i}",
+                    {"metadata": {"annotations": {"rolecall.dev/clear-requested-at": token}}}), range(args.burst)))
 
-        token = f"burst-{int(time.time())}"
-        burst_start = len(sampler.samples)
-        t0 = time.monotonic()
-        with ThreadPoolExecutor(32) as pool:
-            list(pool.map(lambda i: custom.patch_namespaced_custom_object(
-                "rolecall.dev", "v1alpha1", ns, "cacheservers", f"burst-{i}",
-                {"metadata": {"annotations": {"rolecall.dev/clear-requested-at": token}}}), range(args.burst)))
+            def burst_done(token: str = token) -> bool:
+                items = custom.list_namespaced_custom_object("rolecall.dev", "v1alpha1", ns, "cacheservers")["items"]
+                return sum(1 for o in items if (o.get("status") or {}).get("lastHandledClearRequest") == token) \
+                    == args.burst
 
-        def burst_done() -> bool:
-            items = custom.list_namespaced_custom_object("rolecall.dev", "v1alpha1", ns, "cacheservers")["items"]
-            return sum(1 for o in items if (o.get("status") or {}).get("lastHandledClearRequest") == token) \
-                == args.burst
-
-        wait_for(burst_done, "the burst handled", 600, interval=0.2)
-        phases["burst_handled_s"] = round(time.monotonic() - t0, 2)
+            wait_for(burst_done, "the burst handled", 600, interval=0.2)
+            burst_s.append(time.monotonic() - t0)
+            time.sleep(0.5)  # one more sample after the last status write
+            burst = sampler.samples[burst_start:]
+            burst_rss.append(max(x[1] for x in burst))
+            burst_cpu.append(100 * (burst[-1][2] - burst[0][2]) / max(1e-9, burst[-1][0] - burst[0][0]))
+            print(f"run {run + 1}: idle RSS {rss:.1f} MiB, idle CPU {idle_cpu[-1]:.2f}%, burst {burst_s[-1]:.2f}s",
+                  file=sys.stderr)
         sampler.stop()
-        burst = sampler.samples[burst_start:]
-        phases["burst_peak_rss_mib"] = round(max(s[1] for s in burst), 1)
-        phases["burst_cpu_percent"] = round(100 * (burst[-1][2] - burst[0][2]) / max(1e-9, burst[-1][0] - burst[0][0]),
-                                            1)
+        for key, values in (("idle_rss_mib", idle_rss), ("idle_cpu_percent", idle_cpu),
+                            ("burst_handled_s", burst_s), ("burst_cpu_percent", burst_cpu),
+                            ("burst_peak_rss_mib", burst_rss)):
+            st = summarise(values)
+            phases[key] = {"median": round(st["median"], 2), "min": round(st["min"], 2), "max": round(st["max"], 2)}
         phases["loaded_rss_mib"] = round(rss_loaded, 1)
-        phases["peak_rss_mib"] = round(max(s[1] for s in sampler.samples), 1)
+        phases["peak_rss_mib"] = round(max(x[1] for x in sampler.samples), 1)
         op.stop_all()
-    rows = [{"measure": k, "value": v} for k, v in phases.items()]
-    print(f"\nscale: {args.resources} CacheServers, {args.pods} pods, burst of {args.burst} ({machine()})")
+    rows = [{"measure": k, **(v if isinstance(v, dict) else {"median": v, "min": v, "max": v})}
+            for k, v in phases.items()]
+    print(f"\nscale: {args.resources} CacheServers, {args.pods} pods, burst of {args.burst}, {args.runs} runs "
+          f"({machine()})")
+    print(f"{'measure':<24}{'median':>10}{'min':>10}{'max':>10}")
     for r in rows:
-        print(f"{r['measure']:<24}{r['value']:>10}")
+        print(f"{r['measure']:<24}{r['median']:>10}{r['min']:>10}{r['max']:>10}")
     write("scale", {"args": vars(args), "phases": phases,
                     "samples": [{"t": round(t, 2), "rss_mib": round(r, 1), "cpu_s": round(c, 2)}
                                 for t, r, c in sampler.samples]}, rows)
