@@ -32,6 +32,31 @@ def installed(cluster: Cluster) -> Cluster:
     return cluster
 
 
+@pytest.fixture(scope="session")
+def fault_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A bed of its own for the fault tests, which kill and freeze its apiserver: the shared bed, and the
+    tests that run on it later, never see those faults."""
+    if os.environ.get("KUBECONFIG"):
+        pytest.skip("fault tests kill the apiserver: they need the local KWOK bed, not KUBECONFIG")
+    state = Path(os.environ.get("ROLECALL_FAULT_BED_DIR", REPO / ".testbed" / "faults"))
+    for bed in start_cluster(state):
+        install(bed)
+        yield bed
+
+
+@pytest.fixture
+def fault_namespace(request: pytest.FixtureRequest, fault_bed: Cluster) -> Iterator[str]:
+    name = new_namespace(fault_bed, request.node.name.removeprefix("test_")[:30])
+    yield name
+    delete_namespace(fault_bed, name)
+
+
+@pytest.fixture
+def fault_operator(fault_bed: Cluster, fault_namespace: str, tmp_path: Path) -> Iterator[Operator]:
+    """Operators (not yet started) on the fault bed, watching the test's namespace."""
+    yield from _operators(operator_kubeconfig(fault_bed, tmp_path / "kubeconfig"), fault_namespace, tmp_path)
+
+
 @pytest.fixture
 def local_bed(cluster: Cluster) -> Cluster:
     """For tests that need engine stand-ins or pod exec on this machine."""
@@ -56,8 +81,11 @@ def operator_token_kubeconfig(installed: Cluster, tmp_path_factory: pytest.TempP
 def operator(installed: Cluster, operator_token_kubeconfig: Path, namespace: str,
              tmp_path: Path) -> Iterator[Operator]:
     """Returns an operator (not yet started) that watches the test's namespace, with the ServiceAccount's token."""
-    op = Operator(kubeconfig=operator_token_kubeconfig, namespaces=[namespace], log_dir=tmp_path,
-                  lease_namespace=namespace)
+    yield from _operators(operator_token_kubeconfig, namespace, tmp_path)
+
+
+def _operators(kubeconfig: Path, namespace: str, log_dir: Path) -> Iterator[Operator]:
+    op = Operator(kubeconfig=kubeconfig, namespaces=[namespace], log_dir=log_dir, lease_namespace=namespace)
     yield op
     op.stop_all()
-    print(f"--- operator logs ({tmp_path}) ---\n" + op.logs()[-20000:])
+    print(f"--- operator logs ({log_dir}) ---\n" + op.logs()[-20000:])

@@ -129,9 +129,14 @@ class Operator:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
+    def freeze(self, proc: subprocess.Popen[bytes], frozen: bool) -> None:
+        """SIGSTOP (frozen) or SIGCONT: a process that stops answering without dying, like a starved pod."""
+        os.killpg(proc.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
     def stop_all(self) -> None:
         for p in self.procs:
             if p.poll() is None:
+                os.killpg(p.pid, signal.SIGCONT)  # a frozen one must be able to act on the SIGTERM
                 os.killpg(p.pid, signal.SIGTERM)
         for p in self.procs:
             try:

@@ -69,6 +69,7 @@ class Bed:
     bed_uid: int | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    argv: dict[str, list[str]] = field(default_factory=dict)  # each component's command line, for restarts
     timings: dict[str, float] = field(default_factory=dict)  # seconds from start to each phase's end
 
     @property
@@ -167,6 +168,7 @@ def _make_pki(bed: Bed) -> None:
 
 def _spawn(bed: Bed, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
     log = open(bed.dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    bed.argv[name] = argv
     # Everything here talks to 127.0.0.1: a proxy variable must never route it elsewhere.
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")} | (extra_env or {})
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -353,6 +355,30 @@ def up(dir: Path, *, standins: bool = True, audit: bool = False) -> Bed:
     mark("ready")
     bed.save()
     return bed
+
+
+def kill(bed: Bed, name: str) -> None:
+    """SIGKILLs one component (its whole process group), as a crash would, and reaps it."""
+    pid = bed.pids[name]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    child = _children.get(pid)
+    if child is not None:
+        child.wait(timeout=10)
+
+
+def restart(bed: Bed, name: str) -> None:
+    """Starts a killed component again with the same command line (the apiserver keeps its etcd data)."""
+    extra = {"PYTHONPATH": str(HACK)} if name == "standins" else None
+    _spawn(bed, name, bed.argv[name], extra_env=extra)
+    if name == "kube-apiserver":
+        api = _api_client(bed)
+        _wait("kube-apiserver /readyz", lambda: api.get("/readyz").status_code == 200, 90, bed, name)
+
+
+def freeze(bed: Bed, name: str, frozen: bool) -> None:
+    """SIGSTOP (frozen) or SIGCONT a component: it holds its sockets open and answers nothing meanwhile."""
+    os.killpg(bed.pids[name], signal.SIGSTOP if frozen else signal.SIGCONT)
 
 
 def down(dir: Path) -> None:

@@ -151,7 +151,7 @@ class StandIns:
         log.info("removed %s", have.key)
 
     def resync(self) -> str:
-        pods = self.api.list_pod_for_all_namespaces(label_selector=ENGINE_LABEL)
+        pods = self.api.list_pod_for_all_namespaces(label_selector=ENGINE_LABEL, _request_timeout=(5, 60))
         seen = set()
         for pod in pods.items:
             seen.add(pod.metadata.uid)
@@ -161,12 +161,14 @@ class StandIns:
         return str(pods.metadata.resource_version)
 
     def run(self) -> None:
-        rv = self.resync()
+        rv = self._resync_until_it_works()
         while True:
             w = watch.Watch()
             try:
+                # A read timeout too: a frozen apiserver (SIGSTOP in the fault tests) must not hang the watch.
                 for ev in w.stream(self.api.list_pod_for_all_namespaces, label_selector=ENGINE_LABEL,
-                                   resource_version=rv, timeout_seconds=300, allow_watch_bookmarks=True):
+                                   resource_version=rv, timeout_seconds=300, allow_watch_bookmarks=True,
+                                   _request_timeout=(5, 330)):
                     obj = ev["object"]
                     rv = obj.metadata.resource_version
                     if ev["type"] == "BOOKMARK":
@@ -176,11 +178,21 @@ class StandIns:
                 if e.status != 410:
                     log.warning("watch failed: %s; relisting", e.reason)
                     time.sleep(1)
-                rv = self.resync()
+                rv = self._resync_until_it_works()
             except Exception as e:  # the bed's stand-ins must outlive a dropped connection
                 log.warning("watch interrupted: %s; relisting", e)
                 time.sleep(1)
-                rv = self.resync()
+                rv = self._resync_until_it_works()
+
+    def _resync_until_it_works(self) -> str:
+        """The stand-ins outlive an apiserver outage (the fault tests cause them): while the apiserver is
+        unreachable the servers keep running on their pod IPs, and the stand-ins relist once it is back."""
+        while True:
+            try:
+                return self.resync()
+            except Exception as e:
+                log.warning("relist failed (%s); trying again in 1s", e)
+                time.sleep(1)
 
     def stop_all(self) -> None:
         for uid in list(self.running):

@@ -3,22 +3,33 @@
 Configuration is loaded once (in-cluster, else KUBECONFIG). Ordinary calls share one ApiClient; pod exec
 gets a fresh ApiClient per call, because the client's `stream()` swaps the ApiClient's request method
 while it runs (kubernetes-client/python#928) and would corrupt concurrent calls on a shared client.
+
+Every call has a timeout (the client has none by default: a stopped apiserver would leave a socket hanging),
+and a failure to reach the apiserver is raised as `Unavailable`, not as some urllib3 exception. Every call
+that changes something (POST, PUT, PATCH, DELETE) first asks the write guard, which the leader election
+installs: a process past its renew deadline writes nothing (Lease renewals and SubjectAccessReviews,
+which change nothing, are exempt).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
+from typing import Any
 
+import urllib3
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 __all__ = [
     "ApiException",
+    "Unavailable",
     "admission_object_exists",
     "apps",
     "authorization",
+    "check_write_guard",
     "coordination",
     "core",
     "custom",
@@ -26,6 +37,7 @@ __all__ = [
     "exec_argv",
     "exec_core",
     "load",
+    "set_write_guard",
 ]
 
 
@@ -48,10 +60,46 @@ def load() -> client.Configuration:
 
 
 USER_AGENT = "rolecall-operator/0.1.0"  # also the field manager named in managedFields
+# (connect, read) seconds for every API call: well inside the leader's renew deadline, so a hung apiserver
+# fails a call (and the step that made it) instead of holding it open.
+REQUEST_TIMEOUT = (float(os.environ.get("ROLECALL_API_CONNECT_TIMEOUT", "3")),
+                   float(os.environ.get("ROLECALL_API_TIMEOUT", "10")))
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Writes that never need the guard: the Lease itself, and reviews that only ask a question.
+_UNGUARDED = ("/apis/coordination.k8s.io/", "/apis/authorization.k8s.io/")
+
+
+class Unavailable(Exception):
+    """The apiserver could not be reached or did not answer in time: retrying later may help."""
+
+
+_write_guard: Callable[[], None] = lambda: None  # noqa: E731 - replaced by the leader election
+
+
+def set_write_guard(guard: Callable[[], None]) -> None:
+    """`guard()` raises when this process must not change anything now (e.g. it may no longer lead)."""
+    global _write_guard
+    _write_guard = guard
+
+
+def check_write_guard() -> None:
+    """For side effects outside the API (engine calls): raises what the guard raises."""
+    _write_guard()
+
+
+class _ApiClient(client.ApiClient):  # type: ignore[misc]
+    def call_api(self, method: str, url: str, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        if method in _WRITES and not any(p in url for p in _UNGUARDED):
+            _write_guard()
+        try:
+            return super().call_api(method, url, *args, _request_timeout=_request_timeout or REQUEST_TIMEOUT,
+                                    **kwargs)
+        except urllib3.exceptions.HTTPError as e:
+            raise Unavailable(f"Kubernetes API unreachable: {type(e).__name__}: {e}") from e
 
 
 def _client() -> client.ApiClient:
-    api = client.ApiClient(load())
+    api = _ApiClient(load())
     api.user_agent = USER_AGENT
     return api
 
@@ -99,6 +147,7 @@ def exec_argv(namespace: str, pod: str, container: str | None, argv: list[str],
     from kubernetes.stream import stream
     from kubernetes.stream.ws_client import ERROR_CHANNEL
 
+    _write_guard()  # stream() bypasses call_api, and an exec is a side effect
     kw = {"container": container} if container else {}
     resp = stream(exec_core().connect_get_namespaced_pod_exec, pod, namespace, command=argv, stdin=False,
                   stdout=True, stderr=True, tty=False, _preload_content=False, **kw)

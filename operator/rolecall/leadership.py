@@ -1,9 +1,14 @@
-"""One active operator: a coordination.k8s.io Lease that must be held before any handler acts.
+"""One active operator: a coordination.k8s.io Lease, with a renew deadline that fences every side effect.
 
-A standby polls the Lease every `retry` seconds (the price of leader election; nothing else polls) and
-takes it over once it has seen no renewal for `duration` seconds, measured on its own monotonic clock
-(never by comparing clocks across machines). The leader renews every duration/3; if it cannot renew
-within `duration`, it exits at once, since another process may already be acting.
+Timings follow client-go's leader election: the holder renews every `duration`/3 and must succeed within
+`renew_deadline` (2/3 of the duration) of its last successful renewal, measured on its own monotonic clock
+from the moment that renewal was *sent*. A standby takes the Lease over only after it has seen no renewal
+for the whole `duration` on its own clock. So a leader that is frozen, partitioned or starved stops
+acting (`check()` raises) before any standby may start: the only side effects that can overlap a takeover
+are the ones already in flight when the leader was frozen.
+
+A leader that misses its deadline or finds the Lease taken does not exit: `run()` calls `on_lose` (which
+cancels all work), returns to standby in the same process, and competes for the Lease again.
 """
 
 from __future__ import annotations
@@ -15,36 +20,112 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rolecall import kube, metrics
 
 log = logging.getLogger(__name__)
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+class NotLeader(Exception):
+    """This process may not act now: it does not hold the Lease, or its renew deadline has passed."""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass
-class Lease:
+class Leadership:
     namespace: str
     name: str = "rolecall-operator"
-    duration: int = 15
+    duration: float = 15
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-    _seen: tuple[str | None, object] | None = None
+    clock: Callable[[], float] = time.monotonic
+    _renewed_at: float | None = None  # when the last successful acquire/renewal was sent (monotonic)
+    _lease: dict[str, Any] | None = None  # the Lease as we last wrote it (its resourceVersion fences our PUT)
+    _seen: tuple[Any, Any] | None = None
     _seen_at: float = 0.0
+    renewals: int = 0
+    terms: int = 0
 
-    async def acquire(self) -> None:
-        retry = max(1.0, self.duration / 5)
-        while not await asyncio.to_thread(self._try_acquire):
-            await asyncio.sleep(retry)
-        log.info("leader lease %s/%s acquired as %s", self.namespace, self.name, self.identity)
+    @property
+    def renew_deadline(self) -> float:
+        return self.duration * 2 / 3
 
-    def _body(self, transitions: int) -> dict[str, object]:
-        now = _now().isoformat(timespec="microseconds").replace("+00:00", "Z")
-        return {"holderIdentity": self.identity, "leaseDurationSeconds": self.duration, "acquireTime": now,
-                "renewTime": now, "leaseTransitions": transitions}
+    @property
+    def renew_every(self) -> float:
+        return self.duration / 3
+
+    @property
+    def retry_every(self) -> float:
+        return max(0.2, self.duration / 10)
+
+    def leading(self) -> bool:
+        return self._renewed_at is not None and self.clock() - self._renewed_at < self.renew_deadline
+
+    def check(self) -> None:
+        """Raises NotLeader unless this process holds the Lease and is inside its renew deadline."""
+        if self._renewed_at is None:
+            raise NotLeader("this operator is a standby: it does not hold the leader Lease")
+        late = self.clock() - self._renewed_at
+        if late >= self.renew_deadline:
+            raise NotLeader(f"leader Lease not renewed for {late:.1f}s (renew deadline {self.renew_deadline:g}s): "
+                            "another operator may take over, so this one stops acting")
+
+    async def run(self, on_lead: Callable[[], None], on_lose: Callable[[], Awaitable[None]]) -> None:
+        """Competes for the Lease, leads until the deadline is missed or the Lease is taken, then starts over."""
+        while True:
+            await self._acquire()
+            self.terms += 1
+            log.info("leader lease %s/%s acquired as %s", self.namespace, self.name, self.identity)
+            on_lead()
+            reason = await self._keep()
+            self._renewed_at = None
+            log.warning("leading stopped: %s; cancelling all work and returning to standby", reason)
+            await on_lose()
+
+    async def _acquire(self) -> None:
+        while True:
+            sent = self.clock()
+            try:
+                if await asyncio.to_thread(self._try_acquire):
+                    self._renewed_at = sent
+                    return
+            except (kube.ApiException, kube.Unavailable) as e:
+                log.warning("leader lease: %s", getattr(e, "reason", None) or e)
+            await asyncio.sleep(self.retry_every * 2)
+
+    async def _keep(self) -> str:
+        """Renews until the Lease is lost; returns why it was lost."""
+        next_try = self.clock() + self.renew_every
+        while True:
+            assert self._renewed_at is not None
+            deadline = self._renewed_at + self.renew_deadline
+            await asyncio.sleep(max(0.0, min(next_try, deadline) - self.clock()))
+            if self.clock() >= deadline:
+                return f"not renewed within the renew deadline ({self.renew_deadline:g}s)"
+            sent = self.clock()
+            try:
+                held = await asyncio.wait_for(asyncio.to_thread(self._renew), timeout=max(0.1, deadline - sent))
+            except TimeoutError:
+                return f"renewal did not answer before the renew deadline ({self.renew_deadline:g}s)"
+            except (kube.ApiException, kube.Unavailable) as e:
+                log.warning("leader lease renewal failed: %s", getattr(e, "reason", None) or e)
+                next_try = self.clock() + self.retry_every
+                continue
+            if not held:
+                return "the Lease is held by another operator"
+            self._renewed_at = sent
+            self.renewals += 1
+            next_try = sent + self.renew_every
+
+    def _spec(self, transitions: int, acquired: str | None = None) -> dict[str, Any]:
+        now = _now()
+        return {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.duration),
+                "acquireTime": acquired or now, "renewTime": now, "leaseTransitions": transitions}
 
     def _try_acquire(self) -> bool:
         api = kube.coordination()
@@ -54,52 +135,66 @@ class Lease:
         except kube.ApiException as e:
             if e.status != 404:
                 raise
+            body = {"metadata": {"name": self.name}, "spec": self._spec(0)}
+            metrics.api("create", "leases")
             try:
-                api.create_namespaced_lease(self.namespace, {
-                    "metadata": {"name": self.name}, "spec": self._body(0)})
-                return True
+                created = api.create_namespaced_lease(self.namespace, body)
             except kube.ApiException as e2:
                 if e2.status == 409:
                     return False
                 raise
+            self._remember(created.metadata.resource_version, body["spec"])
+            return True
         spec = lease.spec
         observed = (spec.holder_identity, spec.renew_time)
         if observed != self._seen:
-            self._seen, self._seen_at = observed, time.monotonic()
+            self._seen, self._seen_at = observed, self.clock()
         free = not spec.holder_identity or spec.holder_identity == self.identity
-        expired = time.monotonic() - self._seen_at > (spec.lease_duration_seconds or self.duration)
+        expired = self.clock() - self._seen_at > (spec.lease_duration_seconds or self.duration)
         if not (free or expired):
             return False
-        body = {"metadata": {"name": self.name, "resourceVersion": lease.metadata.resource_version},
-                "spec": self._body((spec.lease_transitions or 0) + 1)}
+        new = self._spec((spec.lease_transitions or 0) + 1)
+        body = {"metadata": {"name": self.name, "resourceVersion": lease.metadata.resource_version}, "spec": new}
         metrics.api("update", "leases")
         try:
-            api.replace_namespaced_lease(self.name, self.namespace, body)
+            written = api.replace_namespaced_lease(self.name, self.namespace, body)
         except kube.ApiException as e:
             if e.status == 409:  # someone else moved first
                 return False
             raise
+        self._remember(written.metadata.resource_version, new)
         return True
 
-    async def keep(self) -> None:
-        """Renews until cancelled; exits the process if the lease cannot be renewed in time."""
-        last_ok = time.monotonic()
-        while True:
-            await asyncio.sleep(self.duration / 3)
-            try:
-                if await asyncio.to_thread(self._renew):
-                    last_ok = time.monotonic()
-                    continue
-                log.critical("leader lease taken over by another operator; exiting so only one acts")
-                os._exit(3)
-            except Exception as e:
-                log.warning("leader lease renewal failed: %s", e)
-            if time.monotonic() - last_ok > self.duration:
-                log.critical("leader lease not renewed for %ss; exiting so only one operator acts", self.duration)
-                os._exit(3)
+    def _remember(self, resource_version: str, spec: dict[str, Any]) -> None:
+        self._lease = {"metadata": {"name": self.name, "resourceVersion": resource_version}, "spec": dict(spec)}
+
+    def _renew(self) -> bool:
+        """One PUT carrying the resourceVersion we last wrote: a conflict means someone else wrote the Lease."""
+        api = kube.coordination()
+        if self._lease is None:
+            return False
+        spec = {**self._lease["spec"], "renewTime": _now()}
+        body = {"metadata": self._lease["metadata"], "spec": spec}
+        metrics.api("update", "leases")
+        try:
+            written = api.replace_namespaced_lease(self.name, self.namespace, body)
+        except kube.ApiException as e:
+            if e.status != 409:
+                raise
+            metrics.api("get", "leases")
+            lease = api.read_namespaced_lease(self.name, self.namespace)
+            if lease.spec.holder_identity != self.identity:
+                return False
+            self._remember(lease.metadata.resource_version, spec)  # our own write whose answer we missed
+            return self._renew()
+        self._remember(written.metadata.resource_version, spec)
+        return True
 
     async def release(self) -> None:
         """On a graceful stop, hand the Lease back so a successor need not wait for it to expire."""
+        if self._renewed_at is None:
+            return
+        self._renewed_at = None  # stop acting first
         try:
             await asyncio.to_thread(self._release)
         except Exception as e:
@@ -116,15 +211,3 @@ class Lease:
             "metadata": {"resourceVersion": lease.metadata.resource_version},
             "spec": {"holderIdentity": None, "renewTime": None, "acquireTime": None}})
         log.info("leader lease released")
-
-    def _renew(self) -> bool:
-        api = kube.coordination()
-        metrics.api("get", "leases")
-        lease = api.read_namespaced_lease(self.name, self.namespace)
-        if lease.spec.holder_identity != self.identity:
-            return False
-        now = _now().isoformat(timespec="microseconds").replace("+00:00", "Z")
-        metrics.api("patch", "leases")
-        api.patch_namespaced_lease(self.name, self.namespace, {
-            "metadata": {"resourceVersion": lease.metadata.resource_version}, "spec": {"renewTime": now}})
-        return True

@@ -2,7 +2,9 @@
 
 Mode: `--namespace NS` (repeatable) watches only those namespaces (RoleBindings there suffice, plus the
 few cluster-scoped reads named in the README); without it, all namespaces. A Lease in the operator's own
-namespace keeps one process active; a second one waits as a standby.
+namespace keeps one process active; another one (with its own --metrics-address) watches as a standby
+and takes over when the leader stops renewing. A leader that misses its renew deadline stops acting and
+becomes a standby itself, in the same process.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import kopf
 
 from rolecall import handlers, kube, leadership, metrics
 from rolecall.runs import authz
+from rolecall.runs.context import Runtime
+from rolecall.runs.queue import Gate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lease-seconds", type=int, default=int(os.environ.get("ROLECALL_LEASE_SECONDS", "15")),
                    help="leader lease duration: how long a standby waits after the leader stops renewing")
     p.add_argument("--metrics-address", default=os.environ.get("ROLECALL_METRICS_ADDRESS", "0.0.0.0:8080"),
-                   help="host:port for Prometheus metrics (empty: off)")
+                   help="host:port for Prometheus metrics (empty: off); a standby on the same host needs its own")
     p.add_argument("--allow-without-admission-policies", action="store_true",
                    default=os.environ.get("ROLECALL_ALLOW_WITHOUT_POLICIES") == "1",
                    help="act even when rolecall's admission policies are missing (requests then go unchecked at "
@@ -52,7 +56,11 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # Events are posted by rolecall itself, one per action start and end, not for every log line.
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330  # a silently hung watch (a frozen apiserver) is dropped and re-made
+    settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
+    # Watches outlive an apiserver outage of up to ~10 minutes before kopf gives up on them.
+    settings.networking.error_backoffs = [1, 2, 4, 8] + [15] * 40
 
 
 def _fewer_malloc_arenas(arenas: int = 2) -> None:
@@ -76,13 +84,25 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     kube.load()
     authz.allow_without_policies = args.allow_without_admission_policies
-    metrics.serve(args.metrics_address)
+    try:
+        metrics.serve(args.metrics_address)
+    except OSError as e:
+        raise SystemExit(f"error: cannot listen on --metrics-address {args.metrics_address}: {e.strerror or e}; "
+                         "a second operator on this host (a standby) needs its own, e.g. --metrics-address "
+                         "127.0.0.1:8081, or '' to serve no metrics") from e
     # Per-event success lines from kopf would drown the log; failures are still logged.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    lease = leadership.Lease(namespace=args.lease_namespace, duration=args.lease_seconds)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # each retry is reported once by us
+    lease = leadership.Leadership(namespace=args.lease_namespace, duration=args.lease_seconds)
+    kube.set_write_guard(lease.check)  # no write of any kind past the renew deadline
+    gate = Gate()
     registry = kopf.OperatorRegistry()
-    handlers.register(registry)
+    handlers.register(registry, gate, Runtime(identity=lease.identity))
     keeper: list[asyncio.Task[None]] = []
+
+    def lead() -> None:
+        metrics.TAKEOVERS.inc()
+        gate.open()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -95,13 +115,15 @@ def main(argv: list[str] | None = None) -> None:
         # min(32, cores + 4) would cap concurrency at 6 on a 2-core node. As many threads as pooled API
         # connections (benchmarks/scale.py showed 64 threads over 32 connections discarding connections).
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=kube.POOL_SIZE))
-        await lease.acquire()
-        keeper.append(asyncio.get_running_loop().create_task(lease.keep(), name="leader-lease"))
+        # The watches run on the standby too (a takeover starts from bodies already in memory); only the
+        # leader reconciles.
+        keeper.append(asyncio.get_running_loop().create_task(lease.run(lead, gate.close), name="leader-lease"))
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         for task in keeper:
             task.cancel()
+        await gate.close()
         await lease.release()
 
     kopf.run(registry=registry, standalone=True, clusterwide=not args.namespace,

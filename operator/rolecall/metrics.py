@@ -13,6 +13,9 @@ API_REQUESTS = Counter("rolecall_api_requests", "Kubernetes API requests made by
 RECONCILES = Counter("rolecall_reconciles", "Reconciles run, per kind.", ["kind"])
 REQUESTS = Counter("rolecall_requests", "Requests (clear, stop, start) finished, by outcome.",
                    ["kind", "action", "outcome"])
+REQUEST_OUTCOMES = Counter("rolecall_request_outcomes", "Requests acknowledged, by outcome (Succeeded, Failed, "
+                           "Refused, Stalled).", ["kind", "action", "outcome"])
+TAKEOVERS = Counter("rolecall_leader_terms", "Times this process became the leader.")
 POD_ACTIONS = Counter("rolecall_pod_actions", "Per-pod engine actions, by outcome.",
                       ["kind", "engine", "action", "outcome"])
 ACTION_SECONDS = Histogram("rolecall_action_seconds", "Time from accepting a request to its last pod.",

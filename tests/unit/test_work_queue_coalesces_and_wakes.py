@@ -1,11 +1,13 @@
-"""The work queue: one reconcile at a time per object, latest body wins, echoes skipped, timers wake it."""
+"""The work queue: one reconcile at a time per object (by UID), latest body wins, echoes skipped, timers wake
+it, and only while the leader gate is open."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from rolecall.runs.queue import WorkQueue
+from rolecall.runs.context import Memory, Runtime
+from rolecall.runs.queue import Gate, WorkQueue
 
 
 async def until(check: Any, deadline: float = 5.0) -> None:
@@ -17,27 +19,35 @@ async def until(check: Any, deadline: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
-def body(gen: int, ann: str = "", status: str = "") -> dict[str, Any]:
-    return {"metadata": {"generation": gen, "annotations": {"a": ann}}, "status": {"s": status}}
+def body(gen: int, ann: str = "", status: str = "", uid: str = "u1") -> dict[str, Any]:
+    return {"metadata": {"namespace": "ns", "name": "x", "uid": uid, "generation": gen, "annotations": {"a": ann}},
+            "status": {"s": status}}
+
+
+def queue(reconcile: Any, **kw: Any) -> tuple[WorkQueue, Gate]:
+    gate = Gate()
+    q = WorkQueue(reconcile, gate, Runtime(), **kw)
+    gate.open()
+    return q, gate
 
 
 def test_events_during_a_reconcile_coalesce_into_one_more_with_the_latest_body() -> None:
     seen: list[int] = []
-    gate = asyncio.Event()
+    hold = asyncio.Event()
 
-    async def reconcile(b: dict[str, Any], memo: dict[str, Any]) -> float | None:
+    async def reconcile(b: dict[str, Any], memory: Memory, runtime: Runtime) -> float | None:
         seen.append(b["metadata"]["generation"])
         if len(seen) == 1:
-            await gate.wait()
+            await hold.wait()
         return None
 
     async def main() -> None:
-        q = WorkQueue(reconcile)
-        q.observe("ns/x", body(1))
-        await asyncio.sleep(0)
+        q, _ = queue(reconcile)
+        q.observe(body(1))
+        await until(lambda: seen == [1])
         for g in (2, 3, 4):
-            q.observe("ns/x", body(g))
-        gate.set()
+            q.observe(body(g))
+        hold.set()
         await until(lambda: len(seen) == 2)
         await asyncio.sleep(0.02)  # room for a wrong third reconcile to show up
 
@@ -48,16 +58,16 @@ def test_events_during_a_reconcile_coalesce_into_one_more_with_the_latest_body()
 def test_status_only_echoes_do_not_reconcile_but_annotation_changes_do() -> None:
     seen: list[str] = []
 
-    async def reconcile(b: dict[str, Any], memo: dict[str, Any]) -> float | None:
+    async def reconcile(b: dict[str, Any], memory: Memory, runtime: Runtime) -> float | None:
         seen.append(b["metadata"]["annotations"]["a"])
         return None
 
     async def main() -> None:
-        q = WorkQueue(reconcile)
-        q.observe("k", body(1, "t1"))
+        q, _ = queue(reconcile)
+        q.observe(body(1, "t1"))
         await until(lambda: seen == ["t1"])
-        q.observe("k", body(1, "t1", status="written by us"))
-        q.observe("k", body(1, "t2"))
+        q.observe(body(1, "t1", status="written by us"))
+        q.observe(body(1, "t2"))
         await until(lambda: len(seen) == 2)
 
     asyncio.run(main())
@@ -67,17 +77,16 @@ def test_status_only_echoes_do_not_reconcile_but_annotation_changes_do() -> None
 def test_a_returned_delay_wakes_the_reconcile_and_deletion_cancels_it() -> None:
     calls = 0
 
-    async def reconcile(b: dict[str, Any], memo: dict[str, Any]) -> float | None:
+    async def reconcile(b: dict[str, Any], memory: Memory, runtime: Runtime) -> float | None:
         nonlocal calls
         calls += 1
-        memo["n"] = memo.get("n", 0) + 1
         return 0.01
 
     async def main() -> None:
-        q = WorkQueue(reconcile)
-        q.observe("k", body(1))
+        q, _ = queue(reconcile)
+        q.observe(body(1))
         await until(lambda: calls >= 3)  # woke by its own timer, no watch event needed
-        q.observe("k", body(1), deleted=True)
+        q.observe(body(1), deleted=True)
         settled = calls
         await asyncio.sleep(0.05)
         assert calls == settled and len(q) == 0
@@ -88,7 +97,7 @@ def test_a_returned_delay_wakes_the_reconcile_and_deletion_cancels_it() -> None:
 def test_a_failing_reconcile_is_retried_with_backoff() -> None:
     attempts = 0
 
-    async def reconcile(b: dict[str, Any], memo: dict[str, Any]) -> float | None:
+    async def reconcile(b: dict[str, Any], memory: Memory, runtime: Runtime) -> float | None:
         nonlocal attempts
         attempts += 1
         if attempts == 1:
@@ -96,9 +105,61 @@ def test_a_failing_reconcile_is_retried_with_backoff() -> None:
         return None
 
     async def main() -> None:
-        q = WorkQueue(reconcile, max_backoff=0.02)
-        q.observe("k", body(1))
+        q, _ = queue(reconcile, max_backoff=0.02)
+        q.observe(body(1))
         await until(lambda: attempts == 2)
 
     asyncio.run(main())
     assert attempts == 2
+
+
+def test_a_recreated_object_is_a_new_object_with_a_fresh_memory() -> None:
+    memories: list[Memory] = []
+
+    async def reconcile(b: dict[str, Any], memory: Memory, runtime: Runtime) -> float | None:
+        memory.errors += 1  # something remembered about this object
+        memories.append(memory)
+        return None
+
+    async def main() -> None:
+        q, _ = queue(reconcile)
+        q.observe(body(1, uid="first"))
+        await until(lambda: len(memories) == 1)
+        q.observe(body(1, uid="second"))  # same namespace/name, deleted and created again
+        await until(lambda: len(memories) == 2)
+
+    asyncio.run(main())
+    assert memories[0] is not memories[1] and memories[1].errors == 1
+
+
+def test_nothing_reconciles_while_the_gate_is_closed_and_closing_cancels_the_running_one() -> None:
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def reconcile(b: dict[str, Any], memory: Memory, runtime: Runtime) -> float | None:
+        started.append(b["metadata"]["generation"])
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(b["metadata"]["generation"])
+            raise
+        return None
+
+    async def main() -> None:
+        gate = Gate()
+        q = WorkQueue(reconcile, gate, Runtime())
+        q.observe(body(1))
+        await asyncio.sleep(0.02)
+        assert started == []  # a standby keeps bodies but acts on nothing
+        gate.open()
+        await until(lambda: started == [1])
+        await gate.close()  # lost the lead: running work is cancelled before close returns
+        assert cancelled == [1]
+        q.observe(body(2))
+        await asyncio.sleep(0.02)
+        assert started == [1]
+        gate.open()  # leading again: every object is reconciled from its latest body
+        await until(lambda: started == [1, 2])
+        await gate.close()
+
+    asyncio.run(main())

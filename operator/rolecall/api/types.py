@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
@@ -56,8 +57,25 @@ def duration_seconds(value: str) -> int:
     return int(value[:-1]) * DURATION_UNITS[value[-1]]
 
 
+_FRACTION = re.compile(r"\.(\d+)")
+
+
 def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+    """An RFC 3339 time as an aware datetime. Python keeps microseconds: a finer fraction is rounded *up*, so
+    "cleared at or after T" is never satisfied by a time before T (a clear at T.1234560 is not after T.1234567)."""
+    text = value.replace("z", "Z").replace("t", "T")
+    m = _FRACTION.search(text)
+    if m is None or len(m.group(1)) <= 6:
+        return datetime.fromisoformat(text)
+    digits = m.group(1)
+    parsed = datetime.fromisoformat(text[:m.start()] + "." + digits[:6] + text[m.end():])
+    return parsed + timedelta(microseconds=1) if int(digits[6:]) else parsed
+
+
+def format_time(t: datetime) -> str:
+    """Status times keep microseconds: a request time given with a fraction must compare exactly (a clear
+    accepted at 04:37:29.7 satisfies clearedAfter 04:37:29.6; written as 04:37:29 it would not)."""
+    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class LabelSelectorRequirement(Model):

@@ -7,33 +7,33 @@ from typing import Any
 
 import kopf
 
+from rolecall.api.kinds import CACHE_SERVER, DATABASE_MAINTENANCE, DATABASE_SERVER, WEB_SERVER, Kind
 from rolecall.roles import cache, database, maintenance, web
-from rolecall.runs.queue import Reconcile, WorkQueue
+from rolecall.runs.context import Runtime
+from rolecall.runs.queue import Gate, Reconcile, WorkQueue
 
-GROUP, VERSION = "rolecall.dev", "v1alpha1"
-# (plural, pinned handler id, reconcile): the ids are stable, so renaming a function never orphans state.
-ROLES: tuple[tuple[str, str, Reconcile], ...] = (
-    (cache.PLURAL, "cacheserver-watch", cache.reconcile),
-    (web.PLURAL, "webserver-watch", web.reconcile),
-    (database.PLURAL, "databaseserver-watch", database.reconcile),
-    (maintenance.PLURAL, "databasemaintenance-watch", maintenance.reconcile),
+ROLES: tuple[tuple[Kind, Reconcile], ...] = (
+    (CACHE_SERVER, cache.reconcile),
+    (WEB_SERVER, web.reconcile),
+    (DATABASE_SERVER, database.reconcile),
+    (DATABASE_MAINTENANCE, maintenance.reconcile),
 )
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
-    for plural, handler_id, reconcile in ROLES:
-        _watch(registry, plural, handler_id, reconcile)
+def register(registry: kopf.OperatorRegistry, gate: Gate, runtime: Runtime) -> None:
+    for kind, reconcile in ROLES:
+        _watch(registry, kind, reconcile, gate, runtime)
 
 
-def _watch(registry: kopf.OperatorRegistry, plural: str, handler_id: str, reconcile: Reconcile) -> None:
+def _watch(registry: kopf.OperatorRegistry, kind: Kind, reconcile: Reconcile, gate: Gate, runtime: Runtime) -> None:
     queue: WorkQueue | None = None
 
     # on.event, not on.create/on.update: the reconcile is level-based and keeps its state in status, so
     # kopf needs no progress or diff-base annotations (which would be UPDATEs of the user's object).
-    @kopf.on.event(GROUP, VERSION, plural, id=handler_id, registry=registry)
+    # The id is pinned (Kind.handler_id): renaming a function never orphans kopf's state.
+    @kopf.on.event(kind.group, kind.version, kind.plural, id=kind.handler_id, registry=registry)
     async def role_event(*, event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         nonlocal queue
         if queue is None:
-            queue = WorkQueue(reconcile, kind=plural)  # created inside the operator's event loop
-        key = f"{body.metadata.namespace}/{body.metadata.name}"
-        queue.observe(key, copy.deepcopy(dict(body)), deleted=event.get("type") == "DELETED")
+            queue = WorkQueue(reconcile, gate, runtime, kind=kind.plural)  # inside the operator's event loop
+        queue.observe(copy.deepcopy(dict(body)), deleted=event.get("type") == "DELETED")

@@ -1,4 +1,4 @@
-"""What every role reconcile shares: the status writer, the reconcile context, stop/start, phase and Ready.
+"""What every role reconcile shares: building its context, the error boundary, stop/start, credentials.
 
 Observes: a role resource's spec (workloadRef, stopped) and its workload's scale.
 Triggers: scale-subresource patches, the remembered-replicas annotation, status writes, Events.
@@ -8,130 +8,97 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
+import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
+
+import pydantic
 
 from rolecall import kube, metrics
+from rolecall.api.kinds import Kind
 from rolecall.api.types import Model, SecretKeyRef
-from rolecall.api.v1alpha1.common import RoleStatus, StopSpec
-from rolecall.engines import Credentials, EngineError
-from rolecall.runs import authz, events
-from rolecall.runs.status import merge_patch, patch_status, set_condition
+from rolecall.engines import Credentials
+from rolecall.leadership import NotLeader
+from rolecall.runs import authz, events, ledger
+from rolecall.runs.context import Context, Memory, Runtime
+from rolecall.runs.reasons import Stall, classify
+from rolecall.runs.status import StaleStatus, StatusWriter
 from rolecall.targets import workload
 
-GROUP, VERSION = "rolecall.dev", "v1alpha1"
-PLURALS = {"CacheServer": "cacheservers", "WebServer": "webservers", "DatabaseServer": "databaseservers"}
-SpecT = TypeVar("SpecT", bound=StopSpec)
-StatusT = TypeVar("StatusT", bound=RoleStatus)
-ModelT = TypeVar("ModelT", bound=Model)
+log = logging.getLogger(__name__)
+SpecT = TypeVar("SpecT", bound=Model)
+StatusT = TypeVar("StatusT", bound=Model)
+TRANSIENT_BACKOFF = (1.0, 30.0)  # first and longest wait after an error retrying may fix
 
 
-@dataclass
-class StatusWriter(Generic[ModelT]):
-    """Holds the status as last written, and writes only the difference (nothing if unchanged)."""
-
-    plural: str
-    namespace: str
-    name: str
-    status: ModelT
-    memo: dict[str, Any]
-    written: dict[str, Any] = field(default_factory=dict)
-
-    async def flush(self) -> None:
-        new = self.status.dump()
-        patch = merge_patch(self.written, new)
-        if not patch:
-            return
-        await patch_status(GROUP, VERSION, self.plural, self.namespace, self.name, patch)
-        self.written = new
-        # Later reconciles trust this over a watch event's body, which may still carry an older status.
-        self.memo["status"] = type(self.status).model_validate(new)
-
-
-def writer_for(plural: str, body: dict[str, Any], memo: dict[str, Any], model: type[ModelT]) -> StatusWriter[ModelT]:
+def context(kind: Kind, body: dict[str, Any], memory: Memory, runtime: Runtime,
+            spec: SpecT, status_model: type[StatusT]) -> Context[SpecT, StatusT]:
+    """The context of one reconcile. Status is what this process last wrote when it wrote since the body
+    was read (a watch event may still carry an older copy), else the body's."""
     meta = body["metadata"]
-    known = memo.get("status")
-    status = known if isinstance(known, model) else model.model_validate(body.get("status") or {})
-    return StatusWriter(plural, meta["namespace"], meta["name"], status.model_copy(deep=True), memo,
-                        written=status.dump())
+    known = memory.status if isinstance(memory.status, status_model) else None
+    status = known if known is not None else status_model.model_validate(body.get("status") or {})
+    rv = memory.resource_version if known is not None else meta.get("resourceVersion")
+    out = StatusWriter(kind.group, kind.version, kind.plural, meta["namespace"], meta["name"],
+                       status.model_copy(deep=True), written=status.dump(), resource_version=rv,
+                       foreign=kind.foreign_status)
+    return Context(kind, body, spec, out, memory, runtime.clock, runtime.identity)
 
 
-@dataclass
-class RoleReconcile(Generic[SpecT, StatusT]):
-    kind: str
-    obj: dict[str, Any]
-    spec: SpecT
-    out: StatusWriter[StatusT]
-    delays: list[float] = field(default_factory=list)
-    # Events that report an outcome are posted after the status write that records it, so a person
-    # never reads an Event that status does not yet reflect (and the write is shared with phase/stats).
-    notices: list[tuple[str, str, str]] = field(default_factory=list)
-    starting: bool = False  # the workload was scaled up and its pods are not all ready yet
-    stopping: bool = False  # a stop is under way (e.g. draining connections before scaling down)
-    flush_seconds: float = 0.0  # how long the final status write of this reconcile took
+async def reconcile_with(kind: Kind, body: dict[str, Any], memory: Memory, runtime: Runtime,
+                         spec_model: type[SpecT], status_model: type[StatusT],
+                         work: Callable[[Context[SpecT, StatusT]], Awaitable[None]]) -> float | None:
+    """Runs one reconcile inside the error boundary: any exception (an invalid spec included) lands in
+    Stalled or Reconciling with a reason from runs/reasons.py and a Warning Event, and the reconcile is
+    retried with backoff. Losing the lead or a stale status is the queue's business and passes through."""
+    metrics.RECONCILES.labels(kind.kind).inc()
+    try:
+        spec = spec_model.model_validate(body.get("spec") or {})
+    except pydantic.ValidationError as e:
+        return await _failed(context(kind, body, memory, runtime, spec_model.model_construct(), status_model), e)
+    ctx = context(kind, body, memory, runtime, spec, status_model)
+    try:
+        await work(ctx)
+    except (NotLeader, StaleStatus, asyncio.CancelledError):
+        raise
+    except Exception as e:
+        return await _failed(ctx, e)
+    memory.errors = 0
+    return await finish(ctx)
 
-    @property
-    def ns(self) -> str:
-        return str(self.obj["metadata"]["namespace"])
 
-    @property
-    def plural(self) -> str:
-        return PLURALS[self.kind]
+async def _failed(ctx: Context[Any, Any], e: Exception) -> float | None:
+    stalled, reason, message = classify(e)
+    if reason == "InternalError":
+        log.exception("reconcile of %s %s/%s failed", ctx.kind.kind, ctx.ns, ctx.name)
+    else:
+        log.warning("reconcile of %s %s/%s: %s: %s", ctx.kind.kind, ctx.ns, ctx.name, reason, message)
+    ctx.memory.errors += 1
+    first, longest = TRANSIENT_BACKOFF if not stalled else (10.0, 300.0)
+    ctx.wake_in(min(longest, first * 2 ** (ctx.memory.errors - 1)))
+    if stalled:
+        ctx.mark_stalled(reason, message)
+    else:
+        ctx.mark_busy(reason, f"{message}; retrying")
+    try:
+        return await finish(ctx)
+    except (kube.Unavailable, kube.ApiException):
+        if stalled:
+            raise
+        return min(ctx.delays)  # the apiserver is away: nothing can be written; try again later
 
-    @property
-    def name(self) -> str:
-        return str(self.obj["metadata"]["name"])
 
-    @property
-    def status(self) -> StatusT:
-        return self.out.status
-
-    @property
-    def memo(self) -> dict[str, Any]:
-        return self.out.memo
-
-    @property
-    def generation(self) -> int | None:
-        gen = self.obj["metadata"].get("generation")
-        return int(gen) if gen is not None else None
-
-    def condition(self, type: str, status: bool | str, reason: str, message: str) -> None:
-        value = status if isinstance(status, str) else ("True" if status else "False")
-        self.status.conditions = set_condition(self.status.conditions, type, value, reason, message,
-                                               self.generation)
-
-    def condition_status(self, type: str) -> str | None:
-        return next((c.status for c in self.status.conditions or [] if c.type == type), None)
-
-    def notify(self, type: str, reason: str, message: str) -> None:
-        self.notices.append((type, reason, message))
-
-    async def refused(self, condition: str, *actions: str) -> bool:
-        """Checks the recorded requester's rights (runs.authz); on refusal sets `condition` False with the
-        reason, posts one Warning Event per distinct refusal, and returns True: the caller must not act."""
-        refusal = await authz.refusal(self.plural, self.obj, *actions)
-        if refusal is None:
-            self.memo.pop("refusal", None)
-            return False
-        reason, message = refusal
-        self.condition(condition, False, reason, message)
-        if self.memo.get("refusal") != refusal:
-            self.memo["refusal"] = refusal
-            self.notify("Warning", reason, message)
-        return True
-
-    async def finish(self, busy_phase: str | None, noun: str) -> float | None:
-        """Sets phase and Ready, writes status once, then posts the Events; returns the next wake-up."""
-        _phase(self, busy_phase, noun)
-        started = time.monotonic()
-        await self.out.flush()
-        self.flush_seconds = time.monotonic() - started
-        for type, reason, message in self.notices:
-            await events.post(self.obj, type, reason, message)
-        self.notices.clear()
-        return min(self.delays) if self.delays else None
+async def finish(ctx: Context[Any, Any]) -> float | None:
+    """Posts the queued Events (an outcome's Event comes before the write that records it), writes status
+    once, and returns the next wake-up."""
+    if ctx.stalled and ctx.memory.warned != ctx.stalled:
+        ctx.notify("Warning", ctx.stalled[0], ctx.stalled[1])
+    ctx.memory.warned = ctx.stalled
+    for type, reason, message in ctx.notices:
+        await events.post(ctx.obj, type, reason, message)
+    ctx.notices.clear()
+    await ctx.write()
+    return min(ctx.delays) if ctx.delays else None
 
 
 async def read_credentials(namespace: str, ref: SecretKeyRef | None) -> Credentials | None:
@@ -139,104 +106,118 @@ async def read_credentials(namespace: str, ref: SecretKeyRef | None) -> Credenti
     if ref is None:
         return None
     metrics.api("get", "secrets")
-    secret = await asyncio.to_thread(kube.core().read_namespaced_secret, ref.name, namespace)
+    try:
+        secret = await asyncio.to_thread(kube.core().read_namespaced_secret, ref.name, namespace)
+    except kube.ApiException as e:
+        if e.status == 404:
+            raise Stall("SecretNotFound", f"Secret {ref.name} (spec.credentialsSecretRef) not found in "
+                                          f"{namespace}") from e
+        raise
     data = secret.data or {}
     if ref.password_key not in data:
-        raise EngineError(f"Secret {ref.name} has no key {ref.password_key!r}")
+        raise Stall("SecretKeyMissing", f"Secret {ref.name} has no key {ref.password_key!r}")
     user = base64.b64decode(data[ref.username_key]).decode() if ref.username_key in data else None
     return Credentials(password=base64.b64decode(data[ref.password_key]).decode(), username=user)
 
 
+def _stalled(ctx: Context[Any, Any], reason: str, message: str) -> None:
+    """A stop or start that cannot go on: Stalled, looked at again with backoff (no watch on workloads)."""
+    ctx.condition("Stopped", "Unknown", reason, message)
+    ctx.mark_stalled(reason, message)
+    ctx.memory.stall_checks += 1
+    ctx.wake_in(ledger.retry_delay(ctx.memory.stall_checks))
+
+
 # Called before scaling a workload down; returns True when it may go now (e.g. connections drained).
-BeforeStop = Callable[[RoleReconcile[Any, Any], workload.WorkloadState], Awaitable[bool]]
+BeforeStop = Callable[[Context[Any, Any], workload.WorkloadState], Awaitable[bool]]
 
 
-async def stop_start(r: RoleReconcile[Any, Any],
-                     before_stop: BeforeStop | None = None) -> workload.WorkloadState | None:
+async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = None) -> workload.WorkloadState | None:
     """Scales the workload to 0 (remembering the count) or back; returns the workload as read, if any."""
-    ref = r.spec.workload_ref
+    s, ref = ctx.role_status, ctx.spec.workload_ref
     if ref is None:
-        r.status.replicas = r.status.remembered_replicas = r.status.ready_replicas = None
+        s.replicas = s.remembered_replicas = s.ready_replicas = None
         return None
+    wants_change = ctx.spec.stopped or s.remembered_replicas is not None
     try:
-        w = await workload.read(r.ns, ref)
+        w = await workload.read(ctx.ns, ref)
     except workload.WorkloadError as e:
-        r.condition("Stopped", "Unknown", e.reason, str(e))
+        if wants_change:
+            verb = "stop" if ctx.spec.stopped else "start"
+            _stalled(ctx, e.reason, f"{e}: rolecall cannot {verb} it (spec.workloadRef)")
+        else:
+            ctx.condition("Stopped", "Unknown", e.reason, str(e))
         return None
     what = f"{ref.kind} {ref.name}"
+    s.replicas = w.replicas
     if w.controller:
-        # Scaling a workload another controller owns would be undone by it (or fight it).
-        r.condition("Stopped", "Unknown", "OwnedByController",
-                    f"{what} is managed by {w.controller}; rolecall does not scale workloads another "
-                    "controller owns")
-        r.status.replicas = w.replicas
+        message = (f"{what} is managed by {w.controller}; rolecall does not scale workloads another controller "
+                   "owns (it would undo the change)")
+        if ctx.spec.stopped:
+            _stalled(ctx, "OwnedByController", message)
+        else:
+            ctx.condition("Stopped", "Unknown", "OwnedByController", message)
         return w
-    remembered = r.status.remembered_replicas if r.status.remembered_replicas is not None else w.remembered
-    if r.spec.stopped:
+    ctx.memory.stall_checks = 0
+    remembered = s.remembered_replicas if s.remembered_replicas is not None else w.remembered
+    if ctx.spec.stopped:
         if w.replicas > 0:
-            if await r.refused("Stopped", "stop"):
-                r.status.replicas = w.replicas
+            if await _refused(ctx):
                 return w
-            if before_stop is not None and not await before_stop(r, w):
-                r.stopping = True
-                r.status.replicas = w.replicas
+            if before_stop is not None and not await before_stop(ctx, w):
+                ctx.stopping = True
                 return w
-            r.status.remembered_replicas = w.replicas
-            r.status.phase = "Stopping"
-            r.condition("Stopped", False, "Stopping", f"Scaling {what} from {w.replicas} to 0 replicas.")
-            await r.out.flush()  # intent first: the count survives a crash between the two patches
-            await workload.annotate(r.ns, ref, w.replicas, by=r.name)
-            await workload.scale(r.ns, ref, 0)
-            r.notify("Normal", "Stopped", f"Scaled {what} from {w.replicas} to 0 replicas; {w.replicas} remembered.")
-            metrics.REQUESTS.labels(r.kind, "stop", "succeeded").inc()
+            s.remembered_replicas = w.replicas
+            ctx.stopping = True
+            ctx.mark_busy("Stopping", f"Scaling {what} from {w.replicas} to 0 replicas.")
+            ctx.condition("Stopped", False, "Stopping", f"Scaling {what} from {w.replicas} to 0 replicas.")
+            await ctx.write()  # intent first: the count survives a crash between the two patches
+            await workload.annotate(ctx.ns, ref, w.replicas, by=ctx.name)
+            await workload.scale(ctx.ns, ref, 0)
+            ctx.stopping = False
+            ctx.busy = None
+            ctx.notify("Normal", "Stopped", f"Scaled {what} from {w.replicas} to 0 replicas; {w.replicas} remembered.")
+            metrics.REQUESTS.labels(ctx.kind.kind, "stop", "succeeded").inc()
             remembered = w.replicas
-        r.status.replicas = r.status.ready_replicas = 0
-        r.status.remembered_replicas = remembered
-        r.condition("Stopped", True, "Stopped",
-                    f"{what} is scaled to 0" + (f"; {remembered} replicas will be restored on start."
-                                                if remembered is not None else "."))
+        s.replicas = s.ready_replicas = 0
+        s.remembered_replicas = remembered
+        ctx.condition("Stopped", True, "Stopped",
+                      f"{what} is scaled to 0" + (f"; {remembered} replicas will be restored on start."
+                                                  if remembered is not None else "."))
         return w
     replicas, ready = w.replicas, w.ready
     if remembered is not None:
         if w.replicas == 0:
-            if await r.refused("Stopped", "stop"):
-                r.status.replicas = 0
+            if await _refused(ctx):
+                s.replicas = 0
                 return w
-            r.status.phase = "Starting"
-            await r.out.flush()
-            await workload.scale(r.ns, ref, remembered)
-            r.notify("Normal", "Started", f"Scaled {what} from 0 back to {remembered} replicas.")
-            metrics.REQUESTS.labels(r.kind, "start", "succeeded").inc()
+            ctx.busy_phase = "Starting"
+            ctx.mark_busy("Starting", f"Scaling {what} from 0 back to {remembered} replicas.")
+            await ctx.write()
+            await workload.scale(ctx.ns, ref, remembered)
+            ctx.notify("Normal", "Started", f"Scaled {what} from 0 back to {remembered} replicas.")
+            metrics.REQUESTS.labels(ctx.kind.kind, "start", "succeeded").inc()
             replicas, ready = remembered, 0
-        await workload.annotate(r.ns, ref, None, None)
-        r.status.remembered_replicas = None
-    r.status.replicas = replicas
-    r.status.ready_replicas = ready
-    if r.condition_status("Stopped") is not None:
-        r.condition("Stopped", False, "Running", f"{what} runs {replicas} replicas.")
+            ctx.busy_phase = None
+            ctx.busy = None
+        await workload.annotate(ctx.ns, ref, None, None)
+        s.remembered_replicas = None
+    s.replicas = replicas
+    s.ready_replicas = ready
+    if ctx.condition_status("Stopped") is not None:
+        ctx.condition("Stopped", False, "Running", f"{what} runs {replicas} replicas.")
     if ready < replicas:
-        r.starting = True
-        r.delays.append(2.0)  # re-read the workload until its pods are ready (reads only; no writes)
+        ctx.starting = True
+        ctx.mark_busy("Starting", f"{ready} of {replicas} replicas of {what} are ready.")
+        ctx.wake_in(2.0)  # re-read the workload until its pods are ready (reads only; no writes)
     return w
 
 
-def _phase(r: RoleReconcile[Any, Any], busy_phase: str | None, noun: str) -> None:
-    s = r.status
-    if busy_phase:
-        s.phase = busy_phase
-    elif r.stopping:
-        s.phase = "Stopping"
-    elif r.starting:
-        s.phase = "Starting"
-    elif r.spec.stopped and r.condition_status("Stopped") == "True":
-        s.phase = "Stopped"
-    elif r.condition_status("Degraded") == "True":
-        s.phase = "Degraded"
-    else:
-        s.phase = "Running"
-    s.observed_generation = r.generation
-    ready = s.phase in ("Running", "Stopped")
-    message = {"Running": f"The {noun} is running and nothing is pending.",
-               "Stopped": f"The {noun} is stopped, as requested."}.get(
-        s.phase or "", f"The {noun} is {str(s.phase).lower()}.")
-    r.condition("Ready", ready, s.phase or "Unknown", message)
+async def _refused(ctx: Context[Any, Any]) -> bool:
+    """The recorded requester must still hold the stop right; otherwise Stalled (RequesterNotAllowed)."""
+    refused = await authz.refusal(ctx.plural, ctx.obj, authz.requester_of(ctx.obj), "stop")
+    if refused is None:
+        return False
+    ctx.condition("Stopped", False, *refused)
+    ctx.mark_stalled(*refused)
+    return True

@@ -4,9 +4,9 @@ Observes: the DatabaseServer (spec, the compact annotation, our own status), its
 Triggers: SQL on the one primary (PostgreSQL) or sqlite3 through pod exec (SQLite), scale-subresource
 patches, status writes and Events.
 
-Idempotency is the cache clear's: a compaction runs when the annotation holds a value not yet echoed in
-status.lastHandledCompactRequest, or when spec.compactedAfter is later than status.lastCompactedAt. The
-request is written to status.run before the database is touched.
+The compaction is a declaration on the request core (runs/request.py) acting on one target: it runs when
+the annotation holds a value not yet echoed in status.lastHandledCompactRequest, or when
+spec.compactedAfter is later than status.lastCompactedAt.
 
 `open_database` is shared with DatabaseMaintenance: it finds the one pod to act on (the single
 PostgreSQL primary, or the single SQLite pod) and opens a session on it.
@@ -15,17 +15,15 @@ PostgreSQL primary, or the single SQLite pod) and opens a session on it.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from rolecall import kube, metrics
-from rolecall.api.types import parse_time
-from rolecall.api.v1alpha1.common import RunLedger
+from rolecall.api.kinds import DATABASE_SERVER
 from rolecall.api.v1alpha1.database import (
     COMPACT_ANNOTATION,
     DatabaseServerSpec,
@@ -33,17 +31,17 @@ from rolecall.api.v1alpha1.database import (
     OperationResult,
     TableFigures,
 )
-from rolecall.engines import EngineError
+from rolecall.engines import Credentials, EngineError
 from rolecall.engines import postgres as pg
 from rolecall.engines.database import DatabaseSession
 from rolecall.engines.sqlite import SqliteSession
-from rolecall.roles.common import RoleReconcile, read_credentials, stop_start, writer_for
-from rolecall.runs.status import now
+from rolecall.roles.common import read_credentials, reconcile_with, stop_start
+from rolecall.runs import request
+from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.targets import pods
-from rolecall.targets.pods import NotActionable
+from rolecall.targets.pods import NotActionable, Target
 
-PLURAL = "databaseservers"
-RETRY_AFTER = (10.0, 300.0)  # first and longest wait before a failed compaction is tried again
+PLURAL = DATABASE_SERVER.plural
 
 
 class NoTarget(Exception):
@@ -60,48 +58,60 @@ class Opened:
     pod: str
 
 
-@asynccontextmanager
-async def open_database(namespace: str, spec: DatabaseServerSpec) -> AsyncIterator[Opened]:
-    """A session on the one database `spec` names: PostgreSQL's single primary, or the single SQLite pod.
-
-    Every target pod is re-read by UID just before it is contacted (pods.address). PostgreSQL standbys
-    are found with pg_is_in_recovery() and never written to; none or several primaries is refused.
-    """
+async def find_target(namespace: str, spec: DatabaseServerSpec, creds: Credentials | None) -> Target:
+    """The one pod to act on: PostgreSQL's single primary (pg_is_in_recovery() on each; standbys are never
+    written to; none or several primaries is refused), or the single SQLite pod."""
     targets = await pods.resolve(namespace, spec.selector.to_label_selector(), spec.node_selector)
     if not targets:
         raise NoTarget("NoTargetPods", "no running pod matches spec.selector")
-    timeout = float(spec.timeout_seconds)
     if spec.engine == "sqlite":
         if len(targets) > 1:
             raise NoTarget("SeveralPods", f"{len(targets)} pods match ({', '.join(t.name for t in targets[:5])}); "
                                           "a SQLite DatabaseServer acts on the file in exactly one pod")
-        t = targets[0]
-        await pods.address(namespace, t)  # re-read by UID: still this pod, running, not host-networked
-        run = functools.partial(_exec, namespace, t.name, spec.container, timeout)
-        yield Opened(SqliteSession(run, spec.path or ""), t.name)
-        return
-    creds = await read_credentials(namespace, spec.credentials_secret_ref)
+        return targets[0]
     port, database = spec.port or pg.DEFAULT_PORT, spec.database or "postgres"
-    async with AsyncExitStack() as stack:
-        primaries: list[tuple[str, pg.PostgresSession]] = []
-        errors: list[str] = []
-        for t in targets:
-            try:
-                ip = await pods.address(namespace, t)
-                s = await stack.enter_async_context(pg.session(ip, port, database, creds, timeout))
+    primaries: list[Target] = []
+    errors: list[str] = []
+    for t in targets:
+        try:
+            ip = await pods.address(namespace, t)
+            async with pg.session(ip, port, database, creds, float(spec.timeout_seconds)) as s:
                 if not await s.in_recovery():
-                    primaries.append((t.name, s))
-            except (EngineError, NotActionable) as e:
-                errors.append(f"{t.name}: {e}")
-        if len(primaries) != 1:
-            names = ", ".join(n for n, _ in primaries)
-            unread = f"; unreadable: {'; '.join(errors[:3])}" if errors else ""
-            if not primaries:
-                raise NoTarget("NoPrimary", f"none of {len(targets)} pods is a PostgreSQL primary{unread}")
-            raise NoTarget("SeveralPrimaries", f"{len(primaries)} pods are primaries ({names}); rolecall acts on "
-                                               "exactly one and will not guess")
-        name, session = primaries[0]
-        yield Opened(session, name)
+                    primaries.append(t)
+        except (EngineError, NotActionable) as e:
+            errors.append(f"{t.name}: {e}")
+    if len(primaries) != 1:
+        unread = f"; unreadable: {'; '.join(errors[:3])}" if errors else ""
+        if not primaries:
+            raise NoTarget("NoPrimary", f"none of {len(targets)} pods is a PostgreSQL primary{unread}")
+        names = ", ".join(t.name for t in primaries)
+        raise NoTarget("SeveralPrimaries", f"{len(primaries)} pods are primaries ({names}); rolecall acts on "
+                                           "exactly one and will not guess")
+    return primaries[0]
+
+
+@asynccontextmanager
+async def session_on(namespace: str, spec: DatabaseServerSpec, target: Target, ip: str,
+                     creds: Credentials | None) -> AsyncIterator[DatabaseSession]:
+    """A session on `target` (whose IP was just re-read by UID); a PostgreSQL pod must still be the primary."""
+    timeout = float(spec.timeout_seconds)
+    if spec.engine == "sqlite":
+        yield SqliteSession(functools.partial(_exec, namespace, target.name, spec.container, timeout), spec.path or "")
+        return
+    async with pg.session(ip, spec.port or pg.DEFAULT_PORT, spec.database or "postgres", creds, timeout) as s:
+        if await s.in_recovery():
+            raise EngineError(f"{target.name} is no longer the primary (it is in recovery)")
+        yield s
+
+
+@asynccontextmanager
+async def open_database(namespace: str, spec: DatabaseServerSpec) -> AsyncIterator[Opened]:
+    """A session on the one database `spec` names (see find_target), its pod re-read by UID first."""
+    creds = await read_credentials(namespace, spec.credentials_secret_ref)
+    target = await find_target(namespace, spec, creds)
+    ip = await pods.address(namespace, target)
+    async with session_on(namespace, spec, target, ip, creds) as session:
+        yield Opened(session, target.name)
 
 
 async def _exec(namespace: str, pod: str, container: str | None, timeout: float,
@@ -112,130 +122,87 @@ async def _exec(namespace: str, pod: str, container: str | None, timeout: float,
 
 # --- DatabaseServer -----------------------------------------------------------------------------------
 
-@dataclass
-class Reconcile(RoleReconcile[DatabaseServerSpec, DatabaseServerStatus]):
-    pass
+Ctx = Context[DatabaseServerSpec, DatabaseServerStatus]
 
 
-async def reconcile(body: dict[str, Any], memo: dict[str, Any]) -> float | None:
-    out = writer_for(PLURAL, body, memo, DatabaseServerStatus)
-    spec = DatabaseServerSpec.model_validate(body["spec"])
-    r = Reconcile("DatabaseServer", body, spec, out)
-    metrics.RECONCILES.labels("DatabaseServer").inc()
+async def _credentials(ctx: Ctx) -> Credentials | None:
+    return await read_credentials(ctx.ns, ctx.spec.credentials_secret_ref)
+
+
+async def _the_target(ctx: Ctx) -> list[Target]:
     try:
-        await stop_start(r)
-        if not spec.stopped:
-            await _compact(r)
-            await _figures(r)
-    finally:
-        busy = "Compacting" if r.status.run is not None and not r.memo.get("retry_at") else None
-        delay = await r.finish(busy, "database role")
-    return delay
+        return [await find_target(ctx.ns, ctx.spec, await _credentials(ctx))]
+    except NoTarget as e:
+        raise request.RequestFailed(e.reason, str(e)) from e
 
 
-def _wanted(r: Reconcile) -> tuple[str | None, str | None]:
-    token = (r.obj["metadata"].get("annotations") or {}).get(COMPACT_ANNOTATION)
-    new_token = token if token is not None and token != r.status.last_handled_compact_request else None
-    due = None
-    if r.spec.compacted_after:
-        t, last = parse_time(r.spec.compacted_after), r.status.last_compacted_at
-        if last is None or parse_time(last) < t:
-            wait = (t - dt.datetime.now(dt.UTC)).total_seconds()
-            if wait <= 0:
-                due = r.spec.compacted_after
-            else:
-                r.delays.append(wait)  # an in-process timer, rebuilt from spec on restart
-    return new_token, due
-
-
-async def _compact(r: Reconcile) -> None:
-    s = r.status
-    token, after = _wanted(r)
-    if s.run is None and not (token or after):
-        return
-    if s.run is not None and time.monotonic() < r.memo.get("retry_at", 0.0):
-        r.delays.append(r.memo["retry_at"] - time.monotonic())
-        return
-    rights = ("compact", "credentials") if r.spec.credentials_secret_ref else ("compact",)
-    if await r.refused("Compacted", *rights):
-        return
-    if s.run is None:
-        s.run = RunLedger(action="compact", token=token, cleared_after=after, accepted_at=now(), targets=1)
-        request = f"request {token!r}" if token else f"compactedAfter {after}"
-        r.condition("Compacted", False, "CompactionRequested", f"Compacting for {request}.")
-        await r.out.flush()  # the ledger first: a crash from here on resumes this request
-        r.memo.pop("retry_at", None)
-        r.memo["retries"] = 0
-    run = s.run
-    request = f"request {run.token!r}" if run.token else f"compactedAfter {run.cleared_after}"
-    result = OperationResult(type="compact", phase="Running", started_at=now())
+async def _compact(ctx: Ctx, creds: Credentials | None, target: Target, ip: str) -> str:
+    s = ctx.status
+    result = OperationResult(type="compact", phase="Running", started_at=ctx.clock.now())
     started = time.monotonic()
+    s.primary = target.name
     try:
-        async with open_database(r.ns, r.spec) as db:
-            s.primary = db.pod
-            result.bytes_before = await db.session.size(None)
-            await db.session.compact(False, None)
-            result.bytes_after = await db.session.size(None)
+        async with session_on(ctx.ns, ctx.spec, target, ip, creds) as db:
+            result.bytes_before = await db.size(None)
+            await db.compact(False, None)
+            result.bytes_after = await db.size(None)
         result.phase = "Succeeded"
-    except (EngineError, NoTarget, NotActionable, kube.ApiException) as e:
-        result.phase, result.error = "Failed", (getattr(e, "reason", None) if isinstance(e, kube.ApiException)
-                                                else None) or str(e)
-    result.completed_at, result.duration_seconds = now(), round(time.monotonic() - started, 3)
-    s.last_compaction = result
-    first = not r.memo.get("retries")
-    if run.token and first:
-        s.last_handled_compact_request = run.token  # handled even if it failed: Degraded says why
-    if result.phase == "Failed":
-        retries = r.memo.get("retries", 0)
-        wait = min(RETRY_AFTER[1], RETRY_AFTER[0] * 2 ** retries)
-        r.memo["retries"], r.memo["retry_at"] = retries + 1, time.monotonic() + wait
-        r.delays.append(wait)
-        r.condition("Compacted", False, "CompactionFailed", f"Compaction for {request} failed: {result.error}; "
-                                                            f"retrying in {wait:.0f}s.")
-        r.condition("Degraded", True, "CompactionFailed", str(result.error))
-        if first:
-            r.notify("Warning", "CompactionFailed", f"Compaction for {request} failed: {result.error}")
-            metrics.REQUESTS.labels("DatabaseServer", "compact", "failed").inc()
-        return
-    s.run, s.last_compacted_at = None, run.accepted_at
-    r.memo.pop("retry_at", None)
-    r.memo["retries"] = 0
+    except EngineError as e:
+        result.phase, result.error = "Failed", str(e)[:1024]
+        raise
+    finally:
+        result.completed_at, result.duration_seconds = ctx.clock.now(), round(time.monotonic() - started, 3)
+        s.last_compaction = result
+    ctx.memory.figures_due = 0.0  # the size changed: refresh the figures now
     freed = (result.bytes_before or 0) - (result.bytes_after or 0)
-    message = f"Compacted {s.primary} for {request}: {result.bytes_before} -> {result.bytes_after} bytes."
-    r.condition("Compacted", True, "Compacted", message)
-    if r.condition_status("Degraded") == "True":
-        r.condition("Degraded", False, "Recovered", "The last action succeeded.")
-    r.notify("Normal", "Compacted", message + (f" {freed} bytes reclaimed." if freed > 0 else ""))
-    metrics.REQUESTS.labels("DatabaseServer", "compact", "succeeded").inc()
-    r.memo["figures_at"] = 0.0  # the size changed: refresh the figures now
+    return f"{result.bytes_before} -> {result.bytes_after} bytes" + (f", {freed} reclaimed" if freed > 0 else "")
 
 
-async def _figures(r: Reconcile) -> None:
-    due = r.memo.get("figures_at", 0.0)
-    if time.monotonic() < due:
-        r.delays.append(due - time.monotonic())
+COMPACT: request.Action[Credentials | None] = request.Action(
+    name="compact", condition="Compacted", busy="Compacting", done="Compacted", noun="compaction",
+    token_annotation=COMPACT_ANNOTATION, handled_field="last_handled_compact_request", after_field="compacted_after",
+    completed_field="last_compacted_at", resolve=_the_target, act=_compact, prepare=_credentials,
+    rights=lambda ctx: ("compact", "credentials") if ctx.spec.credentials_secret_ref else ("compact",), attempts=1)
+
+
+async def reconcile(body: dict[str, Any], memory: Memory, runtime: Runtime) -> float | None:
+    return await reconcile_with(DATABASE_SERVER, body, memory, runtime, DatabaseServerSpec, DatabaseServerStatus,
+                                _work)
+
+
+async def _work(ctx: Ctx) -> None:
+    await stop_start(ctx)
+    if not ctx.spec.stopped:
+        await request.step(ctx, COMPACT)
+        await _figures(ctx)
+
+
+async def _figures(ctx: Ctx) -> None:
+    m, clock = ctx.memory, ctx.clock
+    if clock.monotonic() < m.figures_due:
+        ctx.wake_in(m.figures_due - clock.monotonic())
         return
-    interval = float(r.spec.status_interval_seconds)
-    r.memo["figures_at"] = time.monotonic() + interval
-    r.delays.append(interval)
-    s = r.status
+    interval = float(ctx.spec.status_interval_seconds)
+    m.figures_due = clock.monotonic() + interval
+    ctx.wake_in(interval)
+    s = ctx.status
     try:
-        async with open_database(r.ns, r.spec) as db:
+        async with open_database(ctx.ns, ctx.spec) as db:
             figures = await db.session.figures()
             pod = db.pod
     except NoTarget as e:
-        r.condition("Degraded", True, e.reason, str(e))
+        ctx.condition("Degraded", True, e.reason, str(e))
         return
-    except (EngineError, NotActionable, kube.ApiException) as e:
-        r.condition("Degraded", True, "DatabaseUnreachable", str(e))
+    except (EngineError, NotActionable) as e:
+        ctx.condition("Degraded", True, "DatabaseUnreachable", str(e))
         return
     tables = [TableFigures(table=t.table, dead_tuples=t.dead_tuples, live_tuples=t.live_tuples)
               for t in figures.largest_tables] or None
     before = (s.primary, s.size_bytes, s.connections, s.largest_tables)
     s.primary, s.size_bytes, s.connections, s.largest_tables = pod, figures.size_bytes, figures.connections, tables
     if before != (s.primary, s.size_bytes, s.connections, s.largest_tables):
-        s.refreshed_at = now()
-    if r.condition_status("Degraded") == "True" and s.run is None:
-        r.condition("Degraded", False, "Recovered", f"{pod} answers.")
-    elif r.condition_status("Degraded") is None:
-        r.condition("Degraded", False, "DatabaseReachable", f"{pod} answers.")
+        s.refreshed_at = ctx.clock.now()
+    if ctx.condition_status("Degraded") == "True" and s.run is None:
+        ctx.condition("Degraded", False, "Recovered", f"{pod} answers.")
+    elif ctx.condition_status("Degraded") is None:
+        ctx.condition("Degraded", False, "DatabaseReachable", f"{pod} answers.")

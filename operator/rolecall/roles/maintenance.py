@@ -19,12 +19,12 @@ import asyncio
 import datetime as dt
 import time
 import zoneinfo
-from dataclasses import dataclass, field
 from typing import Any
 
 from croniter import croniter
 
 from rolecall import kube, metrics
+from rolecall.api.kinds import DATABASE_MAINTENANCE
 from rolecall.api.types import duration_seconds, parse_time
 from rolecall.api.v1alpha1.database import (
     MAX_HISTORY,
@@ -38,12 +38,13 @@ from rolecall.api.v1alpha1.database import (
 from rolecall.engines import EngineError
 from rolecall.engines.database import DatabaseSession
 from rolecall.roles import database
-from rolecall.roles.common import StatusWriter, writer_for
+from rolecall.roles.common import reconcile_with
 from rolecall.runs import authz, events
-from rolecall.runs.status import now, patch_status, set_condition
+from rolecall.runs.context import Context, Memory, Runtime
+from rolecall.runs.status import now, patch_status
 from rolecall.targets.pods import NotActionable
 
-GROUP, VERSION, PLURAL = "rolecall.dev", "v1alpha1", "databasemaintenances"
+GROUP, VERSION, PLURAL = DATABASE_MAINTENANCE.group, DATABASE_MAINTENANCE.version, DATABASE_MAINTENANCE.plural
 PROGRESS_SECONDS = 2.0
 QUEUE_CHECK_SECONDS = 2.0  # a queued maintenance looks again this often (in-process, no API calls)
 # (namespace, DatabaseServer) -> the maintenance running on it now, in this operator process.
@@ -54,30 +55,39 @@ class RunFailed(Exception):
     pass
 
 
-@dataclass
 class Maintenance:
-    obj: dict[str, Any]
-    spec: DatabaseMaintenanceSpec
-    out: StatusWriter[DatabaseMaintenanceStatus]
-    delays: list[float] = field(default_factory=list)
-    last_progress: float = 0.0
+    """One reconcile of a DatabaseMaintenance: its context, plus progress writes at most every PROGRESS_SECONDS."""
+
+    def __init__(self, ctx: Context[DatabaseMaintenanceSpec, DatabaseMaintenanceStatus]) -> None:
+        self.ctx = ctx
+        self.last_progress = 0.0
 
     @property
-    def ns(self) -> str:
-        return str(self.obj["metadata"]["namespace"])
+    def obj(self) -> dict[str, Any]:
+        return self.ctx.obj
 
     @property
-    def name(self) -> str:
-        return str(self.obj["metadata"]["name"])
+    def spec(self) -> DatabaseMaintenanceSpec:
+        return self.ctx.spec
 
     @property
     def status(self) -> DatabaseMaintenanceStatus:
-        return self.out.status
+        return self.ctx.status
+
+    @property
+    def ns(self) -> str:
+        return self.ctx.ns
+
+    @property
+    def name(self) -> str:
+        return self.ctx.name
+
+    @property
+    def delays(self) -> list[float]:
+        return self.ctx.delays
 
     def condition(self, type: str, status: bool, reason: str, message: str) -> None:
-        gen = self.obj["metadata"].get("generation")
-        self.status.conditions = set_condition(self.status.conditions, type, "True" if status else "False",
-                                               reason, message, int(gen) if gen is not None else None)
+        self.ctx.condition(type, status, reason, message)
 
     async def event(self, type: str, reason: str, message: str) -> None:
         await events.post(self.obj, type, reason, message)
@@ -85,24 +95,23 @@ class Maintenance:
     async def progress(self, force: bool = False) -> None:
         if force or time.monotonic() - self.last_progress >= PROGRESS_SECONDS:
             self.last_progress = time.monotonic()
-            await self.out.flush()
+            await self.ctx.write()
 
 
-async def reconcile(body: dict[str, Any], memo: dict[str, Any]) -> float | None:
-    out = writer_for(PLURAL, body, memo, DatabaseMaintenanceStatus)
-    m = Maintenance(body, DatabaseMaintenanceSpec.model_validate(body["spec"]), out)
-    metrics.RECONCILES.labels("DatabaseMaintenance").inc()
+async def reconcile(body: dict[str, Any], memory: Memory, runtime: Runtime) -> float | None:
+    return await reconcile_with(DATABASE_MAINTENANCE, body, memory, runtime, DatabaseMaintenanceSpec,
+                                DatabaseMaintenanceStatus, _work)
+
+
+async def _work(ctx: Context[DatabaseMaintenanceSpec, DatabaseMaintenanceStatus]) -> None:
+    m = Maintenance(ctx)
     s = m.status
     s.summary = s.summary or _summary(m.spec.operations)
-    gen = body["metadata"].get("generation")
-    s.observed_generation = int(gen) if gen is not None else None
-    try:
-        scheduled_at = await _due(m)
-        if scheduled_at is not None:
-            await _claim_and_run(m, scheduled_at)
-    finally:
-        await out.flush()
-    return min(m.delays) if m.delays else None
+    scheduled_at = await _due(m)
+    if scheduled_at is not None:
+        await _claim_and_run(m, scheduled_at)
+    if s.phase == "Queued":
+        ctx.mark_busy("Queued", "Waiting for another DatabaseMaintenance on the same database to finish.")
 
 
 def _summary(operations: list[Operation]) -> str:
@@ -222,10 +231,11 @@ async def _server(m: Maintenance) -> dict[str, Any]:
 async def _refusal(m: Maintenance, server: dict[str, Any]) -> str | None:
     """The requester of this maintenance must still be allowed to run SQL here and to use the server's
     credentials Secret (the part admission cannot follow: maintenance -> server -> Secret)."""
-    refused = await authz.refusal(PLURAL, m.obj, "run")
+    requester = authz.requester_of(m.obj)
+    refused = await authz.refusal(PLURAL, m.obj, requester, "run")
     if refused is None and (server.get("spec") or {}).get("credentialsSecretRef"):
         as_requested = {"metadata": m.obj["metadata"], "spec": server["spec"]}
-        refused = await authz.refusal(database.PLURAL, as_requested, "credentials")
+        refused = await authz.refusal(database.PLURAL, as_requested, requester, "credentials")
     return f"{refused[0]}: {refused[1]}" if refused else None
 
 
@@ -237,6 +247,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         s.operations = [_fresh_result(op) for op in spec.operations]
         m.condition("Queued", False, "Started", "The run started.")
         m.condition("Complete", False, "Running", f"Running {s.summary}.")
+        m.ctx.mark_busy("Running", f"Running {s.summary}.")
         await m.progress(force=True)  # the run is on record before the database is touched
         await m.event("Normal", "Started", f"Running {s.summary} on {spec.database_server_ref.name}.")
     deadline = parse_time(s.started_at or now()) + dt.timedelta(seconds=spec.timeout_seconds)
@@ -265,6 +276,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         for result in running:
             result.phase, result.error, result.completed_at = "Failed", error[:1024], now()
     _finish(m, error)
+    m.ctx.busy = None
     await m.progress(force=True)
     await _report_to_server(m)
     if error is None:

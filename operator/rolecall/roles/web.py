@@ -13,12 +13,11 @@ deadline in status.drain, so an operator restart continues the same drain instea
 from __future__ import annotations
 
 import datetime as dt
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from rolecall import metrics
-from rolecall.api.types import parse_time
+from rolecall.api.kinds import WEB_SERVER
+from rolecall.api.types import format_time, parse_time
 from rolecall.api.v1alpha1.webserver import (
     MAX_WEB_PODS,
     REFRESH_ANNOTATION,
@@ -29,10 +28,10 @@ from rolecall.api.v1alpha1.webserver import (
     WebServerStatus,
 )
 from rolecall.engines import Endpoint, EngineError
-from rolecall.engines.web import WEB_ENGINES, WebEngine, app_users
-from rolecall.roles.common import RoleReconcile, stop_start, writer_for
-from rolecall.runs import fanout
-from rolecall.runs.status import now
+from rolecall.engines.web import WEB_ENGINES, app_users
+from rolecall.roles.common import reconcile_with, stop_start
+from rolecall.runs import fanout, request
+from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.targets import pods
 from rolecall.targets.pods import NotActionable, Target
 from rolecall.targets.workload import WorkloadState
@@ -42,79 +41,75 @@ DRAIN_CHECK_SECONDS = 1.0  # how often a draining stop re-reads the connection c
 SHORT_GRACE_SECONDS = 10  # a terminationGracePeriodSeconds below this leaves in-flight requests little time
 
 
-@dataclass
-class Reconcile(RoleReconcile[WebServerSpec, WebServerStatus]):
-    engine: WebEngine = field(default=WEB_ENGINES["nginx"])
-    refreshed: bool = False  # figures were read during this reconcile (e.g. by the drain check)
+Ctx = Context[WebServerSpec, WebServerStatus]
+# A refresh has no side effects: the core only detects its token and acknowledges it with an outcome.
+REFRESH: request.Action[None] = request.Action(
+    name="refresh", condition="Refreshed", busy="Refreshing", done="Refreshed", noun="refresh",
+    token_annotation=REFRESH_ANNOTATION, handled_field="last_handled_refresh_request", after_field=None,
+    completed_field=None)
 
 
-async def reconcile(body: dict[str, Any], memo: dict[str, Any]) -> float | None:
-    out = writer_for(PLURAL, body, memo, WebServerStatus)
-    spec = WebServerSpec.model_validate(body["spec"])
-    r = Reconcile("WebServer", body, spec, out, engine=WEB_ENGINES[spec.engine])
-    metrics.RECONCILES.labels("WebServer").inc()
-    try:
-        if not spec.stopped and r.status.drain is not None:
-            r.status.drain = None
-            r.notify("Normal", "DrainCancelled", "stopped is false again: the draining stop was cancelled.")
-        w = await stop_start(r, before_stop=_drained)
-        if w is not None and not w.controller:
-            _graceful_stop_check(r, w)
-        await _refresh(r)
-    finally:
-        delay = await r.finish(None, "web role")
-    return delay
+async def reconcile(body: dict[str, Any], memory: Memory, runtime: Runtime) -> float | None:
+    return await reconcile_with(WEB_SERVER, body, memory, runtime, WebServerSpec, WebServerStatus, _work)
+
+
+async def _work(ctx: Ctx) -> None:
+    if not ctx.spec.stopped and ctx.status.drain is not None:
+        ctx.status.drain = None
+        ctx.notify("Normal", "DrainCancelled", "stopped is false again: the draining stop was cancelled.")
+    w = await stop_start(ctx, before_stop=_drained)
+    if w is not None and not w.controller:
+        _graceful_stop_check(ctx, w)
+    await _refresh(ctx)
 
 
 # --- figures ------------------------------------------------------------------------------------------
 
-def _refresh_token(r: Reconcile) -> str | None:
-    token = (r.obj["metadata"].get("annotations") or {}).get(REFRESH_ANNOTATION)
-    return token if token is not None and token != r.status.last_handled_refresh_request else None
-
-
-async def _refresh(r: Reconcile) -> None:
-    token = _refresh_token(r)
-    due = r.memo.get("refresh_at", 0.0)
-    spec_changed = r.memo.get("refreshed_generation") != r.generation  # e.g. a new userCount: read at once
-    if r.refreshed or (token is None and not spec_changed and time.monotonic() < due):
-        r.delays.append(max(0.0, due - time.monotonic()))
+async def _refresh(ctx: Ctx) -> None:
+    token = request.token_due(ctx, REFRESH)
+    m, clock = ctx.memory, ctx.clock
+    spec_changed = m.figures_generation != ctx.generation  # e.g. a new userCount: read at once
+    if token is None and not spec_changed and clock.monotonic() < m.figures_due:
+        ctx.wake_in(m.figures_due - clock.monotonic())
         return
-    await _read_figures(r)
+    per_pod = await _read_figures(ctx)
+    if token is not None:
+        failing = [p for p in per_pod if p.error]
+        outcome, reason = ("Failed", "PodsUnreadable") if failing else ("Succeeded", "Refreshed")
+        request.acknowledge_read(ctx, REFRESH, token, outcome, reason,
+                                 f"Read {len(per_pod) - len(failing)} of {len(per_pod)} pods for request {token!r}.")
 
 
-async def _read_figures(r: Reconcile) -> list[WebPodStatus]:
+async def _read_figures(ctx: Ctx) -> list[WebPodStatus]:
     """Reads every target pod's status page (and user count), updates status; returns per-pod results."""
-    token = _refresh_token(r)
-    interval = float(r.spec.refresh_interval_seconds)
-    r.memo["refresh_at"] = time.monotonic() + interval
-    r.memo["refreshed_generation"] = r.generation
-    r.delays.append(interval)
-    r.refreshed = True
-    targets = await pods.resolve(r.ns, r.spec.selector.to_label_selector(), r.spec.node_selector)
+    interval = float(ctx.spec.refresh_interval_seconds)
+    ctx.memory.figures_due = ctx.clock.monotonic() + interval
+    ctx.memory.figures_generation = ctx.generation
+    ctx.wake_in(interval)
+    targets = await pods.resolve(ctx.ns, ctx.spec.selector.to_label_selector(), ctx.spec.node_selector)
     results: dict[str, WebPodStatus] = {}
 
     async def read(t: Target) -> str:
-        results[t.uid] = await _read_pod(r, t)
+        results[t.uid] = await _read_pod(ctx, t)
         return "read"
 
     async def ignore(_: fanout.Outcome[Target]) -> None:
         return None
 
     # One attempt: a failure is reported per pod in status; the next refresh is the retry.
-    await fanout.fan_out(targets, read, fanout.limit_of(r.spec.concurrency, max(1, len(targets))), ignore,
-                         attempts=1, timeout=float(r.spec.timeout_seconds) * 2 + 1)
+    await fanout.fan_out(targets, read, fanout.limit_of(ctx.spec.concurrency, max(1, len(targets))), ignore,
+                         attempts=1, timeout=float(ctx.spec.timeout_seconds) * 2 + 1)
     for t in targets:  # a pod whose read timed out as a whole still gets a line
         results.setdefault(t.uid, WebPodStatus(pod=t.name, node=t.node, healthy=False,
                                                error="no answer within the timeout"))
     per_pod = sorted(results.values(), key=lambda p: p.pod)
-    _apply(r, per_pod, token)
+    _apply(ctx, per_pod)
     metrics.STATS_REFRESHES.labels("WebServer").inc()
     return per_pod
 
 
-async def _read_pod(r: Reconcile, t: Target) -> WebPodStatus:
-    spec = r.spec
+async def _read_pod(ctx: Ctx, t: Target) -> WebPodStatus:
+    spec, engine = ctx.spec, WEB_ENGINES[ctx.spec.engine]
     line = WebPodStatus(pod=t.name, node=t.node, healthy=False)
     try:
         ip = t.probe_address()
@@ -122,9 +117,9 @@ async def _read_pod(r: Reconcile, t: Target) -> WebPodStatus:
         line.error = str(e)
         return line
     timeout = float(spec.timeout_seconds)
-    path = spec.status_path or r.engine.default_status_path
+    path = spec.status_path or engine.default_status_path
     try:
-        figures = await r.engine.figures(Endpoint(ip, spec.port, timeout), path)
+        figures = await engine.figures(Endpoint(ip, spec.port, timeout), path)
     except EngineError as e:
         line.error = f"status page: {e}"[:512]
         return line
@@ -138,8 +133,8 @@ async def _read_pod(r: Reconcile, t: Target) -> WebPodStatus:
     return line
 
 
-def _apply(r: Reconcile, per_pod: list[WebPodStatus], token: str | None) -> None:
-    s, spec = r.status, r.spec
+def _apply(ctx: Ctx, per_pod: list[WebPodStatus]) -> None:
+    s, spec = ctx.status, ctx.spec
     healthy = [p for p in per_pod if p.healthy]
     active = sum(p.active_connections or 0 for p in healthy)
     source: UsersSource = "activeConnections"
@@ -156,18 +151,16 @@ def _apply(r: Reconcile, per_pod: list[WebPodStatus], token: str | None) -> None
     s.pods = per_pod[:MAX_WEB_PODS] or None
     after = (s.active_connections, s.current_users, s.current_users_source, s.requests_served, s.healthy_pods,
              s.targets, [p.dump() for p in s.pods or []])
-    if token is not None:
-        s.last_handled_refresh_request = token
-    if before != after or token is not None:
-        s.refreshed_at = now()  # written only when something changed, or a refresh was asked for
-    live = (r.ns, r.name)
+    if before != after or request.token_due(ctx, REFRESH) is not None:
+        s.refreshed_at = ctx.clock.now()  # written only when something changed, or a refresh was asked for
+    live = (ctx.ns, ctx.name)
     metrics.WEB_ACTIVE_CONNECTIONS.labels(*live).set(active)
     if users is not None:
         metrics.WEB_CURRENT_USERS.labels(*live).set(users)
-    _health(r, per_pod)
+    _health(ctx, per_pod)
 
 
-def _health(r: Reconcile, per_pod: list[WebPodStatus]) -> None:
+def _health(r: Ctx, per_pod: list[WebPodStatus]) -> None:
     failing = [p for p in per_pod if p.error]
     was = r.condition_status("Degraded")
     if failing:
@@ -187,18 +180,16 @@ def _health(r: Reconcile, per_pod: list[WebPodStatus]) -> None:
 
 # --- draining stop ------------------------------------------------------------------------------------
 
-async def _drained(r: RoleReconcile[Any, Any], w: WorkloadState) -> bool:
+async def _drained(r: Ctx, w: WorkloadState) -> bool:
     """Before scaling to 0: True once connections fell to the threshold or the drain deadline passed."""
-    assert isinstance(r, Reconcile)
     timeout = r.spec.drain_timeout_seconds
     if not timeout:
         return True
     s, ref = r.status, r.spec.workload_ref
     what = f"{ref.kind} {ref.name}" if ref else "the workload"
-    started = dt.datetime.now(dt.UTC)
+    started = r.clock.wall()
     if s.drain is None:
-        deadline = (started + dt.timedelta(seconds=timeout)).isoformat(timespec="seconds").replace("+00:00", "Z")
-        s.drain = Drain(started_at=now(), deadline=deadline)
+        s.drain = Drain(started_at=format_time(started), deadline=format_time(started + dt.timedelta(seconds=timeout)))
         r.notify("Normal", "DrainStarted",
                  f"Waiting up to {timeout}s for connections to fall to {r.spec.drain_threshold} before scaling "
                  f"{what} to 0.")
@@ -212,7 +203,7 @@ async def _drained(r: RoleReconcile[Any, Any], w: WorkloadState) -> bool:
         r.notify("Normal", "Drained", f"{active} connections left on {what} (threshold {r.spec.drain_threshold}); "
                                       "scaling to 0.")
         return True
-    if dt.datetime.now(dt.UTC) >= parse_time(drain.deadline):
+    if r.clock.wall() >= parse_time(drain.deadline):
         s.drain = None
         left = f"{active} connections still open" + (f", {len(unreadable)} pods unreadable" if unreadable else "")
         r.notify("Warning", "DrainTimedOut", f"{left} after {timeout}s; scaling {what} to 0 anyway.")
@@ -220,11 +211,12 @@ async def _drained(r: RoleReconcile[Any, Any], w: WorkloadState) -> bool:
     waiting = f"{active} connections open (threshold {r.spec.drain_threshold})" + (
         f"; {len(unreadable)} pods unreadable, waited for until the deadline" if unreadable else "")
     r.condition("Stopped", False, "Draining", f"Draining {what}: {waiting}; scaling to 0 by {drain.deadline}.")
-    r.delays.append(DRAIN_CHECK_SECONDS)
+    r.mark_busy("Draining", f"Draining {what}: {waiting}; scaling to 0 by {drain.deadline}.")
+    r.wake_in(DRAIN_CHECK_SECONDS)
     return False
 
 
-def _graceful_stop_check(r: Reconcile, w: WorkloadState) -> None:
+def _graceful_stop_check(r: Ctx, w: WorkloadState) -> None:
     """Warns in status when the pods would drop in-flight requests on termination."""
     ref = r.spec.workload_ref
     what = f"{ref.kind} {ref.name}" if ref else "the workload"

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rolecall import kube, metrics
-from rolecall.api.admission import ACTIONS, POLICY_NAMES, REQUESTED_BY, REQUESTED_BY_GROUPS
+from rolecall.api.admission import POLICY_NAMES, REQUESTED_BY, REQUESTED_BY_GROUPS
+from rolecall.api.rights import ACTIONS
 
 log = logging.getLogger(__name__)
 POLICY_CHECK_SECONDS = 60.0
@@ -74,27 +75,41 @@ async def _allowed(user: str, groups: list[str], namespace: str, attrs: Attribut
     return bool(review.status.allowed)
 
 
-async def refusal(plural: str, obj: dict[str, Any], *actions: str) -> tuple[str, str] | None:
-    """(reason, message) when the recorded requester may not do one of `actions` now; None when allowed."""
+@dataclass(frozen=True)
+class Requester:
+    user: str
+    groups: tuple[str, ...] = ()
+
+
+def requester_of(obj: dict[str, Any]) -> Requester | None:
+    """Who made the request, as admission recorded it on the object."""
+    annotations = obj["metadata"].get("annotations") or {}
+    user = annotations.get(REQUESTED_BY)
+    if not user:
+        return None
+    return Requester(user, tuple(g for g in annotations.get(REQUESTED_BY_GROUPS, "").split(",") if g))
+
+
+async def refusal(plural: str, obj: dict[str, Any], requester: Requester | None,
+                  *actions: str) -> tuple[str, str] | None:
+    """(reason, message) when `requester` may not do one of `actions` now; None when allowed."""
     missing = await _missing_policies()
     if missing:
         return ("AdmissionPoliciesMissing",
                 f"rolecall's admission policies are missing from the cluster ({', '.join(missing)}): refusing to "
                 "act, since requests were not checked (install manifests/admission-policies.yaml, or start the "
                 "operator with --allow-without-admission-policies)")
-    annotations = obj["metadata"].get("annotations") or {}
-    user = annotations.get(REQUESTED_BY)
-    if not user:
+    if requester is None:
         if allow_without_policies:
             return None
         return ("NoRecordedRequester",
                 f"no {REQUESTED_BY} annotation: the request was made before rolecall's admission policies were "
                 "installed (or by the operator itself); re-apply it to record who asks")
-    groups = [g for g in annotations.get(REQUESTED_BY_GROUPS, "").split(",") if g]
     ns = obj["metadata"]["namespace"]
     for action in actions:
-        if not await _any_allowed(user, groups, ns, _alternatives(plural, action, obj)):
-            return "RequesterNotAllowed", f"{user}: {_message(plural, action)} (checked again just before acting)"
+        if not await _any_allowed(requester.user, list(requester.groups), ns, _alternatives(plural, action, obj)):
+            return ("RequesterNotAllowed",
+                    f"{requester.user}: {_message(plural, action)} (checked again just before acting)")
     return None
 
 

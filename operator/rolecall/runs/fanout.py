@@ -1,7 +1,11 @@
 """Acts on many targets at once, at most `limit` at a time, retrying each failure with backoff.
 
-A failing target never stops the others; every target ends with exactly one outcome reported through
-`on_outcome`, in completion order, so the caller can record progress as it happens.
+A failing target never stops the others: every target that is acted on ends with exactly one outcome,
+reported through `on_outcome` in completion order, so the caller can record progress as it happens.
+What aborts the whole fan-out is an exception outside a target's own action: `on_outcome` failing (a
+progress write that did not reach the apiserver) or `before_act` refusing (this process may no longer
+lead). Then every sibling is cancelled and awaited before the exception propagates, so nothing keeps
+acting or reporting behind the caller's back, and no outcome is reported that was not seen to finish.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from rolecall import kube
+from rolecall.leadership import NotLeader
 
 T = TypeVar("T")
 
@@ -39,23 +46,40 @@ def limit_of(concurrency: int | str, targets: int) -> int:
     return max(1, int(concurrency))
 
 
+async def _nothing() -> None:
+    return None
+
+
 async def fan_out(targets: Sequence[T], act: Callable[[T], Awaitable[str]], limit: int,
                   on_outcome: Callable[[Outcome[T]], Awaitable[None]], *, attempts: int = 3,
-                  backoff: float = 0.5, timeout: float = 30) -> None:
+                  backoff: float = 0.5, timeout: float = 30,
+                  before_act: Callable[[], Awaitable[None]] = _nothing) -> None:
+    """`before_act` runs before every attempt on a target: it may wait (e.g. for a progress write to land)
+    or raise (e.g. this process may no longer act), which aborts the fan-out."""
     gate = asyncio.Semaphore(limit)
 
     async def one(target: T) -> None:
         async with gate:
-            outcome = await _with_retries(target, act, attempts, backoff, timeout)
+            outcome = await _with_retries(target, act, attempts, backoff, timeout, before_act)
         await on_outcome(outcome)
 
-    await asyncio.gather(*(one(t) for t in targets))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for t in targets:
+                group.create_task(one(t))
+    except BaseExceptionGroup as eg:
+        # Re-raise the first cause as itself, so callers can catch NotLeader or Unavailable by type.
+        first = eg.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from eg
 
 
 async def _with_retries(target: T, act: Callable[[T], Awaitable[str]], attempts: int, backoff: float,
-                        timeout: float) -> Outcome[T]:
+                        timeout: float, before_act: Callable[[], Awaitable[None]]) -> Outcome[T]:
     message = ""
     for attempt in range(1, attempts + 1):
+        await before_act()  # outside the try: its exceptions abort the fan-out, they are no outcome
         try:
             answer = await asyncio.wait_for(act(target), timeout)
             return Outcome(target, "Done", answer, attempt)
@@ -66,7 +90,17 @@ async def _with_retries(target: T, act: Callable[[T], Awaitable[str]], attempts:
         except TimeoutError:
             message = f"timed out after {timeout:g}s"
         except Exception as e:
+            if _aborts(e):
+                raise
             message = str(e) or type(e).__name__
         if attempt < attempts:
             await asyncio.sleep(backoff * 2 ** (attempt - 1))
     return Outcome(target, "Failed", message, attempts)
+
+
+def _aborts(e: Exception) -> bool:
+    """Failures that are not about the target: the apiserver is unreachable (so no outcome could be
+    recorded either) or this process may no longer act. They abort the fan-out instead of failing a target."""
+    if isinstance(e, kube.ApiException):
+        return e.status is not None and (e.status >= 500 or e.status == 429)
+    return isinstance(e, kube.Unavailable | NotLeader)

@@ -64,6 +64,19 @@ async def resolve(namespace: str, label_selector: str, node_selector: dict[str, 
     return sorted(targets, key=lambda t: t.name)
 
 
+async def by_uid(namespace: str, label_selector: str) -> dict[str, Target]:
+    """The selector's pods by UID, whatever their phase (to find a run's recorded targets after a restart)."""
+    metrics.api("list", "pods")
+    listed = await asyncio.to_thread(kube.core().list_namespaced_pod, namespace, label_selector=label_selector)
+    return {p.metadata.uid: Target(p.metadata.uid, p.metadata.name, p.spec.node_name, listed_ip=p.status.pod_ip,
+                                   host_network=bool(p.spec.host_network)) for p in listed.items}
+
+
+async def listed_address(namespace: str, target: Target) -> str:
+    """For read-only probes: the IP of the list the target was just resolved from (no extra GET)."""
+    return target.probe_address()
+
+
 async def address(namespace: str, target: Target) -> str:
     """Re-reads the pod and returns its IP, or raises NotActionable."""
     metrics.api("get", "pods")

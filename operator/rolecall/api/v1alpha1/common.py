@@ -82,11 +82,13 @@ STOP_NEEDS_WORKLOAD = {
     "reason": "FieldValueRequired",
 }
 
-Phase = Literal["Pending", "Running", "Stopping", "Stopped", "Starting", "Clearing", "Compacting", "Degraded"]
+Phase = Literal["Pending", "Running", "Stopping", "Stopped", "Starting", "Clearing", "Compacting", "Degraded",
+                "Stalled"]
 
 
 class PodResult(Model):
     pod: str = Field(max_length=MAX_NAME, description="Pod name.")
+    uid: str | None = Field(default=None, max_length=64, description="Pod UID.")
     node: str | None = Field(default=None, description="Node the pod ran on.")
     outcome: Literal["Done", "Failed", "Skipped"] = Field(description="Done, Failed or Skipped.")
     message: str | None = Field(default=None, max_length=1024, description="The engine's answer or error.")
@@ -101,16 +103,64 @@ class NodeSummary(Model):
 
 
 class RunLedger(Model):
-    """The request being carried out: written before acting, advanced in batches, so a restart resumes it."""
+    """The request being carried out: written before acting, advanced in batches, so a restart resumes it.
+
+    A target leaves `pending` only with an outcome: into `failed` (retried later unless permanent) or done
+    (done = targets - pending - failed). Nothing is recorded for a target whose action was not seen to finish.
+    """
 
     action: str = Field(description="The action, e.g. clear.")
     token: str | None = Field(default=None, description="The request annotation value this run handles, if any.")
     cleared_after: str | None = Field(default=None, description="The spec time this run satisfies, if any.")
-    accepted_at: str = Field(description="When the operator accepted the request.")
-    requester: str | None = Field(default=None, description="Who asked (recorded at admission).")
+    accepted_at: str = Field(description="When the operator accepted the request (microsecond precision).")
+    requester: str | None = Field(default=None, description="Who asked (recorded at admission for this trigger).")
+    requester_groups: list[str] | None = Field(default=None, max_length=64,
+                                               description="The requester's groups at admission.")
+    holder: str | None = Field(default=None, max_length=128,
+                               description="The operator process that last wrote this run; another one resuming "
+                                           "it reports the interruption.")
     targets: int = Field(default=0, description="Number of target pods.")
-    pending: list[str] = Field(default_factory=list, description="UIDs of target pods not yet done.")
-    failed: list[str] = Field(default_factory=list, description="UIDs of target pods that failed.")
+    pending: list[str] = Field(default_factory=list, description="UIDs of target pods without an outcome yet.")
+    failed: list[str] = Field(default_factory=list, description="UIDs of target pods that failed; retried with "
+                                                                "backoff.")
+    permanent: list[str] = Field(default_factory=list, description="UIDs of target pods that failed for a reason "
+                                                                   "retrying cannot fix (never retried).")
+    retries: int = Field(default=0, description="Retry passes over failed targets so far.")
+    retry_at: str | None = Field(default=None, description="When failed targets are tried again (kept here so a "
+                                                           "restart does not reset the backoff).")
+    first_pass_done: bool = Field(default=False, description="Every target has had an outcome once; the request "
+                                                              "is acknowledged and only failed targets are retried.")
+
+
+RequestOutcome = Literal["Succeeded", "Failed", "Refused", "Stalled"]
+
+
+class LastRequest(Model):
+    """The last request that ended (acknowledged), with its outcome: the same shape on every kind.
+
+    Acknowledged is not succeeded: a request that partly failed, was refused or stalled is acknowledged too
+    (its token echoed, so waiting clients end) and says here how it ended.
+    """
+
+    action: str = Field(max_length=32, description="The action, e.g. clear, compact, refresh.")
+    token: str | None = Field(default=None, max_length=256,
+                              description="The request annotation value, copied verbatim (absent for spec times).")
+    requested_after: str | None = Field(default=None, max_length=40,
+                                        description="The spec time (clearedAfter, compactedAfter) it satisfies.")
+    outcome: RequestOutcome = Field(description="Succeeded, Failed (some targets failed; they are retried), "
+                                                "Refused (the requester lacks the right) or Stalled (retrying "
+                                                "cannot help until something is fixed).")
+    reason: str = Field(max_length=128, description="A CamelCase reason from the documented list.")
+    message: str = Field(default="", max_length=2048, description="What happened, for people.")
+    accepted_at: str | None = Field(default=None, description="When the operator accepted it.")
+    finished_at: str | None = Field(default=None, description="When it was acknowledged (or last updated).")
+    targets: int | None = Field(default=None, description="Target pods.")
+    done: int | None = Field(default=None, description="Targets done.")
+    failed: int | None = Field(default=None, description="Targets failed.")
+    retry_at: str | None = Field(default=None, description="A request by spec time that did not succeed is tried "
+                                                           "again at this time.")
+    attempts: int | None = Field(default=None, description="How often a request by spec time was tried.")
+    observed_generation: int | None = Field(default=None, description="The spec generation it ended under.")
 
 
 class RoleStatus(Model):
@@ -132,5 +182,7 @@ class RoleStatus(Model):
     nodes: list[NodeSummary] | None = Field(default=None, max_length=MAX_NODES,
                                             description="Results of the last action grouped per node.")
     run: RunLedger | None = Field(default=None, description="The request in progress (the ledger).")
+    last_request: LastRequest | None = Field(default=None, description="The last request that ended, and how.")
     conditions: list[Condition] | None = Field(default=None, max_length=16,
-                                               description="Ready, Cleared, Degraded, Stopped, ...")
+                                               description="Ready, Reconciling, Stalled, Degraded, and per action "
+                                                           "Cleared, Stopped, ...")

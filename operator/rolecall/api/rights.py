@@ -1,0 +1,109 @@
+"""The rights behind each action a rolecall resource can trigger, as admission CEL and as words for people.
+
+Each action is allowed when the requesting user holds either the underlying Kubernetes right (what they
+could do by hand) or a narrower rolecall right checked the way cert-manager checks signers: create on a
+pseudo-subresource of the rolecall resource, e.g. cacheservers/clear. api/admission.py turns this table
+into the admission policies; runs/authz.py asks the same questions with SubjectAccessReviews at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REQUEST_ANNOTATIONS = ("rolecall.dev/clear-requested-at", "rolecall.dev/compact-requested-at")
+
+
+@dataclass(frozen=True)
+class Right:
+    """One way to be allowed an action: a Kubernetes authorizer check (CEL), and its words for messages."""
+
+    group: str
+    resource: str  # a CEL expression (usually a quoted literal)
+    subresource: str | None
+    verb: str
+    name: str | None  # a CEL expression for the object name, or None for the whole namespace
+    words: str
+
+    def cel(self) -> str:
+        expr = f"authorizer.group('{self.group}').resource({self.resource})"
+        if self.subresource:
+            expr += f".subresource('{self.subresource}')"
+        expr += ".namespace(request.namespace)"
+        if self.name:
+            expr += f".name({self.name})"
+        return expr + f".check('{self.verb}').allowed()"
+
+
+EXEC = Right("", "'pods'", "exec", "create", None, "create on pods/exec")
+SCALE = Right("apps", "object.spec.workloadRef.kind == 'Deployment' ? 'deployments' : 'statefulsets'", "scale",
+              "patch", "object.spec.workloadRef.name",
+              "patch on the workload's scale subresource (deployments/scale or statefulsets/scale)")
+
+
+def _narrow(plural: str, what: str) -> Right:
+    return Right("rolecall.dev", f"'{plural}'", what, "create", "object.metadata.name",
+                 f"create on {plural}/{what} (rolecall.dev)")
+
+
+def ann(key: str, obj: str = "object") -> str:
+    return f"(has({obj}.metadata.annotations) && '{key}' in {obj}.metadata.annotations ? " \
+           f"{obj}.metadata.annotations['{key}'] : '')"
+
+
+def field_changed(field: str) -> str:
+    """True on CREATE when spec.<field> is set, on UPDATE when it changed (presence or value)."""
+    return (f"(request.operation == 'CREATE' ? has(object.spec.{field}) : "
+            f"(has(object.spec.{field}) != has(oldObject.spec.{field}) || "
+            f"(has(object.spec.{field}) && object.spec.{field} != oldObject.spec.{field})))")
+
+
+def token_changed(key: str) -> str:
+    return f"(request.operation == 'CREATE' ? {ann(key)} != '' : {ann(key)} != {ann(key, 'oldObject')})"
+
+
+STOP_CHANGED = ("(request.operation == 'CREATE' ? object.spec.stopped == true : "
+                "(object.spec.stopped != oldObject.spec.stopped || "
+                f"(object.spec.stopped == true && {field_changed('workloadRef')})))")
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str  # e.g. clear
+    trigger: str  # CEL: the request asks for this action
+    rights: tuple[Right, ...]  # any one suffices
+    says: str  # what the user asked for, for the message
+
+    def message(self) -> str:
+        return (f"{self.says} needs " + " or ".join(r.words for r in self.rights) + " in this namespace, "
+                "which the requesting user does not have")
+
+
+def _stop(plural: str) -> Action:
+    return Action("stop", f"has(object.spec.workloadRef) && {STOP_CHANGED}", (SCALE, _narrow(plural, "stop")),
+                  "stopping or starting (spec.stopped, or spec.workloadRef while stopped)")
+
+
+SECRET = Action(
+    "credentials", field_changed("credentialsSecretRef"),
+    (Right("", "'secrets'", None, "get", "object.spec.credentialsSecretRef.name", "get on that Secret"),),
+    "spec.credentialsSecretRef (rolecall reads that Secret for you)")
+
+ACTIONS: dict[str, tuple[Action, ...]] = {  # by plural
+    "cacheservers": (
+        Action("clear", f"{token_changed(REQUEST_ANNOTATIONS[0])} || {field_changed('clearedAfter')}",
+               (EXEC, _narrow("cacheservers", "clear")), "a cache clear (clear-requested-at or spec.clearedAfter)"),
+        _stop("cacheservers"), SECRET),
+    "webservers": (_stop("webservers"),),
+    "databaseservers": (
+        Action("compact", f"{token_changed(REQUEST_ANNOTATIONS[1])} || {field_changed('compactedAfter')}",
+               (EXEC, _narrow("databaseservers", "compact")),
+               "a compaction (compact-requested-at or spec.compactedAfter)"),
+        _stop("databaseservers"), SECRET),
+    "databasemaintenances": (
+        Action("run", "request.operation == 'CREATE' || (oldObject.spec.suspend == true && "
+                      "object.spec.suspend == false)",
+               (EXEC, _narrow("databasemaintenances", "run")),
+               "creating (or resuming) a DatabaseMaintenance, which runs SQL on the database"),),
+}
+
+

@@ -1,0 +1,413 @@
+"""The request lifecycle every role action shares: trigger → accept (ledger) → fan out → record →
+acknowledge → retry. A role declares an `Action` (its trigger, rights, targets and a per-target `act`);
+`step()` does one reconcile's worth of it, and nothing else in rolecall carries a request.
+
+Promises kept here (each has a test):
+- Nothing requested is lost: the request, its requester and its target UIDs are written to
+  `status.run` (the ledger) before any target is touched; a restart resumes it.
+- Status never claims what did not happen: a target leaves `pending` only with an outcome; if the
+  fan-out is aborted (a progress write fails, this process stops leading) every sibling is cancelled
+  and nothing is recorded for a target whose action was not seen to finish.
+- Acknowledged is not succeeded: a request that ends (succeeded, partly failed, refused, stalled) has
+  its token echoed and its outcome in `status.lastRequest`, and its Event is posted before that write.
+- Bounded repeats: after a crash or takeover only targets not recorded are acted on again, so at most
+  the ones in flight (≤ concurrency) and the ones done since the last progress write (< PROGRESS_BATCH)
+  are acted on twice.
+- Retries keep their backoff in status (`run.retryAt`, `lastRequest.retryAt`): a restart does not reset it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from rolecall import kube, metrics
+from rolecall.api.types import format_time, parse_time
+from rolecall.api.v1alpha1.common import (
+    MAX_FAILED_PODS,
+    MAX_POD_RESULTS,
+    LastRequest,
+    NodeSummary,
+    PodResult,
+    RunLedger,
+)
+from rolecall.runs import authz, events, fanout, ledger
+from rolecall.runs.context import Context
+from rolecall.runs.reasons import Stall
+from rolecall.targets import pods
+from rolecall.targets.pods import NotActionable, Target
+
+P = TypeVar("P")
+# Progress is written after this many outcomes, or after PROGRESS_SECONDS with at least one new one.
+PROGRESS_BATCH = int(os.environ.get("ROLECALL_PROGRESS_BATCH", "20"))
+PROGRESS_SECONDS = float(os.environ.get("ROLECALL_PROGRESS_SECONDS", "2"))
+
+
+class RequestFailed(Exception):
+    """The request cannot be carried out now, but may be later (e.g. no PostgreSQL primary during a failover)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+async def _nothing(ctx: Context[Any, Any]) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Action(Generic[P]):
+    """What a role declares for one fan-out action; the core does the rest."""
+
+    name: str  # as in the rights table and the ledger, e.g. clear
+    condition: str  # its condition type, e.g. Cleared
+    busy: str  # Reconciling reason and phase while it runs, e.g. Clearing
+    done: str  # condition reason and Event reason when it succeeded, e.g. Cleared
+    noun: str  # for messages, e.g. "cache clear"
+    token_annotation: str | None  # the request token, e.g. rolecall.dev/clear-requested-at
+    handled_field: str | None  # status attribute echoing the handled token
+    after_field: str | None  # spec attribute: "done at or after this time"
+    completed_field: str | None  # status attribute: when the last completed request was accepted
+    # The fan-out: which targets, and what to do on each (ctx, prepared, target, address). An action without
+    # them has no side effects (a web refresh): it only uses trigger detection and acknowledgement.
+    resolve: Callable[[Context[Any, Any]], Awaitable[list[Target]]] | None = None
+    act: Callable[[Context[Any, Any], P, Target, str], Awaitable[str]] | None = None
+    prepare: Callable[[Context[Any, Any]], Awaitable[P]] = _nothing  # type: ignore[assignment]
+    rights: Callable[[Context[Any, Any]], tuple[str, ...]] = lambda ctx: ()
+    # The "is this still the same pod" check, called just before each act: returns the address to use.
+    same_target: Callable[[str, Target], Awaitable[str]] = pods.address
+    attempts: int = 3
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    token: str | None
+    after: str | None
+
+    def describe(self) -> str:
+        return f"request {self.token!r}" if self.token else f"{self.after} (spec time)"
+
+
+def describe(run: RunLedger) -> str:
+    return Trigger(run.token, run.cleared_after).describe()
+
+
+# --- trigger detection ----------------------------------------------------------------------------------
+
+def token_due(ctx: Context[Any, Any], action: Action[Any]) -> str | None:
+    """The request token to handle now: the annotation's value when status has not echoed it yet."""
+    if not action.token_annotation or not action.handled_field:
+        return None
+    value = ctx.annotations.get(action.token_annotation)
+    handled = getattr(ctx.status, action.handled_field)
+    return str(value) if value is not None and value != handled else None
+
+
+def after_due(ctx: Context[Any, Any], action: Action[Any]) -> str | None:
+    """The spec time to satisfy now: unmet, not in the future, and not waiting out a retry backoff.
+    Times compare with the precision they were written with (a fraction of a second counts)."""
+    if not action.after_field:
+        return None
+    wanted = getattr(ctx.spec, action.after_field)
+    if not wanted:
+        return None
+    try:
+        t = parse_time(wanted)
+    except ValueError as e:
+        raise Stall("InvalidSpec", f"spec.{_camel(action.after_field)} {wanted!r} is not a time: {e}") from e
+    last = getattr(ctx.status, action.completed_field) if action.completed_field else None
+    if last is not None and parse_time(last) >= t:
+        return None
+    now = ctx.clock.wall()
+    if t > now:
+        ctx.wake_in((t - now).total_seconds())  # an in-process timer, rebuilt from spec on restart
+        return None
+    tried = ctx.role_status.last_request
+    if tried is not None and tried.action == action.name and tried.requested_after == wanted and tried.retry_at:
+        wait = (parse_time(tried.retry_at) - now).total_seconds()
+        if wait > 0:
+            ctx.wake_in(wait)
+            if tried.outcome == "Failed":
+                ctx.mark_busy("RetryingFailedTargets", f"{tried.message} Trying again at {tried.retry_at}.")
+            return None
+    return str(wanted)
+
+
+def _camel(attr: str) -> str:
+    head, *rest = attr.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+# --- the lifecycle --------------------------------------------------------------------------------------
+
+async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
+    """One reconcile's worth of `action`: accept a new request, resume or retry the current one, or nothing."""
+    assert action.resolve is not None and action.act is not None, f"{action.name} has no fan-out"
+    s = ctx.role_status
+    run = s.run if s.run is not None and s.run.action == action.name else None
+    token, after = token_due(ctx, action), after_due(ctx, action)
+    if run is not None and run.first_pass_done and (token or (after and after != run.cleared_after)):
+        run = s.run = None  # a new request supersedes retries of an earlier one: it covers every target again
+    if run is None and not (token or after):
+        return
+    if run is not None and run.first_pass_done and run.retry_at:
+        wait = (parse_time(run.retry_at) - ctx.clock.wall()).total_seconds()
+        if wait > 0:
+            ctx.wake_in(wait)
+            ctx.mark_busy("RetryingFailedTargets", f"{ledger.failed(run)} of {run.targets} targets failed; "
+                                                   f"trying them again at {run.retry_at}.")
+            return
+    trigger = Trigger(run.token, run.cleared_after) if run else Trigger(token, after)
+    requester = (authz.Requester(run.requester, tuple(run.requester_groups or ()))
+                 if run is not None and run.requester else authz.requester_of(ctx.obj))
+    refused = await authz.refusal(ctx.plural, ctx.obj, requester, *action.rights(ctx))
+    if refused:
+        await _end(ctx, action, run, trigger, "Refused", *refused)
+        return
+    try:
+        prepared = await action.prepare(ctx)
+        if run is None:
+            targets = await action.resolve(ctx)
+            run = await _accept(ctx, action, trigger, targets, requester)
+        else:
+            await _resume(ctx, action, run)
+    except Stall as e:
+        await _end(ctx, action, run, trigger, "Stalled", e.reason, str(e))
+        return
+    except RequestFailed as e:
+        await _end(ctx, action, run, trigger, "Failed", e.reason, str(e))
+        return
+    await _carry_out(ctx, action, run, prepared)
+
+
+async def _accept(ctx: Context[Any, Any], action: Action[Any], trigger: Trigger, targets: list[Target],
+                  requester: authz.Requester | None) -> RunLedger:
+    s = ctx.role_status
+    run = RunLedger(action=action.name, token=trigger.token, cleared_after=trigger.after, accepted_at=ctx.clock.now(),
+                    requester=requester.user if requester else None,
+                    requester_groups=list(requester.groups) if requester and requester.groups else None,
+                    holder=ctx.identity, targets=len(targets), pending=[t.uid for t in targets])
+    ctx.memory.targets = {t.uid: t for t in targets}
+    s.run, s.targets, s.done, s.failed, s.failed_pods = run, len(targets), 0, 0, None
+    s.nodes = _node_summary(targets)
+    what = trigger.describe()
+    ctx.condition(action.condition, False, f"{action.name.title()}Requested",
+                  f"Accepted {what}: {len(targets)} target pods.")
+    ctx.mark_busy(action.busy, f"{action.busy} {len(targets)} pods for {what}.")
+    ctx.busy_phase = action.busy
+    with metrics.REQUEST_STEP.labels(ctx.kind.kind, "ledger-write").time():
+        await ctx.write()  # the ledger: request, requester and target UIDs recorded before any target is touched
+    await events.post(ctx.obj, "Normal", f"{action.name.title()}Started",
+                      f"{action.busy} {len(targets)} pods for {what}.")
+    return run
+
+
+async def _resume(ctx: Context[Any, Any], action: Action[Any], run: RunLedger) -> None:
+    """Continues an accepted run; one interrupted in another process (a crash, a takeover) is reported."""
+    note = f"{run.action}:{run.token or run.cleared_after}:{run.accepted_at}"
+    if run.holder != ctx.identity and ctx.memory.resumed_note != note:
+        ctx.memory.resumed_note = note
+        where = f"it was being carried out by {run.holder}" if run.holder else "its operator stopped"
+        message = (f"Resuming {action.noun} for {describe(run)}, interrupted after {ledger.done(run)} of "
+                   f"{run.targets} pods ({where}); pods that were in flight then may be acted on twice.")
+        ctx.mark_busy("ResumingInterruptedRun", message)
+        await events.post(ctx.obj, "Warning", "RunResumed", message)
+    run.holder = ctx.identity
+    ctx.busy_phase = action.busy
+    ctx.mark_busy(action.busy, f"{action.busy} pods for {describe(run)}.")
+
+
+def _node_summary(targets: list[Target]) -> list[NodeSummary] | None:
+    per: dict[str, NodeSummary] = {}
+    for t in targets:
+        per.setdefault(t.node or "", NodeSummary(node=t.node or "(none)")).targets += 1
+    return sorted(per.values(), key=lambda n: n.node)[:100] or None
+
+
+class _Progress:
+    """Writes progress in batches; while a write is on its way no new target is started, so the outcomes
+    not yet written are bounded (≤ batch + targets in flight)."""
+
+    def __init__(self, ctx: Context[Any, Any]) -> None:
+        self.ctx = ctx
+        self.unwritten = 0
+        self.last = ctx.clock.monotonic()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def before_act(self) -> None:
+        await self.idle.wait()
+        kube.check_write_guard()  # a process that may no longer lead starts nothing
+
+    async def recorded(self) -> None:
+        self.unwritten += 1
+        if self.unwritten < PROGRESS_BATCH and self.ctx.clock.monotonic() - self.last < PROGRESS_SECONDS:
+            return
+        self.unwritten, self.last = 0, self.ctx.clock.monotonic()
+        self.idle.clear()
+        try:
+            await self.ctx.write()  # a failure aborts the fan-out: nothing more is done unrecorded
+        finally:
+            self.idle.set()
+
+
+async def _pending_targets(ctx: Context[Any, Any], run: RunLedger) -> dict[str, Target]:
+    known = ctx.memory.targets
+    if all(u in known for u in run.pending):
+        return known
+    # After a restart: find the recorded UIDs among the namespace's pods (never by a stored IP).
+    listed = await pods.by_uid(ctx.ns, ctx.spec.selector.to_label_selector())
+    ctx.memory.targets = listed
+    return listed
+
+
+async def _carry_out(ctx: Context[Any, Any], action: Action[P], run: RunLedger, prepared: P) -> None:
+    s = ctx.role_status
+    first_pass = not run.first_pass_done
+    if run.first_pass_done:
+        ledger.start_retry_pass(run)
+        run.retries += 1
+        run.retry_at = None
+    by_uid = await _pending_targets(ctx, run)
+    progress = _Progress(ctx)
+    results: dict[str, PodResult] = {}
+
+    async def act(t: Target) -> str:
+        try:
+            address = await action.same_target(ctx.ns, t)
+        except NotActionable as e:
+            if e.gone:
+                raise fanout.Skip(f"{e}: nothing left to act on") from e
+            if e.permanent:
+                raise fanout.Permanent(str(e)) from e
+            raise
+        assert action.act is not None
+        return await action.act(ctx, prepared, t, address)
+
+    async def record(o: fanout.Outcome[Target]) -> None:
+        t = o.target
+        if not ledger.record(run, t.uid, o.status, o.permanent):
+            return
+        metrics.POD_ACTIONS.labels(ctx.kind.kind, str(getattr(ctx.spec, "engine", "")), action.name, o.status).inc()
+        result = PodResult(pod=t.name, uid=t.uid, node=t.node, outcome=o.status,
+                           message=o.message[:1024], at=ctx.clock.now())
+        results[t.uid] = result
+        s.recent_results = [*(s.recent_results or []), result][-MAX_POD_RESULTS:]
+        for n in s.nodes or []:
+            if n.node == (t.node or "(none)"):
+                n.done += o.status != ledger.FAILED
+                n.failed += o.status == ledger.FAILED
+        s.done, s.failed = ledger.done(run), ledger.failed(run)
+        await progress.recorded()
+
+    todo = [by_uid[u] for u in run.pending if u in by_uid]
+    for uid in [u for u in run.pending if u not in by_uid]:  # gone before we got to it
+        ledger.record(run, uid, ledger.SKIPPED)
+    with metrics.REQUEST_STEP.labels(ctx.kind.kind, "engine-calls").time():
+        await fanout.fan_out(todo, act, fanout.limit_of(ctx.spec.concurrency, max(1, run.targets)), record,
+                             attempts=action.attempts, timeout=float(ctx.spec.timeout_seconds) * 2 + 5,
+                             before_act=progress.before_act)
+    await _conclude(ctx, action, run, results, first_pass)
+
+
+async def _conclude(ctx: Context[Any, Any], action: Action[Any], run: RunLedger, results: dict[str, PodResult],
+                    first_pass: bool) -> None:
+    s = ctx.role_status
+    ctx.busy = ctx.busy_phase = None  # the pass is over: busy again only if failed targets wait for a retry
+    s.done, s.failed = ledger.done(run), ledger.failed(run)
+    what = describe(run)
+    failures = [results[u] for u in run.failed + run.permanent if u in results]
+    earlier = [p for p in s.failed_pods or [] if p.uid in run.permanent and p.uid not in results]
+    s.failed_pods = sorted(failures + earlier, key=lambda p: p.pod)[:MAX_FAILED_PODS] or None
+    if not s.failed_pods:
+        s.failed_pods = None
+    if not run.failed:
+        s.run = None
+        if action.completed_field:
+            setattr(s, action.completed_field, run.accepted_at)
+    if not failures and not earlier:
+        message = f"{action.done} {s.done} of {run.targets} pods for {what}."
+        ctx.condition(action.condition, True, action.done, message)
+        if ctx.condition_status("Degraded") == "True":
+            ctx.condition("Degraded", False, "Recovered", "Every target pod succeeded.")
+        elif ctx.condition_status("Degraded") is None:
+            ctx.condition("Degraded", False, "AllPodsHealthy", "No target pod failed.")
+        reason = action.done if first_pass else f"{action.done}AfterRetry"
+        _acknowledge(ctx, action, run, "Succeeded", reason, message)
+        await events.post(ctx.obj, "Normal", action.done if first_pass else f"{action.name.title()}Recovered", message)
+        metrics.REQUESTS.labels(ctx.kind.kind, action.name, "succeeded").inc()
+        metrics.ACTION_SECONDS.labels(ctx.kind.kind, action.name).observe(
+            (ctx.clock.wall() - parse_time(run.accepted_at)).total_seconds())
+        return
+    named = failures + earlier
+    names = ", ".join(f"{p.pod} ({p.message})" for p in named[:5])
+    count = len(run.failed) + len(run.permanent)
+    ctx.condition("Degraded", True, "PodsFailed", f"{count} of {run.targets} pods failed: {names}")
+    if run.failed:
+        run.first_pass_done = True
+        wait = ledger.retry_delay(run.retries + 1)
+        run.retry_at = format_time(ctx.clock.wall() + dt.timedelta(seconds=wait))
+        ctx.wake_in(wait)
+        message = f"{count} of {run.targets} pods failed for {what}: {names}; retrying at {run.retry_at}."
+        ctx.mark_busy("RetryingFailedTargets", message)
+    else:
+        message = f"{count} of {run.targets} pods failed for {what} and cannot be retried: {names}."
+    ctx.condition(action.condition, False, "PartlyFailed", message)
+    if first_pass:
+        _acknowledge(ctx, action, run, "Failed", "PodsFailed", message)
+        await events.post(ctx.obj, "Warning", f"{action.name.title()}Failed", message)
+        metrics.REQUESTS.labels(ctx.kind.kind, action.name, "failed").inc()
+    elif s.last_request is not None:
+        s.last_request.message, s.last_request.finished_at = message[:2048], ctx.clock.now()
+        s.last_request.done, s.last_request.failed = s.done, s.failed
+
+
+def _acknowledge(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, outcome: str, reason: str,
+                 message: str, trigger: Trigger | None = None, retry_at: str | None = None,
+                 attempts: int | None = None) -> None:
+    s = ctx.role_status
+    trigger = trigger or Trigger(run.token if run else None, run.cleared_after if run else None)
+    if trigger.token and action.handled_field:
+        setattr(s, action.handled_field, trigger.token)  # handled, whatever the outcome: waiting clients end
+    s.last_request = LastRequest(
+        action=action.name, token=trigger.token, requested_after=trigger.after, outcome=outcome,
+        reason=reason, message=message[:2048], accepted_at=run.accepted_at if run else None,
+        finished_at=ctx.clock.now(), targets=run.targets if run else None, done=s.done if run else None,
+        failed=s.failed if run else None, retry_at=retry_at, attempts=attempts,
+        observed_generation=ctx.generation)
+    metrics.REQUEST_OUTCOMES.labels(ctx.kind.kind, action.name, outcome).inc()
+
+
+async def _end(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, trigger: Trigger, outcome: str,
+               reason: str, message: str) -> None:
+    """Ends a request that cannot go on (refused, stalled, or failed before any target): acknowledged with
+    its outcome; a spec time is tried again with backoff, a token is not (ask again with a new one)."""
+    s = ctx.role_status
+    retry_at = attempts = None
+    if trigger.after and not trigger.token:
+        tried = s.last_request
+        attempts = (tried.attempts or 0) + 1 if tried and tried.requested_after == trigger.after else 1
+        retry_at = format_time(ctx.clock.wall() + dt.timedelta(seconds=ledger.retry_delay(attempts)))
+    full = f"{action.noun.capitalize()} for {trigger.describe()}: {message}"
+    repeat = (s.last_request is not None and s.last_request.reason == reason
+              and s.last_request.requested_after == trigger.after and not trigger.token)
+    if run is not None:
+        s.run = None
+    ctx.condition(action.condition, False, reason, message)
+    _acknowledge(ctx, action, run, outcome, reason, full, trigger, retry_at, attempts)
+    if retry_at:
+        ctx.wake_in(ledger.retry_delay(attempts or 1))
+    if not repeat:  # one Warning per request, not one per retry of the same spec time
+        await events.post(ctx.obj, "Warning", reason, full)
+    metrics.REQUESTS.labels(ctx.kind.kind, action.name, outcome.lower()).inc()
+
+
+def acknowledge_read(ctx: Context[Any, Any], action: Action[Any], token: str, outcome: str, reason: str,
+                     message: str) -> None:
+    """For requests without side effects (a web refresh): echo the token and record how it ended."""
+    _acknowledge(ctx, action, None, outcome, reason, message, Trigger(token, None))
