@@ -14,6 +14,7 @@ import asyncio
 import ctypes
 import logging
 import os
+import zoneinfo
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -79,6 +80,8 @@ def _fewer_malloc_arenas(arenas: int = 2) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     _fewer_malloc_arenas()
+    # Time zones come from the tzdata package only, the same list admission accepts (api/schedule.py).
+    zoneinfo.reset_tzpath(to=[])
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from faultkit import Sampler, slow_memcached, wait_acknowledged
 
 from cachekit import annotate_clear, cacheserver, condition, create_cs, status
+from faultkit import Sampler, slow_memcached, wait_acknowledged
 from harness import Cluster, Operator, wait_for
 from testbed import cluster as bed
 

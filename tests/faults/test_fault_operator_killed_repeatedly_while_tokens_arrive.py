@@ -9,9 +9,9 @@ import threading
 import time
 
 import pytest
-from faultkit import slow_memcached, wait_acknowledged
 
 from cachekit import annotate_clear, cacheserver, create_cs, events, status
+from faultkit import slow_memcached, wait_acknowledged
 from harness import Cluster, Operator, wait_for
 
 PODS, CONCURRENCY, TOKENS, KILLS = 6, 2, 30, 8

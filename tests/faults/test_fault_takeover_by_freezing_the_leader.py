@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from faultkit import Sampler, slow_memcached, wait_acknowledged
 
 from cachekit import annotate_clear, cacheserver, create_cs, events, status
+from faultkit import Sampler, slow_memcached, wait_acknowledged
 from harness import Cluster, Operator, wait_for
 
 PODS = 12

@@ -61,7 +61,7 @@ def test_underlying_and_narrow_rights_are_admitted_and_carried_out(local_bed: Cl
         assert [cmd_flush(ip) for ip in ips] == [n, n], f"{user}'s clear must flush every pod once"
     annotations = _as(local_bed, "carol").get_namespaced_custom_object(GROUP, VERSION, namespace, "cacheservers",
                                                                        "mc")["metadata"]["annotations"]
-    assert annotations["rolecall.dev/requested-by"] == "carol"
+    assert annotations["rolecall.dev/clear-requested-by"] == "carol"
 
     dave = _as(local_bed, "dave")  # rolecall-stopper only: no scale right on the Deployment
     dave.patch_namespaced_custom_object(GROUP, VERSION, namespace, "cacheservers", "mc", {"spec": {"stopped": True}})
@@ -165,3 +165,27 @@ def test_narrow_rights_carry_out_a_compaction_and_a_web_stop(local_bed: Cluster,
              "dave's web stop carried out")
     apps = client.AppsV1Api(local_bed.api_client)
     assert apps.read_namespaced_deployment("web", namespace).spec.replicas == 0
+
+
+def test_the_requester_is_recorded_per_trigger_not_per_edit(local_bed: Cluster, namespace: str,
+                                                             operator: Operator) -> None:
+    """carol (narrow clear right) asks for a future clear; alice (rolecall-edit only: no clear right) then
+    edits another field. The clear stays carol's: it runs, judged by carol's rights, not alice's."""
+    ips = _memcached(local_bed, namespace)
+    bind(local_bed, namespace, "carol", "rolecall-edit")
+    bind(local_bed, namespace, "carol", "rolecall-cache-clearer")
+    bind(local_bed, namespace, "alice", "rolecall-edit")
+    operator.start()
+    create_cs(local_bed, namespace, cacheserver("mc", "memcached", {"app": "mc"}))
+    due = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    carol, alice = _as(local_bed, "carol"), _as(local_bed, "alice")
+    wait_for(lambda: carol.patch_namespaced_custom_object(GROUP, VERSION, namespace, "cacheservers", "mc",
+                                                          {"spec": {"clearedAfter": due}}), "carol's clear admitted")
+    wait_for(lambda: alice.patch_namespaced_custom_object(GROUP, VERSION, namespace, "cacheservers", "mc",
+                                                          {"spec": {"statsIntervalSeconds": 120}}), "alice's edit")
+    annotations = carol.get_namespaced_custom_object(GROUP, VERSION, namespace, "cacheservers",
+                                                     "mc")["metadata"]["annotations"]
+    assert annotations["rolecall.dev/clear-requested-by"] == "carol", annotations
+    st = wait_for(lambda: (s := status(local_bed, namespace, "mc")).get("lastClearedAt") and s, "the clear", 30)
+    assert st["lastRequest"]["outcome"] == "Succeeded" and st["lastRequest"]["requestedAfter"] == due, st
+    assert [cmd_flush(ip) for ip in ips] == [1, 1]

@@ -28,8 +28,10 @@ COMPACT = ("a compaction (compact-requested-at or spec.compactedAfter) "
            + EXEC_OR.format("databaseservers/compact (rolecall.dev)"))
 RUN = ("creating (or resuming) a DatabaseMaintenance, which runs SQL on the database "
        + EXEC_OR.format("databasemaintenances/run (rolecall.dev)"))
-FORGED = "rolecall.dev/requested-by is set by admission to the requesting user and cannot name someone else"
-FORGED_GROUPS = "rolecall.dev/requested-by-groups is set by admission to the requesting user's groups"
+FORGED = ("rolecall.dev/clear-requested-by is set by admission to the requesting user and cannot name someone "
+          "else")
+FORGED_GROUPS = ("rolecall.dev/clear-requested-by-groups is set by admission to the requesting user's groups and "
+                 "cannot name someone else")
 
 SEL = {"matchLabels": {"app": "x"}}
 REF = {"kind": "Deployment", "name": "x"}
@@ -109,9 +111,10 @@ ATTEMPTS: list[tuple[str, str, Callable[[Any, str], Any], str]] = [
     ("create-maintenance", "alice", _create("DatabaseMaintenance", "m", MAINT), RUN),
     ("resume-a-suspended-maintenance", "alice", _patch("DatabaseMaintenance", "paused", {"spec": {"suspend": False}}),
      RUN),
-    ("forge-requested-by", "alice", _annotate("CacheServer", "cache", "rolecall.dev/requested-by", "bob"), FORGED),
+    ("forge-requested-by", "alice", _annotate("CacheServer", "cache", "rolecall.dev/clear-requested-by", "bob"),
+     FORGED),
     ("forge-requested-by-groups", "alice",
-     _annotate("CacheServer", "cache", "rolecall.dev/requested-by-groups", "system:masters"), FORGED_GROUPS),
+     _annotate("CacheServer", "cache", "rolecall.dev/clear-requested-by-groups", "system:masters"), FORGED_GROUPS),
     ("clearer-stops-the-web-tier", "carol", _patch("WebServer", "web", {"spec": {"stopped": True}}),
      STOP.format("webservers")),
     ("clearer-tries-to-stop", "carol", _patch("CacheServer", "cache", {"spec": {"stopped": True}}),
@@ -172,9 +175,11 @@ def test_status_is_not_writable_by_people(installed: Cluster, targets: str) -> N
 
 def test_a_forged_requester_on_create_is_overwritten_with_the_real_one(installed: Cluster, targets: str) -> None:
     _grant(installed, targets)
-    api = _wait_rbac(installed, targets, "alice")
-    made = _create("WebServer", "w3", WEB, {"rolecall.dev/requested-by": "system:admin",
-                                            "rolecall.dev/requested-by-groups": "system:masters"})(api, targets)
+    api = _wait_rbac(installed, targets, "carol")
+    # The create asks for a clear (carol may clear): admission records its real requester over the forged one.
+    forged = {"rolecall.dev/clear-requested-at": "1", "rolecall.dev/clear-requested-by": "system:admin",
+              "rolecall.dev/clear-requested-by-groups": "system:masters"}
+    made = _create("CacheServer", "c3", CACHE, forged)(api, targets)
     annotations = made["metadata"]["annotations"]
-    assert annotations["rolecall.dev/requested-by"] == "alice"
-    assert "system:masters" not in annotations["rolecall.dev/requested-by-groups"].split(",")
+    assert annotations["rolecall.dev/clear-requested-by"] == "carol"
+    assert "system:masters" not in annotations["rolecall.dev/clear-requested-by-groups"].split(",")

@@ -1,8 +1,11 @@
 """The admission policies shipped with rolecall, generated from one table of rights (like the CRDs).
 
 The rights table is api/rights.py. ValidatingAdmissionPolicies check both with CEL `authorizer` whenever a trigger
-changes; a MutatingAdmissionPolicy records who changed a trigger (rolecall.dev/requested-by[-groups])
-so the operator can repeat the check (a SubjectAccessReview) when it finally acts.
+changes; a MutatingAdmissionPolicy per kind records, per action, who changed that action's trigger
+(rolecall.dev/<action>-requested-by[-groups], e.g. clear-requested-by) so the operator can repeat the
+check (a SubjectAccessReview) for that person when it finally acts. The mutation is a JSON patch: unlike
+an apply configuration, it does not convert the object to its typed form first, so a malformed field
+(clearedAfter: 12) gets the schema's own message instead of a conversion error.
 """
 
 from __future__ import annotations
@@ -10,11 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from rolecall.api.kinds import KINDS as _KINDS
-from rolecall.api.rights import ACTIONS, REQUEST_ANNOTATIONS, Action, ann, token_changed
+from rolecall.api.rights import ACTIONS, Action, ann
 
 OPERATOR_USER = "system:serviceaccount:rolecall-system:rolecall-operator"
-REQUESTED_BY = "rolecall.dev/requested-by"
-REQUESTED_BY_GROUPS = "rolecall.dev/requested-by-groups"
 PART_OF = {"app.kubernetes.io/part-of": "rolecall"}
 KINDS = {k.plural: k.kind for k in _KINDS}
 
@@ -30,19 +31,11 @@ NOT_OPERATOR = {"name": "not-the-rolecall-operator",
 def validating_policy(plural: str) -> dict[str, Any]:
     validations = [{"expression": f"!({a.trigger}) || {_allowed(a)}", "message": a.message(),
                     "reason": "Forbidden"} for a in ACTIONS[plural]]
-    # The recorded requester may only ever be the requesting user themself (the mutating policy sets it).
-    validations.append({
-        "expression": f"{ann(REQUESTED_BY)} == '' || {ann(REQUESTED_BY)} == request.userInfo.username || "
-                      f"(request.operation == 'UPDATE' && {ann(REQUESTED_BY)} == {ann(REQUESTED_BY, 'oldObject')})",
-        "message": f"{REQUESTED_BY} is set by admission to the requesting user and cannot name someone else",
-        "reason": "Forbidden"})
-    validations.append({
-        "expression": f"{ann(REQUESTED_BY_GROUPS)} == '' || "
-                      f"{ann(REQUESTED_BY_GROUPS)} == request.userInfo.groups.join(',') || "
-                      f"(request.operation == 'UPDATE' && {ann(REQUESTED_BY_GROUPS)} == "
-                      f"{ann(REQUESTED_BY_GROUPS, 'oldObject')})",
-        "message": f"{REQUESTED_BY_GROUPS} is set by admission to the requesting user's groups",
-        "reason": "Forbidden"})
+    # A recorded requester may only ever be the requesting user themself (the mutating policy sets it).
+    for a in _recorded(plural):
+        validations += [_only_admission_writes(a.requested_by, "request.userInfo.username", "the requesting user"),
+                        _only_admission_writes(a.requested_by_groups, "request.userInfo.groups.join(',')",
+                                               "the requesting user's groups")]
     return {
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
         "metadata": {"name": f"rolecall-{plural}", "labels": PART_OF},
@@ -62,42 +55,59 @@ def validating_binding(plural: str) -> dict[str, Any]:
             "spec": {"policyName": f"rolecall-{plural}", "validationActions": ["Deny"]}}
 
 
-def _any_trigger_changed() -> str:
-    tokens = " || ".join(token_changed(k) for k in REQUEST_ANNOTATIONS)
-    return f"request.operation == 'CREATE' || object.spec != oldObject.spec || {tokens}"
+def _recorded(plural: str) -> list[Action]:
+    return [a for a in ACTIONS[plural] if a.has_requester]
 
 
-def mutating_policy() -> dict[str, Any]:
+def _only_admission_writes(key: str, value: str, words: str) -> dict[str, str]:
+    return {"expression": f"{ann(key)} == '' || {ann(key)} == {value} || "
+                          f"(request.operation == 'UPDATE' && {ann(key)} == {ann(key, 'oldObject')})",
+            "message": f"{key} is set by admission to {words} and cannot name someone else",
+            "reason": "Forbidden"}
+
+
+def _pointer(key: str) -> str:
+    return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+
+
+def mutating_policy(plural: str) -> dict[str, Any]:
+    """Records, for each action whose trigger this request changes, who asked (a JSON patch)."""
+    actions = _recorded(plural)
+    parts = ["(has(object.metadata.annotations) ? [] : "
+             "[JSONPatch{op: 'add', path: '/metadata/annotations', value: {}}])"]
+    for a in actions:
+        parts.append(f"({a.trigger} ? ["
+                     f"JSONPatch{{op: 'add', path: '{_pointer(a.requested_by)}', value: request.userInfo.username}}, "
+                     f"JSONPatch{{op: 'add', path: '{_pointer(a.requested_by_groups)}', "
+                     "value: request.userInfo.groups.join(',')}] : [])")
     return {
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicy",
-        "metadata": {"name": "rolecall-record-requester", "labels": PART_OF},
+        "metadata": {"name": f"rolecall-{plural}-requester", "labels": PART_OF},
         "spec": {
             "failurePolicy": "Fail",
             "reinvocationPolicy": "Never",
             "matchConstraints": {"resourceRules": [{"apiGroups": ["rolecall.dev"], "apiVersions": ["*"],
-                                                    "operations": ["CREATE", "UPDATE"],
-                                                    "resources": sorted(KINDS)}]},
-            "matchConditions": [NOT_OPERATOR, {"name": "a-trigger-changed", "expression": _any_trigger_changed()}],
-            "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {"expression": (
-                "Object{metadata: Object.metadata{annotations: {"
-                f"'{REQUESTED_BY}': request.userInfo.username, "
-                f"'{REQUESTED_BY_GROUPS}': request.userInfo.groups.join(',')}}}}}}")}}],
+                                                    "operations": ["CREATE", "UPDATE"], "resources": [plural]}]},
+            "matchConditions": [NOT_OPERATOR, {"name": "a-trigger-changed",
+                                               "expression": " || ".join(f"({a.trigger})" for a in actions)}],
+            "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": " +\n".join(parts)}}],
         },
     }
 
 
-def mutating_binding() -> dict[str, Any]:
+def mutating_binding(plural: str) -> dict[str, Any]:
     return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicyBinding",
-            "metadata": {"name": "rolecall-record-requester", "labels": PART_OF},
-            "spec": {"policyName": "rolecall-record-requester"}}
+            "metadata": {"name": f"rolecall-{plural}-requester", "labels": PART_OF},
+            "spec": {"policyName": f"rolecall-{plural}-requester"}}
 
 
 def documents() -> list[dict[str, Any]]:
-    docs: list[dict[str, Any]] = [mutating_policy(), mutating_binding()]
+    docs: list[dict[str, Any]] = []
     for plural in KINDS:
-        docs += [validating_policy(plural), validating_binding(plural)]
+        docs += [mutating_policy(plural), mutating_binding(plural), validating_policy(plural),
+                 validating_binding(plural)]
     return docs
 
 
 POLICY_NAMES = {"validatingadmissionpolicies": [f"rolecall-{p}" for p in KINDS],
-                "mutatingadmissionpolicies": ["rolecall-record-requester"]}
+                "mutatingadmissionpolicies": [f"rolecall-{p}-requester" for p in KINDS]}

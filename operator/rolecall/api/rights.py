@@ -72,6 +72,18 @@ class Action:
     trigger: str  # CEL: the request asks for this action
     rights: tuple[Right, ...]  # any one suffices
     says: str  # what the user asked for, for the message
+    # Whether admission records who asked, per action (not per object: a user who edits another field
+    # never becomes the requester of someone else's pending clear). Credentials are a condition of the
+    # actions that use them, checked for those actions' requesters.
+    has_requester: bool = True
+
+    @property
+    def requested_by(self) -> str:
+        return f"rolecall.dev/{self.name}-requested-by"
+
+    @property
+    def requested_by_groups(self) -> str:
+        return f"rolecall.dev/{self.name}-requested-by-groups"
 
     def message(self) -> str:
         return (f"{self.says} needs " + " or ".join(r.words for r in self.rights) + " in this namespace, "
@@ -86,7 +98,7 @@ def _stop(plural: str) -> Action:
 SECRET = Action(
     "credentials", field_changed("credentialsSecretRef"),
     (Right("", "'secrets'", None, "get", "object.spec.credentialsSecretRef.name", "get on that Secret"),),
-    "spec.credentialsSecretRef (rolecall reads that Secret for you)")
+    "spec.credentialsSecretRef (rolecall reads that Secret for you)", has_requester=False)
 
 ACTIONS: dict[str, tuple[Action, ...]] = {  # by plural
     "cacheservers": (

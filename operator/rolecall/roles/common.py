@@ -215,7 +215,7 @@ async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = No
 
 async def _refused(ctx: Context[Any, Any]) -> bool:
     """The recorded requester must still hold the stop right; otherwise Stalled (RequesterNotAllowed)."""
-    refused = await authz.refusal(ctx.plural, ctx.obj, authz.requester_of(ctx.obj), "stop")
+    refused = await authz.refusal(ctx.plural, ctx.obj, authz.requester_of(ctx.obj, ctx.plural, "stop"), "stop")
     if refused is None:
         return False
     ctx.condition("Stopped", False, *refused)

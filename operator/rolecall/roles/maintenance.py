@@ -231,7 +231,7 @@ async def _server(m: Maintenance) -> dict[str, Any]:
 async def _refusal(m: Maintenance, server: dict[str, Any]) -> str | None:
     """The requester of this maintenance must still be allowed to run SQL here and to use the server's
     credentials Secret (the part admission cannot follow: maintenance -> server -> Secret)."""
-    requester = authz.requester_of(m.obj)
+    requester = authz.requester_of(m.obj, PLURAL, "run")
     refused = await authz.refusal(PLURAL, m.obj, requester, "run")
     if refused is None and (server.get("spec") or {}).get("credentialsSecretRef"):
         as_requested = {"metadata": m.obj["metadata"], "spec": server["spec"]}

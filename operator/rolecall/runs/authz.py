@@ -1,7 +1,8 @@
 """Run-time guard: before acting, the recorded requester must still hold the right to what they asked for.
 
 Admission (manifests/admission-policies.yaml) checks rights when a request is made and records who made
-it (rolecall.dev/requested-by[-groups]). A request may run much later (a future clearedAfter, a
+it, per action (rolecall.dev/<action>-requested-by[-groups]); the request core copies that into the run's
+ledger when it accepts the request. A request may run much later (a future clearedAfter, a
 schedule, a retry), so the operator asks the API server again, with a SubjectAccessReview for that user
 and their groups, just before it acts: the same alternatives admission accepts (the underlying
 Kubernetes right, or the narrow rolecall right). It also refuses to act at all when the admission
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rolecall import kube, metrics
-from rolecall.api.admission import POLICY_NAMES, REQUESTED_BY, REQUESTED_BY_GROUPS
+from rolecall.api.admission import POLICY_NAMES
 from rolecall.api.rights import ACTIONS
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,14 @@ class Requester:
     groups: tuple[str, ...] = ()
 
 
-def requester_of(obj: dict[str, Any]) -> Requester | None:
-    """Who made the request, as admission recorded it on the object."""
+def requester_of(obj: dict[str, Any], plural: str, action: str) -> Requester | None:
+    """Who asked for `action`, as admission recorded it for that action's trigger."""
+    recorded = next(a for a in ACTIONS[plural] if a.name == action)
     annotations = obj["metadata"].get("annotations") or {}
-    user = annotations.get(REQUESTED_BY)
+    user = annotations.get(recorded.requested_by)
     if not user:
         return None
-    return Requester(user, tuple(g for g in annotations.get(REQUESTED_BY_GROUPS, "").split(",") if g))
+    return Requester(user, tuple(g for g in annotations.get(recorded.requested_by_groups, "").split(",") if g))
 
 
 async def refusal(plural: str, obj: dict[str, Any], requester: Requester | None,
@@ -103,8 +105,8 @@ async def refusal(plural: str, obj: dict[str, Any], requester: Requester | None,
         if allow_without_policies:
             return None
         return ("NoRecordedRequester",
-                f"no {REQUESTED_BY} annotation: the request was made before rolecall's admission policies were "
-                "installed (or by the operator itself); re-apply it to record who asks")
+                f"no requester recorded for {', '.join(actions)}: the request was made before rolecall's admission "
+                "policies were installed (or by the operator itself); re-apply it to record who asks")
     ns = obj["metadata"]["namespace"]
     for action in actions:
         if not await _any_allowed(requester.user, list(requester.groups), ns, _alternatives(plural, action, obj)):

@@ -164,7 +164,7 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
             return
     trigger = Trigger(run.token, run.cleared_after) if run else Trigger(token, after)
     requester = (authz.Requester(run.requester, tuple(run.requester_groups or ()))
-                 if run is not None and run.requester else authz.requester_of(ctx.obj))
+                 if run is not None and run.requester else authz.requester_of(ctx.obj, ctx.plural, action.name))
     refused = await authz.refusal(ctx.plural, ctx.obj, requester, *action.rights(ctx))
     if refused:
         await _end(ctx, action, run, trigger, "Refused", *refused)

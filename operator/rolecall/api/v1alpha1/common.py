@@ -4,26 +4,36 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, WithJsonSchema
+from pydantic import AfterValidator, Field, WithJsonSchema
 
-from rolecall.api.types import MAX_NAME, RFC3339_PATTERN, Condition, LabelSelector, Model, WorkloadRef
+from rolecall.api.types import (
+    MAX_NAME,
+    RFC3339_PATTERN,
+    Condition,
+    LabelMap,
+    LabelSelector,
+    Model,
+    WorkloadRef,
+    checked_time,
+)
 
 MAX_POD_RESULTS = 20  # the last K per-pod results kept in status
 MAX_FAILED_PODS = 50  # failed pods named in status; the count is exact even past this
 MAX_NODES = 100
 
-_RFC3339_CEL = RFC3339_PATTERN.replace("\\", "\\\\")
 _NONEMPTY_SELECTOR = ("(has(self.matchLabels) && size(self.matchLabels) > 0) || "
                       "(has(self.matchExpressions) && size(self.matchExpressions) > 0)")
 
 RequestTime = Annotated[
     str,
+    AfterValidator(checked_time),
     WithJsonSchema({
         "type": "string", "maxLength": 40,
         "x-kubernetes-validations": [{
-            "rule": f"self.matches('{_RFC3339_CEL}')",
+            # The pattern admits only dates that exist (not 2026-02-30) and demands an offset.
+            "rule": f"self.matches('{RFC3339_PATTERN}')".replace("\\", "\\\\"),
             "message": "must be an RFC 3339 time with an offset, e.g. 2026-11-25T10:00:00Z or "
-                       "2026-11-25T11:00:00+01:00",
+                       "2026-11-25T11:00:00+01:00 (on a date that exists)",
             "reason": "FieldValueInvalid"}],
     }),
 ]
@@ -54,8 +64,8 @@ class TargetsSpec(Model):
     """Which pods a role resource acts on, and how many at once."""
 
     selector: LabelSelector = target_selector()
-    node_selector: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
-        default=None, json_schema_extra={"maxProperties": 16},
+    node_selector: LabelMap | None = Field(
+        default=None,
         description="Only act on target pods running on nodes with all these labels (status groups results "
                     "per node).")
     concurrency: IntOrPercent = Field(

@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, WithJsonSchema
 
-from rolecall.api.types import MAX_NAME, Condition, Duration, Model, SecretKeyRef
+from rolecall.api.schedule import CronSchedule, TimeZone
+from rolecall.api.types import MAX_NAME, Condition, Duration, Model, ObjectName, SecretKeyRef
 from rolecall.api.v1alpha1.common import STOP_NEEDS_WORKLOAD, RequestTime, RoleStatus, StopSpec, TargetsSpec
 
 COMPACT_ANNOTATION = "rolecall.dev/compact-requested-at"
@@ -34,15 +35,6 @@ SqlitePath = Annotated[str, WithJsonSchema({
         {"rule": "!self.contains('/../') && !self.endsWith('/..')", "message": "must not contain ..",
          "reason": "FieldValueInvalid"}]})]
 
-CronSchedule = Annotated[str, WithJsonSchema({
-    "type": "string", "maxLength": 128,
-    "x-kubernetes-validations": [{
-        "rule": "self.matches('^\\\\S+( \\\\S+){4,5}$')",
-        "message": "must be a cron schedule of 5 fields (minute hour day month weekday), e.g. '0 3 * * *', "
-                   "or 6 with seconds last",
-        "reason": "FieldValueInvalid"}]})]
-
-
 class DatabaseServerSpec(TargetsSpec, StopSpec):
     """The desired state of a database role: where it runs, whether it is stopped, when it was compacted."""
 
@@ -57,7 +49,7 @@ class DatabaseServerSpec(TargetsSpec, StopSpec):
         default=None, description="SQLite: absolute path of the database file inside the pod. Reached through "
                                   "pod exec with the sqlite3 CLI, which the container image must contain (many "
                                   "application images do not).")
-    container: str | None = Field(default=None, max_length=63,
+    container: str | None = Field(default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
                                   description="SQLite: the container to exec into (default: the pod's first).")
     compacted_after: RequestTime | None = Field(
         default=None,
@@ -162,7 +154,7 @@ class Operation(Model):
 
 
 class DatabaseServerRef(Model):
-    name: str = Field(max_length=MAX_NAME, description="Name of a DatabaseServer in this namespace.")
+    name: ObjectName = Field(description="Name of a DatabaseServer in this namespace.")
 
 
 IMMUTABLE_FIELDS = ("databaseServerRef", "operations", "schedule", "timeZone", "window", "timeoutSeconds",
@@ -183,8 +175,9 @@ class DatabaseMaintenanceSpec(Model):
         default=None,
         description="Cron schedule that makes this recurring, e.g. '0 3 * * *'. Runs missed while the operator "
                     "was down are run once, not once per missed time.")
-    time_zone: str | None = Field(default=None, max_length=64,
-                                  description="IANA time zone of the schedule and window (default UTC).")
+    time_zone: TimeZone | None = Field(
+        default=None, description="IANA time zone of the schedule and window (default UTC), one of the names of "
+                                  "the tzdata package the operator ships with, e.g. Europe/Berlin.")
     window: str | None = Field(
         default=None, max_length=11, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$",
         description="Allowed start times, HH:MM-HH:MM in timeZone (may wrap midnight). A run due outside it "

@@ -1,0 +1,72 @@
+"""Cron schedules and IANA time zones, refused at admission exactly when the operator could not use them.
+
+Cron: five fields (minute hour day-of-month month day-of-week), or six with seconds last. Each field is
+checked on its own, with its range: `*`, numbers, ranges `a-b`, steps `/n` (n ≥ 1) and lists `,`; months
+and weekdays also by name. The same pattern is a CEL rule in the CRD and the operator's own check; a unit
+test (hypothesis) shows that croniter accepts every schedule the pattern admits.
+
+Time zones: the names of the `tzdata` package (pinned in pyproject.toml). The CRD lists them in a CEL rule
+(an OpenAPI enum would answer a typo with all 598 names); the operator reads zones from the same package
+only (main.py empties zoneinfo's search path), so admission and run time agree.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, WithJsonSchema
+
+_MONTHS = "jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec"
+_DAYS = "sun|mon|tue|wed|thu|fri|sat"
+# One value of each field, with its range.
+_VALUES = {
+    "minute": "[0-5]?[0-9]",
+    "hour": "[01]?[0-9]|2[0-3]",
+    "day of month": "0?[1-9]|[12][0-9]|3[01]",
+    "month": f"0?[1-9]|1[0-2]|{_MONTHS}",
+    "day of week": f"[0-7]|{_DAYS}",
+    "second": "[0-5]?[0-9]",
+}
+
+
+def _field(values: str) -> str:
+    item = rf"(\*|({values})(-({values}))?)(/[1-9][0-9]?)?"
+    return rf"{item}(,{item})*"
+
+
+_FIELDS = [_field(_VALUES[name]) for name in ("minute", "hour", "day of month", "month", "day of week")]
+CRON_PATTERN = "(?i)^" + " ".join(_FIELDS) + f"( {_field(_VALUES['second'])})?$"
+CRON_WORDS = ("must be a cron schedule of 5 fields (minute 0-59, hour 0-23, day of month 1-31, month 1-12 or "
+              "jan-dec, day of week 0-7 or sun-sat), or 6 with seconds (0-59) last, each a *, a value, a range "
+              "a-b, a step /n or a list with commas, e.g. '0 3 * * *' or '*/15 9-17 * * mon-fri'")
+_CRON = re.compile(CRON_PATTERN.removeprefix("(?i)"), re.IGNORECASE)
+
+
+def _cron(value: str) -> str:
+    if not _CRON.match(value):
+        raise ValueError(f"{value!r} {CRON_WORDS}")
+    return value
+
+
+CronSchedule = Annotated[str, AfterValidator(_cron), WithJsonSchema({
+    "type": "string", "maxLength": 128,
+    "x-kubernetes-validations": [{"rule": f"self.matches('{CRON_PATTERN}')".replace("\\", "\\\\"),
+                                  "message": CRON_WORDS, "reason": "FieldValueInvalid"}]})]
+
+TIME_ZONES = sorted(importlib.resources.files("tzdata").joinpath("zones").read_text().split())
+_ZONE_SET = frozenset(TIME_ZONES)
+ZONE_WORDS = "must be an IANA time zone name, e.g. UTC, Europe/Berlin or America/New_York"
+
+
+def _zone(value: str) -> str:
+    if value not in _ZONE_SET:
+        raise ValueError(f"{value!r} {ZONE_WORDS}")
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(_zone), WithJsonSchema({
+    "type": "string", "maxLength": 64,
+    "x-kubernetes-validations": [{"rule": "self in [" + ", ".join(f"'{z}'" for z in TIME_ZONES) + "]",
+                                  "message": ZONE_WORDS, "reason": "FieldValueInvalid"}]})]
