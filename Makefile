@@ -8,11 +8,13 @@ RUN_DIR := .testbed/run
 CACHE_BIN = $(shell $(PY) -c 'import os;print(os.path.join(os.environ.get("ROLECALL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),"rolecall"),"bin"))')
 PYTEST_ARGS ?=
 
-.PHONY: help venv engines cluster-bins crds crds-check lint test unit run stop demo bench bench-deps bench-bed \
+.PHONY: help venv engines cluster-bins crds crds-check lint test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
 	bench-fanout bench-latency bench-api bench-scale clean
 help:
 	@echo "make run    - build/start the local cluster, install rolecall, start the operator, apply a demo"
-	@echo "make test   - install everything, start a cluster, run lint + the whole test suite"
+	@echo "make test   - install everything, start a cluster, run lint + the whole test suite (what CI runs)"
+	@echo "make test-quick - the same without the slow fault tests (marker faults), for the inner loop"
+	@echo "make fuzz   - a longer, random-seeded fuzz of every kind against the apiserver and operator"
 	@echo "make stop   - stop what 'make run' started"
 	@echo "make crds   - regenerate crds/ from the pydantic models"
 	@echo "make lint   - ruff, mypy, import-linter"
@@ -50,6 +52,13 @@ unit: venv
 
 test: venv engines cluster-bins lint
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
+
+test-quick: venv engines cluster-bins lint
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
+
+fuzz: venv engines cluster-bins
+	PATH="$(CACHE_BIN):$$PATH" ROLECALL_FUZZ_RANDOM=1 ROLECALL_FUZZ_EXAMPLES=$${ROLECALL_FUZZ_EXAMPLES:-10} \
+		$(BIN)/pytest -s --timeout=7200 tests/integration/test_fuzz_specs_are_refused_readably_or_settle.py $(PYTEST_ARGS)
 
 run: venv engines cluster-bins
 	PATH="$(CACHE_BIN):$$PATH" PYTHONPATH=hack $(BIN)/python -m testbed.demo up --dir $(RUN_DIR)

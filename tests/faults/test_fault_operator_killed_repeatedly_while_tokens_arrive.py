@@ -15,6 +15,9 @@ from faultkit import slow_memcached, wait_acknowledged
 from harness import Cluster, Operator, wait_for
 
 PODS, CONCURRENCY, TOKENS, KILLS = 6, 2, 30, 8
+# A restarted operator waits out the killed one's Lease (3 s here) before it acts: a kill every 5.5 s
+# leaves each new leader ~2 s of work (one or two flushes of 1.5 s, two at a time) before it dies too.
+KILL_EVERY, TOKEN_EVERY = 5.5, 1.4
 pytestmark = pytest.mark.faults
 
 
@@ -30,13 +33,13 @@ def test_tokens_during_repeated_kills_are_never_lost_and_never_lied_about(
     def send_tokens() -> None:
         for i in range(TOKENS):
             annotate_clear(fault_bed, ns, "mc", f"t{i:02d}")
-            time.sleep(0.7)
+            time.sleep(TOKEN_EVERY)
 
     sender = threading.Thread(target=send_tokens)
     sender.start()
     started = time.monotonic()
-    for _ in range(KILLS):  # a kill every ~2.5 s, each followed by a restart at once
-        time.sleep(2.5)
+    for _ in range(KILLS):  # each kill is followed by a restart at once
+        time.sleep(KILL_EVERY)
         op.kill()
         op.start()
     sender.join()

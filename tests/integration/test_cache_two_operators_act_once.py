@@ -39,3 +39,17 @@ def test_two_operators_flush_each_pod_once_and_the_standby_takes_over(
     annotate_clear(local_bed, namespace, "mc", "three")
     wait_handled(local_bed, namespace, "mc", "three", 60)
     assert [cmd_flush(ip) for ip in ips] == [3, 3, 3]
+
+
+def test_a_second_operator_on_a_taken_metrics_address_says_which_flag_to_set(
+        local_bed: Cluster, namespace: str, operator: Operator) -> None:
+    from testbed.cluster import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    first = operator.start("--metrics-address", address)
+    wait_for(lambda: "acquired as" in (operator.log_dir / "operator-0.log").read_text(), "the first to lead")
+    second = operator.start("--metrics-address", address)
+    second.wait(timeout=60)
+    log = (operator.log_dir / "operator-1.log").read_text()
+    assert second.returncode != 0 and "--metrics-address" in log and "standby" in log, log
+    assert first.poll() is None

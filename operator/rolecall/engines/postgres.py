@@ -18,15 +18,20 @@ import psycopg
 from psycopg import sql
 
 from rolecall.engines.base import Credentials, EngineError
-from rolecall.engines.database import DatabaseFigures, TableFigure
+from rolecall.engines.database import Connection, DatabaseFigures, TableFigure, Where
 
 DEFAULT_PORT = 5432
 LOCK_TIMEOUT_MS = 10_000  # waiting longer than this for a lock fails the step rather than blocking the app
 
 
 class PostgresSession:
+    timestamp_format: str | None = None  # PostgreSQL columns carry their type: nothing to be told
+
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self.conn = conn
+
+    async def is_primary(self) -> bool:
+        return not await self.in_recovery()
 
     async def _run(self, query: sql.SQL | sql.Composed | str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -119,3 +124,13 @@ async def session(ip: str, port: int, database: str, credentials: Credentials | 
         yield PostgresSession(conn)
     finally:
         await conn.close()
+
+
+class Postgres:
+    one_pod = False  # one primary among replicas, found with pg_is_in_recovery()
+
+    @asynccontextmanager
+    async def session(self, where: Where, connection: Connection) -> AsyncIterator[PostgresSession]:
+        async with session(where.ip, connection.port or DEFAULT_PORT, connection.database or "postgres",
+                           connection.credentials, connection.timeout) as s:
+            yield s

@@ -15,14 +15,12 @@ seconds versus milliseconds, the ISO-8601 UTC text shape).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from rolecall.engines.base import EngineError
-from rolecall.engines.database import DatabaseFigures
-
-# Runs argv in the target pod's container; returns (exit code, stdout, stderr).
-Exec = Callable[[list[str]], Awaitable[tuple[int, str, str]]]
+from rolecall.engines.database import Connection, DatabaseFigures, Exec, Where
 
 BUSY_TIMEOUT_MS = 5000
 _MS_THRESHOLD = 100_000_000_000  # 1e11: unix seconds stay below it until year 5138, milliseconds since 1973 above
@@ -57,6 +55,9 @@ class SqliteSession:
     run_in_pod: Exec
     path: str
     timestamp_format: str | None = None  # set per clearOldData step
+
+    async def is_primary(self) -> bool:
+        return True  # one file in one pod: nothing replicates it
 
     async def _sql(self, statements: str, safe: bool = True) -> list[str]:
         mode = ["-safe"] if safe else []
@@ -125,3 +126,11 @@ class SqliteSession:
         return await self._one_int(
             f"DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE {c} < {self._literal(cutoff)} "  # noqa: S608
             f"LIMIT {int(limit)}); SELECT changes();")
+
+
+class Sqlite:
+    one_pod = True  # the file lives in exactly one pod
+
+    @asynccontextmanager
+    async def session(self, where: Where, connection: Connection) -> AsyncIterator[SqliteSession]:
+        yield SqliteSession(where.run_in_pod, connection.path or "")

@@ -31,10 +31,8 @@ from rolecall.api.v1alpha1.database import (
     OperationResult,
     TableFigures,
 )
-from rolecall.engines import Credentials, EngineError
-from rolecall.engines import postgres as pg
-from rolecall.engines.database import DatabaseSession
-from rolecall.engines.sqlite import SqliteSession
+from rolecall.engines import DATABASE_ENGINES, Credentials, EngineError
+from rolecall.engines.database import Connection, DatabaseSession, Where
 from rolecall.roles.common import read_credentials, reconcile_with, stop_start
 from rolecall.runs import request
 from rolecall.runs.context import Context, Memory, Runtime
@@ -58,32 +56,42 @@ class Opened:
     pod: str
 
 
+def _where(namespace: str, spec: DatabaseServerSpec, target: Target, ip: str) -> Where:
+    return Where(target.name, ip, functools.partial(_exec, namespace, target.name, spec.container,
+                                                    float(spec.timeout_seconds)))
+
+
+def _connection(spec: DatabaseServerSpec, creds: Credentials | None) -> Connection:
+    return Connection(timeout=float(spec.timeout_seconds), port=spec.port, database=spec.database, path=spec.path,
+                      credentials=creds)
+
+
 async def find_target(namespace: str, spec: DatabaseServerSpec, creds: Credentials | None) -> Target:
-    """The one pod to act on: PostgreSQL's single primary (pg_is_in_recovery() on each; standbys are never
-    written to; none or several primaries is refused), or the single SQLite pod."""
+    """The one pod to act on: the single pod of a one-pod engine (SQLite), or the single primary among
+    replicas (PostgreSQL: asked on each pod; standbys are never written to; none or several is refused)."""
+    engine = DATABASE_ENGINES[spec.engine]
     targets = await pods.resolve(namespace, spec.selector.to_label_selector(), spec.node_selector)
     if not targets:
         raise NoTarget("NoTargetPods", "no running pod matches spec.selector")
-    if spec.engine == "sqlite":
+    if engine.one_pod:
         if len(targets) > 1:
             raise NoTarget("SeveralPods", f"{len(targets)} pods match ({', '.join(t.name for t in targets[:5])}); "
-                                          "a SQLite DatabaseServer acts on the file in exactly one pod")
+                                          f"a {spec.engine} DatabaseServer acts on the file in exactly one pod")
         return targets[0]
-    port, database = spec.port or pg.DEFAULT_PORT, spec.database or "postgres"
     primaries: list[Target] = []
     errors: list[str] = []
     for t in targets:
         try:
             ip = await pods.address(namespace, t)
-            async with pg.session(ip, port, database, creds, float(spec.timeout_seconds)) as s:
-                if not await s.in_recovery():
+            async with engine.session(_where(namespace, spec, t, ip), _connection(spec, creds)) as s:
+                if await s.is_primary():
                     primaries.append(t)
         except (EngineError, NotActionable) as e:
             errors.append(f"{t.name}: {e}")
     if len(primaries) != 1:
         unread = f"; unreadable: {'; '.join(errors[:3])}" if errors else ""
         if not primaries:
-            raise NoTarget("NoPrimary", f"none of {len(targets)} pods is a PostgreSQL primary{unread}")
+            raise NoTarget("NoPrimary", f"none of {len(targets)} pods is a {spec.engine} primary{unread}")
         names = ", ".join(t.name for t in primaries)
         raise NoTarget("SeveralPrimaries", f"{len(primaries)} pods are primaries ({names}); rolecall acts on "
                                            "exactly one and will not guess")
@@ -93,13 +101,10 @@ async def find_target(namespace: str, spec: DatabaseServerSpec, creds: Credentia
 @asynccontextmanager
 async def session_on(namespace: str, spec: DatabaseServerSpec, target: Target, ip: str,
                      creds: Credentials | None) -> AsyncIterator[DatabaseSession]:
-    """A session on `target` (whose IP was just re-read by UID); a PostgreSQL pod must still be the primary."""
-    timeout = float(spec.timeout_seconds)
-    if spec.engine == "sqlite":
-        yield SqliteSession(functools.partial(_exec, namespace, target.name, spec.container, timeout), spec.path or "")
-        return
-    async with pg.session(ip, spec.port or pg.DEFAULT_PORT, spec.database or "postgres", creds, timeout) as s:
-        if await s.in_recovery():
+    """A session on `target` (whose IP was just re-read by UID), which must still be the primary."""
+    engine = DATABASE_ENGINES[spec.engine]
+    async with engine.session(_where(namespace, spec, target, ip), _connection(spec, creds)) as s:
+        if not await s.is_primary():
             raise EngineError(f"{target.name} is no longer the primary (it is in recovery)")
         yield s
 

@@ -21,7 +21,7 @@ import time
 import zoneinfo
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from rolecall import kube, metrics
 from rolecall.api.kinds import DATABASE_MAINTENANCE
@@ -41,6 +41,7 @@ from rolecall.roles import database
 from rolecall.roles.common import reconcile_with
 from rolecall.runs import authz, events
 from rolecall.runs.context import Context, Memory, Runtime
+from rolecall.runs.reasons import Stall
 from rolecall.runs.status import now, patch_status
 from rolecall.targets.pods import NotActionable
 
@@ -55,47 +56,18 @@ class RunFailed(Exception):
     pass
 
 
-class Maintenance:
-    """One reconcile of a DatabaseMaintenance: its context, plus progress writes at most every PROGRESS_SECONDS."""
+Maintenance = Context[DatabaseMaintenanceSpec, DatabaseMaintenanceStatus]
 
-    def __init__(self, ctx: Context[DatabaseMaintenanceSpec, DatabaseMaintenanceStatus]) -> None:
-        self.ctx = ctx
-        self.last_progress = 0.0
 
-    @property
-    def obj(self) -> dict[str, Any]:
-        return self.ctx.obj
+async def _progress(m: Maintenance, force: bool = False) -> None:
+    """Writes status, at most every PROGRESS_SECONDS unless forced (a cut-off, a finished step)."""
+    if force or time.monotonic() - m.memory.progress_at >= PROGRESS_SECONDS:
+        m.memory.progress_at = time.monotonic()
+        await m.write()
 
-    @property
-    def spec(self) -> DatabaseMaintenanceSpec:
-        return self.ctx.spec
 
-    @property
-    def status(self) -> DatabaseMaintenanceStatus:
-        return self.ctx.status
-
-    @property
-    def ns(self) -> str:
-        return self.ctx.ns
-
-    @property
-    def name(self) -> str:
-        return self.ctx.name
-
-    @property
-    def delays(self) -> list[float]:
-        return self.ctx.delays
-
-    def condition(self, type: str, status: bool, reason: str, message: str) -> None:
-        self.ctx.condition(type, status, reason, message)
-
-    async def event(self, type: str, reason: str, message: str) -> None:
-        await events.post(self.obj, type, reason, message)
-
-    async def progress(self, force: bool = False) -> None:
-        if force or time.monotonic() - self.last_progress >= PROGRESS_SECONDS:
-            self.last_progress = time.monotonic()
-            await self.ctx.write()
+async def _event(m: Maintenance, type: str, reason: str, message: str) -> None:
+    await events.post(m.obj, type, reason, message)
 
 
 async def reconcile(body: dict[str, Any], memory: Memory, runtime: Runtime) -> float | None:
@@ -103,15 +75,19 @@ async def reconcile(body: dict[str, Any], memory: Memory, runtime: Runtime) -> f
                                 DatabaseMaintenanceStatus, _work)
 
 
-async def _work(ctx: Context[DatabaseMaintenanceSpec, DatabaseMaintenanceStatus]) -> None:
-    m = Maintenance(ctx)
+async def _work(m: Maintenance) -> None:
     s = m.status
     s.summary = s.summary or _summary(m.spec.operations)
     scheduled_at = await _due(m)
     if scheduled_at is not None:
         await _claim_and_run(m, scheduled_at)
     if s.phase == "Queued":
-        ctx.mark_busy("Queued", "Waiting for another DatabaseMaintenance on the same database to finish.")
+        m.mark_busy("Queued", "Waiting for another DatabaseMaintenance on the same database to finish.")
+    elif s.phase == "Failed" and m.spec.schedule is None:
+        # A one-shot run that failed is not tried again (like a Job): a person has to look.
+        error = next((r.error for r in s.operations or [] if r.error), None) or "the run failed"
+        missing = "not found" in error and error.startswith("DatabaseServer")
+        m.mark_stalled("DatabaseServerNotFound" if missing else "RunFailed", error)
 
 
 def _summary(operations: list[Operation]) -> str:
@@ -122,6 +98,15 @@ def _summary(operations: list[Operation]) -> str:
         elif op.compact is not None:
             parts.append("compact full" if op.compact.full else "compact")
     return " + ".join(parts)[:256]
+
+
+def _next_time(schedule: str, after: dt.datetime) -> dt.datetime:
+    """The schedule's next time after `after`; admission already refused schedules croniter cannot read, but
+    a valid one may name no time that exists (30 February)."""
+    try:
+        return croniter(schedule, after).get_next(dt.datetime)  # type: ignore[no-any-return]
+    except CroniterBadDateError as e:
+        raise Stall("ScheduleNeverFires", f"schedule {schedule!r} names no time that exists: {e}") from e
 
 
 def _utc(t: dt.datetime) -> str:
@@ -146,7 +131,7 @@ async def _due(m: Maintenance) -> str | None:
     current = dt.datetime.now(zone)
     if s.next_run_at is None:
         base = parse_time(s.scheduled_at or m.obj["metadata"]["creationTimestamp"]).astimezone(zone)
-        s.next_run_at = _utc(croniter(spec.schedule, base).get_next(dt.datetime))
+        s.next_run_at = _utc(_next_time(spec.schedule, base))
     if spec.suspend:
         m.condition("Suspended", True, "Suspended", "suspend is true: no new runs start.")
         return None  # un-suspending is a spec change, which wakes the reconcile
@@ -204,7 +189,7 @@ async def _claim_and_run(m: Maintenance, scheduled_at: str) -> None:
             m.status.phase = "Queued"
             m.condition("Queued", True, "AnotherMaintenanceRunning",
                         f"Waiting for DatabaseMaintenance {holder} on {key[1]} to finish.")
-            await m.event("Normal", "Queued", f"Waiting for DatabaseMaintenance {holder} on {key[1]} to finish.")
+            await _event(m, "Normal", "Queued", f"Waiting for DatabaseMaintenance {holder} on {key[1]} to finish.")
         m.delays.append(QUEUE_CHECK_SECONDS)
         return
     _running[key] = m.name
@@ -247,9 +232,9 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         s.operations = [_fresh_result(op) for op in spec.operations]
         m.condition("Queued", False, "Started", "The run started.")
         m.condition("Complete", False, "Running", f"Running {s.summary}.")
-        m.ctx.mark_busy("Running", f"Running {s.summary}.")
-        await m.progress(force=True)  # the run is on record before the database is touched
-        await m.event("Normal", "Started", f"Running {s.summary} on {spec.database_server_ref.name}.")
+        m.mark_busy("Running", f"Running {s.summary}.")
+        await _progress(m, force=True)  # the run is on record before the database is touched
+        await _event(m, "Normal", "Started", f"Running {s.summary} on {spec.database_server_ref.name}.")
     deadline = parse_time(s.started_at or now()) + dt.timedelta(seconds=spec.timeout_seconds)
     error: str | None = None
     try:
@@ -276,14 +261,14 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         for result in running:
             result.phase, result.error, result.completed_at = "Failed", error[:1024], now()
     _finish(m, error)
-    m.ctx.busy = None
-    await m.progress(force=True)
+    m.busy = None
+    await _progress(m, force=True)
     await _report_to_server(m)
     if error is None:
-        await m.event("Normal", "Succeeded", f"{s.summary}: {s.rows_deleted or 0} rows deleted, "
+        await _event(m, "Normal", "Succeeded", f"{s.summary}: {s.rows_deleted or 0} rows deleted, "
                                              f"{s.bytes_reclaimed or 0} bytes reclaimed.")
     else:
-        await m.event("Warning", "Failed", f"{s.summary} failed: {error}")
+        await _event(m, "Warning", "Failed", f"{s.summary} failed: {error}")
 
 
 def _fresh_result(op: Operation) -> OperationResult:
@@ -301,29 +286,28 @@ async def _operation(m: Maintenance, db: DatabaseSession, op: Operation, result:
     if op.compact is not None:
         tables = op.compact.tables
         result.bytes_before = await db.size(tables)
-        await m.progress(force=True)
+        await _progress(m, force=True)
         await db.compact(op.compact.full, tables)
         result.bytes_after = await db.size(tables)
     elif op.clear_old_data is not None:
         await _clear_old_data(m, db, op, result, deadline)
     result.phase, result.completed_at = "Succeeded", now()
     result.duration_seconds = round((result.duration_seconds or 0) + time.monotonic() - started, 3)
-    await m.progress()
+    await _progress(m)
 
 
 async def _clear_old_data(m: Maintenance, db: DatabaseSession, op: Operation, result: OperationResult,
                           deadline: dt.datetime) -> None:
     c = op.clear_old_data
     assert c is not None
-    if hasattr(db, "timestamp_format"):
-        db.timestamp_format = c.timestamp_format  # SQLite compares by the declared format
+    db.timestamp_format = c.timestamp_format  # SQLite compares by the declared format; PostgreSQL by type
     table, column = c.table, c.timestamp_column
     if result.cutoff is None:
         await db.check_column(table, column)  # refuse before anything is deleted
         result.cutoff = await db.cutoff(duration_seconds(c.older_than))
         result.matched_at_start = await db.count_older(table, column, result.cutoff)
         result.batches, result.rows_deleted, result.remaining = 0, 0, result.matched_at_start
-        await m.progress(force=True)  # the cut-off is on record before the first batch
+        await _progress(m, force=True)  # the cut-off is on record before the first batch
     matched = result.matched_at_start or 0
     deleted = matched - await db.count_older(table, column, result.cutoff)  # also right after a restart
     while True:
@@ -336,7 +320,7 @@ async def _clear_old_data(m: Maintenance, db: DatabaseSession, op: Operation, re
         deleted += n
         result.batches = (result.batches or 0) + 1
         result.rows_deleted, result.remaining = deleted, matched - deleted
-        await m.progress()
+        await _progress(m)
         if n < limit:
             break
     result.remaining = await db.count_older(table, column, result.cutoff)
@@ -364,7 +348,7 @@ def _finish(m: Maintenance, error: str | None) -> None:
                            bytes_reclaimed=s.bytes_reclaimed, error=error[:1024] if error else None)
         s.history = [record, *(s.history or [])][:MAX_HISTORY]
         zone = zoneinfo.ZoneInfo(m.spec.time_zone or "UTC")
-        s.next_run_at = _utc(croniter(m.spec.schedule, dt.datetime.now(zone)).get_next(dt.datetime))
+        s.next_run_at = _utc(_next_time(m.spec.schedule, dt.datetime.now(zone)))
         m.delays.append(max(0.0, (parse_time(s.next_run_at) - dt.datetime.now(dt.UTC)).total_seconds()))
     elif m.spec.ttl_seconds_after_finished is not None:
         m.delays.append(float(m.spec.ttl_seconds_after_finished))

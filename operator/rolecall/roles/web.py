@@ -30,7 +30,7 @@ from rolecall.api.v1alpha1.webserver import (
 from rolecall.engines import Endpoint, EngineError
 from rolecall.engines.web import WEB_ENGINES, app_users
 from rolecall.roles.common import reconcile_with, stop_start
-from rolecall.runs import fanout, request
+from rolecall.runs import fanout, request, triggers
 from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.targets import pods
 from rolecall.targets.pods import NotActionable, Target
@@ -66,7 +66,7 @@ async def _work(ctx: Ctx) -> None:
 # --- figures ------------------------------------------------------------------------------------------
 
 async def _refresh(ctx: Ctx) -> None:
-    token = request.token_due(ctx, REFRESH)
+    token = triggers.token_due(ctx, REFRESH)
     m, clock = ctx.memory, ctx.clock
     spec_changed = m.figures_generation != ctx.generation  # e.g. a new userCount: read at once
     if token is None and not spec_changed and clock.monotonic() < m.figures_due:
@@ -151,7 +151,7 @@ def _apply(ctx: Ctx, per_pod: list[WebPodStatus]) -> None:
     s.pods = per_pod[:MAX_WEB_PODS] or None
     after = (s.active_connections, s.current_users, s.current_users_source, s.requests_served, s.healthy_pods,
              s.targets, [p.dump() for p in s.pods or []])
-    if before != after or request.token_due(ctx, REFRESH) is not None:
+    if before != after or triggers.token_due(ctx, REFRESH) is not None:
         s.refreshed_at = ctx.clock.now()  # written only when something changed, or a refresh was asked for
     live = (ctx.ns, ctx.name)
     metrics.WEB_ACTIVE_CONNECTIONS.labels(*live).set(active)

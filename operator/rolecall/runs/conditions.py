@@ -32,7 +32,13 @@ def summarize(ctx: Any) -> None:
     _reconciling_and_stalled(ctx, busy, stalled)
     s.observed_generation = gen
     if not isinstance(s, RoleStatus):
-        return  # e.g. a DatabaseMaintenance: its phase and Complete/Failed are its own, like a Job's
+        # e.g. a DatabaseMaintenance: its phase and Complete/Failed are its own, like a Job's.
+        why = stalled or busy
+        if why:
+            ctx.condition("Ready", False, why[0], why[1])
+        else:
+            ctx.condition("Ready", True, "Idle", f"The {ctx.kind.kind} is waiting for nothing.")
+        return
     phase: Any
     if stalled:
         phase = "Stalled"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from rolecall import metrics
 from rolecall.api.kinds import Kind
 from rolecall.api.types import Model, format_time
 from rolecall.api.v1alpha1.common import RoleStatus
@@ -56,6 +57,7 @@ class Memory:
     warned: tuple[str, str] | None = None  # the last (reason, message) posted as a Warning for a stall
     refusal: tuple[str, str] | None = None  # the last refusal posted (one Warning per distinct refusal)
     resumed_note: str | None = None  # the run (token/time) whose resumption was already reported
+    progress_at: float = 0.0  # monotonic time of the last progress write of a long run
     errors: int = 0  # reconciles that failed in a row (for backoff)
     stall_checks: int = 0  # looks at a stalled cause in a row (for backoff)
 
@@ -135,7 +137,10 @@ class Context(Generic[SpecT, StatusT]):
     async def write(self) -> bool:
         """Sets phase and conditions from what this reconcile found, then writes what changed."""
         conditions.summarize(self)
+        started = time.monotonic()
         wrote = await self.out.flush()
+        if wrote:
+            metrics.REQUEST_STEP.labels(self.kind.kind, "status-write").observe(time.monotonic() - started)
         if wrote:  # later reconciles trust this over a watch event's body, which may still be older
             self.memory.status = type(self.out.status).model_validate(self.out.written)
             self.memory.resource_version = self.out.resource_version

@@ -27,7 +27,20 @@ STALLED = {
     "OperatorForbidden": "the operator's own ServiceAccount lacks a right it needs",
     "DatabaseServerNotFound": "spec.databaseServerRef names a DatabaseServer that does not exist",
     "ScheduleNeverFires": "the schedule names no time that exists (e.g. 30 February)",
+    "RunFailed": "a one-shot DatabaseMaintenance run failed (status.operations says which step and why); "
+                 "create a new one to try again",
     "InternalError": "an unexpected error in rolecall itself (a bug: please report it with the message)",
+}
+# Degraded=True: the role works in part (some targets failed or cannot be read); it is retried or re-read.
+DEGRADED = {
+    "PodsFailed": "some target pods failed the last action (named in the message and status.failedPods)",
+    "NoTargetPods": "no running pod matches spec.selector",
+    "NoPrimary": "none of the PostgreSQL pods is a primary",
+    "SeveralPrimaries": "more than one PostgreSQL pod is a primary: rolecall will not guess",
+    "SeveralPods": "more than one pod matches a SQLite DatabaseServer",
+    "DatabaseUnreachable": "the database did not answer",
+    "StatusPageUnavailable": "a web pod's status page could not be read",
+    "UserCountUnavailable": "a web pod's user count could not be read",
 }
 # Reconciling=True: work is under way, or is retried with backoff.
 RECONCILING = {

@@ -1,0 +1,237 @@
+"""The request core without a cluster: trigger detection, the ledger, backoff kept in status, aborted
+fan-outs that record nothing unseen, acknowledgement with an outcome, and the leader's renew deadline.
+Time is a fake clock; status writes and Events are captured in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from rolecall import kube
+from rolecall.api.kinds import CACHE_SERVER
+from rolecall.api.v1alpha1.cacheserver import CacheServerSpec, CacheServerStatus
+from rolecall.api.v1alpha1.common import RunLedger
+from rolecall.leadership import Leadership, NotLeader
+from rolecall.runs import authz, events, ledger, request, triggers
+from rolecall.runs.context import Clock, Context, Memory
+from rolecall.runs.status import StatusWriter
+from rolecall.targets import pods
+from rolecall.targets.pods import Target
+
+T0 = dt.datetime(2026, 11, 26, 4, 37, 29, 100000, tzinfo=dt.UTC)
+
+
+class FakeClock(Clock):
+    def __init__(self) -> None:
+        self.t = 0.0
+        super().__init__(wall=lambda: T0 + dt.timedelta(seconds=self.t), monotonic=lambda: self.t)
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class Writes:
+    """Stands in for the apiserver: keeps every status written, can be made to fail."""
+
+    def __init__(self) -> None:
+        self.statuses: list[dict[str, Any]] = []
+        self.fail_after: int | None = None
+
+    async def flush(self, writer: StatusWriter[Any]) -> bool:
+        if self.fail_after is not None and len(self.statuses) >= self.fail_after:
+            raise kube.Unavailable("apiserver gone")
+        self.statuses.append(writer.status.dump())
+        writer.written = writer.status.dump()
+        return True
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    writes, posted = Writes(), []
+
+    async def flush(self: StatusWriter[Any]) -> bool:
+        return await writes.flush(self)
+
+    async def post(obj: dict[str, Any], type: str, reason: str, message: str) -> None:
+        posted.append((type, reason, message))
+
+    async def allowed(*_: Any) -> None:
+        return None
+
+    monkeypatch.setattr(StatusWriter, "flush", flush)
+    monkeypatch.setattr(events, "post", post)
+    monkeypatch.setattr(authz, "refusal", allowed)
+    monkeypatch.setattr(request, "PROGRESS_BATCH", 2)
+    monkeypatch.setattr(kube, "check_write_guard", lambda: None)
+
+    async def listed(namespace: str, selector: str) -> dict[str, Target]:
+        return {t.uid: t for t in PODS}  # after a restart the core finds the recorded UIDs by listing
+
+    monkeypatch.setattr(pods, "by_uid", listed)
+    return {"writes": writes, "events": posted}
+
+
+def context(clock: FakeClock, annotations: dict[str, str] | None = None, memory: Memory | None = None,
+            status: CacheServerStatus | None = None, **spec: Any) -> Context[CacheServerSpec, CacheServerStatus]:
+    body = {"apiVersion": "rolecall.dev/v1alpha1", "kind": "CacheServer",
+            "metadata": {"namespace": "ns", "name": "mc", "uid": "u", "generation": 1,
+                         "annotations": annotations or {}},
+            "spec": {"engine": "memcached", "selector": {"matchLabels": {"app": "mc"}}, **spec}}
+    st = status or CacheServerStatus()
+    out = StatusWriter("rolecall.dev", "v1alpha1", "cacheservers", "ns", "mc", st, st.dump(), "1")
+    return Context(CACHE_SERVER, body, CacheServerSpec.model_validate(body["spec"]), out, memory or Memory(), clock,
+                   "me")
+
+
+PODS = [Target(f"uid-{i}", f"mc-{i}", "node") for i in range(6)]
+
+
+def action(act: Any) -> request.Action[None]:
+    async def resolve(ctx: Any) -> list[Target]:
+        return list(PODS)
+
+    async def same(ns: str, t: Target) -> str:
+        return "127.0.0.1"
+
+    return request.Action(name="clear", condition="Cleared", busy="Clearing", done="Cleared", noun="cache clear",
+                          token_annotation="rolecall.dev/clear-requested-at",
+                          handled_field="last_handled_clear_request", after_field="cleared_after",
+                          completed_field="last_cleared_at", resolve=resolve, act=act, same_target=same)
+
+
+def test_a_token_is_handled_once_and_acknowledged_with_its_outcome(world: dict[str, Any]) -> None:
+    clock, acted = FakeClock(), []
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        acted.append(t.name)
+        return "flush_all: OK"
+
+    ctx = context(clock, {"rolecall.dev/clear-requested-at": "t1"})
+    asyncio.run(request.step(ctx, action(act)))
+    s = ctx.status
+    assert sorted(acted) == [p.name for p in PODS] and s.run is None
+    assert s.last_handled_clear_request == "t1" and s.last_request is not None
+    assert (s.last_request.outcome, s.last_request.reason, s.last_request.done) == ("Succeeded", "Cleared", 6)
+    first = world["writes"].statuses[0]["run"]
+    assert first["token"] == "t1" and len(first["pending"]) == 6, "the ledger is written before any pod is touched"
+    assert [e[1] for e in world["events"]] == ["ClearStarted", "Cleared"]
+    asyncio.run(request.step(ctx, action(act)))  # the same token again: nothing
+    assert len(acted) == 6
+
+
+def test_an_aborted_fan_out_records_nothing_it_did_not_see_finish(world: dict[str, Any]) -> None:
+    clock, finished = FakeClock(), set()
+    world["writes"].fail_after = 1  # the intent lands, the first progress write does not
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        await asyncio.sleep(0.001 * int(t.uid[-1]))
+        finished.add(t.uid)
+        return "ok"
+
+    ctx = context(clock, {"rolecall.dev/clear-requested-at": "t1"}, concurrency=2)
+    with pytest.raises(kube.Unavailable):
+        asyncio.run(request.step(ctx, action(act)))
+    assert len(finished) < len(PODS), "siblings kept acting after the abort"
+    for written in world["writes"].statuses:  # no status ever claims a pod its act did not finish
+        run = written.get("run") or {}
+        claimed = {p.uid for p in PODS} - set(run.get("pending", [])) - set(run.get("failed", []))
+        assert claimed <= finished
+    assert "lastHandledClearRequest" not in world["writes"].statuses[-1]
+
+
+def test_failed_targets_retry_on_a_backoff_kept_in_status(world: dict[str, Any]) -> None:
+    clock, healthy = FakeClock(), False
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        if t.name == "mc-3" and not healthy:
+            raise ConnectionRefusedError("memcached at 127.0.0.1:11211 unreachable")
+        return "ok"
+
+    ctx = context(clock, {"rolecall.dev/clear-requested-at": "t1"})
+    clear = action(act)
+    clear = request.Action(**{**clear.__dict__, "attempts": 1})
+    asyncio.run(request.step(ctx, clear))
+    s = ctx.status
+    assert s.last_request is not None and s.last_request.outcome == "Failed" and s.last_handled_clear_request == "t1"
+    assert s.run is not None and s.run.failed == ["uid-3"] and s.run.retry_at is not None
+    assert (ctx.busy or ("", ""))[0] == "RetryingFailedTargets" and min(ctx.delays) == pytest.approx(10)
+    # A restart: a new memory and context rebuilt from the written status keeps the backoff.
+    clock.advance(5)
+    again = context(clock, {"rolecall.dev/clear-requested-at": "t1"}, status=s.model_copy(deep=True))
+    asyncio.run(request.step(again, clear))
+    assert again.status.run is not None and again.status.run.retries == 0, "retried before its backoff"
+    healthy = True
+    clock.advance(6)
+    asyncio.run(request.step(again, clear))
+    s = again.status
+    assert s.run is None and s.last_request is not None
+    assert (s.last_request.outcome, s.last_request.reason) == ("Succeeded", "ClearedAfterRetry")
+    assert any(e[1] == "ClearRecovered" for e in world["events"])
+
+
+def test_a_refused_request_is_acknowledged_as_refused(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refused(*_: Any) -> tuple[str, str]:
+        return "RequesterNotAllowed", "carol: a cache clear needs create on pods/exec"
+
+    monkeypatch.setattr(authz, "refusal", refused)
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        raise AssertionError("a refused request must not act")
+
+    ctx = context(FakeClock(), {"rolecall.dev/clear-requested-at": "t9"})
+    asyncio.run(request.step(ctx, action(act)))
+    s = ctx.status
+    assert s.last_handled_clear_request == "t9" and s.last_request is not None
+    assert (s.last_request.outcome, s.last_request.reason) == ("Refused", "RequesterNotAllowed")
+    assert world["events"][0][:2] == ("Warning", "RequesterNotAllowed")
+
+
+def test_spec_times_compare_with_their_own_precision() -> None:
+    clock = FakeClock()  # now is 04:37:29.1
+    wanted = "2026-11-26T04:37:29.600Z"
+    ctx = context(clock, cleared_after=wanted)
+    assert triggers.after_due(ctx, action(None)) is None and min(ctx.delays) == pytest.approx(0.5)
+    clock.advance(0.6)
+    assert triggers.after_due(ctx, action(None)) == wanted
+    ctx.status.last_cleared_at = "2026-11-26T04:37:29.700000Z"  # accepted after it: satisfied
+    assert triggers.after_due(ctx, action(None)) is None
+    ctx.status.last_cleared_at = "2026-11-26T04:37:29Z"  # a whole-second time before it: not satisfied
+    assert triggers.after_due(ctx, action(None)) == wanted
+
+
+def test_a_nanosecond_time_is_rounded_up_never_down() -> None:
+    from rolecall.api.types import parse_time
+
+    assert parse_time("2026-11-26T04:37:29.1234567Z") > parse_time("2026-11-26T04:37:29.123456Z")
+    assert parse_time("2026-11-26T04:37:29.1234560Z") == parse_time("2026-11-26T04:37:29.123456Z")
+
+
+def test_ledger_transitions() -> None:
+    run = RunLedger(action="clear", accepted_at="t", targets=4, pending=["a", "b", "c", "d"])
+    assert ledger.record(run, "a", ledger.DONE) and not ledger.record(run, "a", ledger.FAILED)
+    ledger.record(run, "b", ledger.FAILED)
+    ledger.record(run, "c", ledger.FAILED, permanent=True)
+    assert (ledger.done(run), ledger.failed(run), run.pending) == (1, 2, ["d"])
+    ledger.record(run, "d", ledger.SKIPPED)
+    assert ledger.finished_pass(run) and ledger.done(run) == 2
+    ledger.start_retry_pass(run)
+    assert run.pending == ["b"] and run.failed == [] and run.permanent == ["c"]
+    assert [ledger.retry_delay(n) for n in (1, 2, 3, 6, 9)] == [10, 20, 40, 300, 300]
+
+
+def test_the_leader_stops_acting_at_its_renew_deadline() -> None:
+    now = [100.0]
+    lead = Leadership(namespace="ns", duration=15, clock=lambda: now[0])
+    with pytest.raises(NotLeader, match="standby"):
+        lead.check()
+    lead._renewed_at = 100.0  # a renewal sent at t=100 succeeded
+    lead.check()
+    now[0] = 109.9
+    lead.check()
+    now[0] = 110.0  # 2/3 of the lease: well before a standby may take over at 115
+    with pytest.raises(NotLeader, match="renew deadline"):
+        lead.check()
+    assert lead.renew_deadline < lead.duration and lead.renew_every < lead.renew_deadline
