@@ -61,6 +61,7 @@ class Sampler:
     lies: list[tuple[str, int]] = field(default_factory=list)  # (pod, cmd_flush) claimed done but not flushed
     done_seen: list[int] = field(default_factory=list)  # status.done of this token's run, in order
     recorded: set[str] = field(default_factory=set)  # every pod status ever claimed done for the token
+    grew_at: list[float] = field(default_factory=list)  # monotonic times at which `recorded` grew
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -84,9 +85,15 @@ class Sampler:
         for uid in claimed:
             if flushed[uid] <= self.baseline[uid]:
                 self.lies.append((self.targets.names[uid], flushed[uid]))
+        if claimed - self.recorded:
+            self.grew_at.append(time.monotonic())
         self.recorded |= claimed
         self.samples += 1
         return claimed
+
+    def progress_after(self, t: float) -> float | None:
+        """Seconds from `t` to the first status that recorded more pods done (the operator acting again)."""
+        return next((g - t for g in self.grew_at if g > t), None)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -56,7 +56,9 @@ def test_apiserver_outage_mid_clear_tells_no_lie(fault_bed: Cluster, fault_names
     sampler.check_once()  # the final, acknowledged status too
     flushes = targets.flushes()
     extra = {targets.names[u]: flushes[u] - baseline[u] - 1 for u in flushes if flushes[u] - baseline[u] > 1}
-    print(f"fault={fault} {seconds}s: recovery {recovery:.1f}s after the apiserver was back; "
+    resumed = sampler.progress_after(back)
+    print(f"fault={fault} {seconds}s: progress recorded again {resumed or 0:.1f}s and the request acknowledged "
+          f"{recovery:.1f}s after the apiserver was back; "
           f"{sampler.samples} status samples, lies {len(sampler.lies)}, pods flushed twice {len(extra)} "
           f"(bound {CONCURRENCY + PROGRESS_BATCH - 1}), recorded before the fault {len(recorded_before)}")
 

@@ -61,3 +61,25 @@ def test_workload_owned_by_another_controller_is_not_scaled(local_bed: Cluster, 
     assert "ConfigMap/some-controller" in condition(st, "Stopped")["message"]
     assert apps.read_namespaced_deployment("mc", namespace).spec.replicas == 2
     assert get_cs(local_bed, namespace, "mc")["status"].get("phase") != "Stopped"
+    assert condition(st, "Stalled")["reason"] == "OwnedByController"  # a person has to resolve it
+
+
+def test_two_resources_on_one_workload_do_not_fight(local_bed: Cluster, namespace: str, operator: Operator) -> None:
+    """The one that stopped the workload starts it; another resource naming the same workload with
+    stopped: false leaves it alone instead of undoing the stop (and the two flapping it up and down)."""
+    apps = client.AppsV1Api(local_bed.api_client)
+    create_deployment(local_bed, namespace, deployment("mc", "memcached", 2))
+    running_pods(local_bed, namespace, "app=mc", 2)
+    operator.start()
+    ref = {"kind": "Deployment", "name": "mc"}
+    create_cs(local_bed, namespace, cacheserver("stopper", "memcached", {"app": "mc"}, workloadRef=ref,
+                                                stopped=True))
+    wait_for(lambda: status(local_bed, namespace, "stopper").get("phase") == "Stopped", "stopped by 'stopper'")
+    create_cs(local_bed, namespace, cacheserver("other", "memcached", {"app": "mc"}, workloadRef=ref))
+    st = wait_for(lambda: (s := status(local_bed, namespace, "other")).get("conditions") and
+                  condition(s, "Stopped").get("reason") == "StoppedByAnother" and s, "the other leaves it alone")
+    assert "stopper" in condition(st, "Stopped")["message"]
+    assert apps.read_namespaced_deployment("mc", namespace).spec.replicas == 0
+    patch_cs(local_bed, namespace, "stopper", {"spec": {"stopped": False}})
+    running_pods(local_bed, namespace, "app=mc", 2)
+    assert apps.read_namespaced_deployment("mc", namespace).spec.replicas == 2

@@ -235,3 +235,32 @@ def test_the_leader_stops_acting_at_its_renew_deadline() -> None:
     with pytest.raises(NotLeader, match="renew deadline"):
         lead.check()
     assert lead.renew_deadline < lead.duration and lead.renew_every < lead.renew_deadline
+
+
+def test_an_exception_in_a_reconcile_lands_in_stalled_with_a_reason_and_a_warning(world: dict[str, Any]) -> None:
+    from rolecall.roles.common import reconcile_with
+    from rolecall.runs.context import Runtime
+
+    body = {"apiVersion": "rolecall.dev/v1alpha1", "kind": "CacheServer",
+            "metadata": {"namespace": "ns", "name": "mc", "uid": "u", "generation": 3, "resourceVersion": "7"},
+            "spec": {"engine": "memcached", "selector": {"matchLabels": {"app": "mc"}}}}
+
+    async def broken(ctx: Any) -> None:
+        raise KeyError("surprise")
+
+    delay = asyncio.run(reconcile_with(CACHE_SERVER, body, Memory(), Runtime(clock=FakeClock()),
+                                       CacheServerSpec, CacheServerStatus, broken))
+    written = world["writes"].statuses[-1]
+    conditions = {c["type"]: c for c in written["conditions"]}
+    assert conditions["Stalled"]["status"] == "True" and conditions["Stalled"]["reason"] == "InternalError"
+    assert "KeyError" in conditions["Stalled"]["message"] and conditions["Ready"]["status"] == "False"
+    assert written["observedGeneration"] == 3 and written["phase"] == "Stalled"
+    assert world["events"] == [("Warning", "InternalError", conditions["Stalled"]["message"])]
+    assert delay == pytest.approx(10)  # looked at again with backoff
+
+    invalid = {**body, "spec": {"engine": "memcached", "selector": {"matchLabels": {"app": "mc"}},
+                                "clearedAfter": "2026-02-30T10:00:00Z"}}  # as if admission had let it in
+    asyncio.run(reconcile_with(CACHE_SERVER, invalid, Memory(), Runtime(clock=FakeClock()), CacheServerSpec,
+                               CacheServerStatus, broken))
+    stalled = {c["type"]: c for c in world["writes"].statuses[-1]["conditions"]}["Stalled"]
+    assert stalled["reason"] == "InvalidSpec" and "clearedAfter" in stalled["message"], stalled

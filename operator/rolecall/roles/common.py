@@ -159,7 +159,18 @@ async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = No
             ctx.condition("Stopped", "Unknown", "OwnedByController", message)
         return w
     ctx.memory.stall_checks = 0
-    remembered = s.remembered_replicas if s.remembered_replicas is not None else w.remembered
+    remembered = s.remembered_replicas
+    if remembered is None and w.remembered is not None:
+        # Remembered on the workload: by this resource (or one of the same name, deleted and re-created), it
+        # is ours to restore; by another rolecall resource, starting it would fight that resource's stop.
+        if w.stopped_by in (None, ctx.name):
+            remembered = w.remembered
+        elif not ctx.spec.stopped:
+            ctx.condition("Stopped", "Unknown", "StoppedByAnother",
+                          f"{what} was stopped by {w.stopped_by}, which starts it again; this resource leaves it "
+                          "alone")
+            s.replicas = w.replicas
+            return w
     if ctx.spec.stopped:
         if w.replicas > 0:
             if await _refused(ctx):

@@ -192,9 +192,13 @@ async def _figures(ctx: Ctx) -> None:
     ctx.wake_in(interval)
     s = ctx.status
     try:
-        async with open_database(ctx.ns, ctx.spec) as db:
+        # A database that stops answering must not hold the reconcile: the figures wait at most this long.
+        async with asyncio.timeout(float(ctx.spec.timeout_seconds) + 10), open_database(ctx.ns, ctx.spec) as db:
             figures = await db.session.figures()
             pod = db.pod
+    except TimeoutError:
+        ctx.condition("Degraded", True, "DatabaseUnreachable", f"no answer within {ctx.spec.timeout_seconds + 10}s")
+        return
     except NoTarget as e:
         ctx.condition("Degraded", True, e.reason, str(e))
         return

@@ -235,6 +235,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         m.mark_busy("Running", f"Running {s.summary}.")
         await _progress(m, force=True)  # the run is on record before the database is touched
         await _event(m, "Normal", "Started", f"Running {s.summary} on {spec.database_server_ref.name}.")
+    m.mark_busy("Running", f"Running {s.summary}.")
     deadline = parse_time(s.started_at or now()) + dt.timedelta(seconds=spec.timeout_seconds)
     error: str | None = None
     try:
@@ -244,14 +245,21 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
             raise RunFailed(refused)
         server = DatabaseServerSpec.model_validate(server_obj["spec"])
         server = server.model_copy(update={"timeout_seconds": spec.timeout_seconds})
-        async with database.open_database(m.ns, server) as db:
+        # A database that stops answering (frozen, partitioned) must not hold the run past its timeout:
+        # the cancellation also cancels the statement on the server (engines/postgres.py).
+        left = (deadline - dt.datetime.now(dt.UTC)).total_seconds()
+        async with asyncio.timeout(max(1.0, left) + 30), database.open_database(m.ns, server) as db:
             for op, result in zip(spec.operations, s.operations or [], strict=True):
                 if result.phase == "Succeeded":
                     continue
                 await _operation(m, db.session, op, result, deadline)
-    except (RunFailed, EngineError, database.NoTarget, NotActionable, TimeoutError) as e:
+    except TimeoutError as e:
+        error = str(e) or f"timeoutSeconds ({spec.timeout_seconds}s) passed"
+    except (RunFailed, EngineError, database.NoTarget, NotActionable) as e:
         error = str(e) or type(e).__name__
     except kube.ApiException as e:
+        if e.status is None or e.status >= 500 or e.status == 429:
+            raise  # the apiserver's trouble, not the run's: it is resumed once the apiserver answers
         error = f"Kubernetes API: {e.status} {e.reason}"
     if error is not None:
         # The step that was running failed; a run that failed before any step began (no primary, no
@@ -262,13 +270,15 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
             result.phase, result.error, result.completed_at = "Failed", error[:1024], now()
     _finish(m, error)
     m.busy = None
-    await _progress(m, force=True)
-    await _report_to_server(m)
+    # The outcome's Event comes before the status write that records it (a client waiting on Complete
+    # then finds the Event).
     if error is None:
         await _event(m, "Normal", "Succeeded", f"{s.summary}: {s.rows_deleted or 0} rows deleted, "
-                                             f"{s.bytes_reclaimed or 0} bytes reclaimed.")
+                                               f"{s.bytes_reclaimed or 0} bytes reclaimed.")
     else:
         await _event(m, "Warning", "Failed", f"{s.summary} failed: {error}")
+    await _progress(m, force=True)
+    await _report_to_server(m)
 
 
 def _fresh_result(op: Operation) -> OperationResult:

@@ -22,6 +22,7 @@ class WorkloadState:
     ready: int
     remembered: int | None
     controller: str | None  # "Kind/name" of a controller owning the workload, if any
+    stopped_by: str | None = None  # the rolecall resource that stopped it (annotation), if any
     pre_stop: bool = True  # every container of its pod template has a preStop hook
     grace_seconds: int = 30  # the pod template's terminationGracePeriodSeconds
 
@@ -47,7 +48,8 @@ async def read(namespace: str, ref: WorkloadRef) -> WorkloadState:
             raise WorkloadError("WorkloadNotFound", f"{ref.kind} {ref.name} not found in {namespace}") from e
         raise
     owner = next((o for o in (w.metadata.owner_references or []) if o.controller), None)
-    remembered = (w.metadata.annotations or {}).get(REMEMBERED)
+    annotations = w.metadata.annotations or {}
+    remembered = annotations.get(REMEMBERED)
     pod_spec = w.spec.template.spec
     grace = pod_spec.termination_grace_period_seconds
     return WorkloadState(
@@ -56,6 +58,7 @@ async def read(namespace: str, ref: WorkloadRef) -> WorkloadState:
         replicas=w.spec.replicas if w.spec.replicas is not None else 1,
         ready=w.status.ready_replicas or 0,
         remembered=int(remembered) if remembered and remembered.isdigit() else None,
+        stopped_by=annotations.get(STOPPED_BY),
         controller=f"{owner.kind}/{owner.name}" if owner else None,
     )
 
