@@ -37,8 +37,12 @@ def context(kind: Kind, body: dict[str, Any], memory: Memory, runtime: Runtime,
     was read (a watch event may still carry an older copy), else the body's."""
     meta = body["metadata"]
     known = memory.status if isinstance(memory.status, status_model) else None
-    status = known if known is not None else status_model.model_validate(body.get("status") or {})
-    rv = memory.resource_version if known is not None else meta.get("resourceVersion")
+    in_body = status_model.model_validate(body.get("status") or {})
+    status = known if known is not None else in_body
+    # The body's resourceVersion is the newer one when its status is already what we wrote (the watch has
+    # caught up, and perhaps the user changed metadata or spec since): writing on it saves a conflict.
+    rv = memory.resource_version if known is not None and in_body.dump() != known.dump() \
+        else meta.get("resourceVersion")
     out = StatusWriter(kind.group, kind.version, kind.plural, meta["namespace"], meta["name"],
                        status.model_copy(deep=True), written=status.dump(), resource_version=rv,
                        foreign=kind.foreign_status)
