@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-REQUEST_ANNOTATIONS = ("rolecall.dev/clear-requested-at", "rolecall.dev/compact-requested-at")
+from rolecall.api.v1alpha1.cacheserver import CLEAR_ANNOTATION
+from rolecall.api.v1alpha1.database import COMPACT_ANNOTATION
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,12 @@ SECRET = Action(
 
 ACTIONS: dict[str, tuple[Action, ...]] = {  # by plural
     "cacheservers": (
-        Action("clear", f"{token_changed(REQUEST_ANNOTATIONS[0])} || {field_changed('clearedAfter')}",
+        Action("clear", f"{token_changed(CLEAR_ANNOTATION)} || {field_changed('clearedAfter')}",
                (EXEC, _narrow("cacheservers", "clear")), "a cache clear (clear-requested-at or spec.clearedAfter)"),
         _stop("cacheservers"), SECRET),
     "webservers": (_stop("webservers"),),
     "databaseservers": (
-        Action("compact", f"{token_changed(REQUEST_ANNOTATIONS[1])} || {field_changed('compactedAfter')}",
+        Action("compact", f"{token_changed(COMPACT_ANNOTATION)} || {field_changed('compactedAfter')}",
                (EXEC, _narrow("databaseservers", "compact")),
                "a compaction (compact-requested-at or spec.compactedAfter)"),
         _stop("databaseservers"), SECRET),

@@ -22,7 +22,7 @@ import asyncio
 import datetime as dt
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from rolecall import kube, metrics
@@ -82,7 +82,6 @@ class Action(Generic[P]):
     # The "is this still the same pod" check, called just before each act: returns the address to use.
     same_target: Callable[[str, Target], Awaitable[str]] = pods.address
     attempts: int = 3
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --- the lifecycle --------------------------------------------------------------------------------------
