@@ -143,3 +143,22 @@ def test_runs_missed_while_the_operator_was_down_run_once(local_bed: Cluster, na
     missed = [r for r in newest_first if dt.datetime.fromisoformat(r["scheduledAt"]) < restarted]
     assert len(missed) == 1, f"the missed times must collapse into one run: {newest_first}"
     assert dt.datetime.fromisoformat(newest_first[-2]["scheduledAt"]) > restarted, newest_first
+
+
+CRON = "must be a cron schedule of 5 fields (minute 0-59, hour 0-23, day of month 1-31"
+ZONE = "must be an IANA time zone name, e.g. UTC, Europe/Berlin or America/New_York"
+
+
+@pytest.mark.parametrize(("extra", "phrase"), [
+    ({"schedule": "61 * * * *"}, f'spec.schedule: Invalid value: "61 * * * *": {CRON}'),
+    ({"schedule": "0 3 * * 9"}, f'spec.schedule: Invalid value: "0 3 * * 9": {CRON}'),
+    ({"schedule": "*/0 * * * *"}, f'spec.schedule: Invalid value: "*/0 * * * *": {CRON}'),
+    ({"schedule": "0 3 * * *", "timeZone": "Mars/Base"}, f'spec.timeZone: Invalid value: "Mars/Base": {ZONE}'),
+    ({"databaseServerRef": {"name": "DB_1"}}, 'spec.databaseServerRef.name: Invalid value: "DB_1": must be an '
+                                              "object name"),
+])
+def test_schedules_zones_and_names_the_operator_could_not_use_are_rejected(
+        installed: Cluster, namespace: str, extra: dict[str, Any], phrase: str) -> None:
+    body = maintenance("m", "db", [{"compact": {}}])
+    body["spec"].update(extra)
+    assert phrase in _rejected(installed, namespace, body)
