@@ -48,7 +48,7 @@ def up(dir: Path) -> None:
     env.update(KUBECONFIG=str(op_kc), PYTHONUNBUFFERED="1")
     metrics = f"127.0.0.1:{cluster.free_port()}"
     proc = subprocess.Popen([sys.executable, "-m", "rolecall", "--lease-namespace", install.OPERATOR_NAMESPACE,
-                             "--metrics-address", metrics],
+                             "--metrics-address", metrics, "--health-address", ""],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             start_new_session=True)
     bed.pids = {"operator": proc.pid, **bed.pids}

@@ -48,6 +48,7 @@ class Leadership:
     _lease: dict[str, Any] | None = None  # the Lease as we last wrote it (its resourceVersion fences our PUT)
     _seen: tuple[Any, Any] | None = None
     _seen_at: float = 0.0
+    _contact_at: float | None = None  # when the Lease was last read or written successfully (monotonic)
     renewals: int = 0
     terms: int = 0
 
@@ -65,6 +66,18 @@ class Leadership:
 
     def leading(self) -> bool:
         return self._renewed_at is not None and self.clock() - self._renewed_at < self.renew_deadline
+
+    def unready_reason(self) -> str | None:
+        """None when this process leads, or is a standby that reached the Lease within one lease duration
+        (it could take over); otherwise why it could not."""
+        if self.leading():
+            return None
+        if self._contact_at is None:
+            return f"standby: has not reached the leader Lease {self.namespace}/{self.name} yet"
+        silent = self.clock() - self._contact_at
+        if silent > self.duration:
+            return f"standby: the leader Lease {self.namespace}/{self.name} unreachable for {silent:.0f}s"
+        return None
 
     def check(self) -> None:
         """Raises NotLeader unless this process holds the Lease and is inside its renew deadline."""
@@ -132,9 +145,11 @@ class Leadership:
         metrics.api("get", "leases")
         try:
             lease = api.read_namespaced_lease(self.name, self.namespace)
+            self._contact_at = self.clock()
         except kube.ApiException as e:
             if e.status != 404:
                 raise
+            self._contact_at = self.clock()
             body = {"metadata": {"name": self.name}, "spec": self._spec(0)}
             metrics.api("create", "leases")
             try:

@@ -15,12 +15,13 @@ import ctypes
 import logging
 import os
 import zoneinfo
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
-from rolecall import handlers, kube, leadership, metrics
+from rolecall import handlers, health, kube, leadership, metrics
 from rolecall.runs import authz
 from rolecall.runs.context import Runtime
 from rolecall.runs.queue import Gate
@@ -35,14 +36,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="namespace of the leader Lease (default: $POD_NAMESPACE or rolecall-system)")
     p.add_argument("--lease-seconds", type=int, default=int(os.environ.get("ROLECALL_LEASE_SECONDS", "15")),
                    help="leader lease duration: how long a standby waits after the leader stops renewing")
-    p.add_argument("--metrics-address", default=os.environ.get("ROLECALL_METRICS_ADDRESS", "0.0.0.0:8080"),
-                   help="host:port for Prometheus metrics (empty: off); a standby on the same host needs its own")
+    p.add_argument("--metrics-address", default=os.environ.get("ROLECALL_METRICS_ADDRESS", f"{_own_ip()}:8080"),
+                   help="host:port for Prometheus metrics (empty: off; default $POD_IP:8080, else 0.0.0.0:8080); "
+                        "a standby on the same host needs its own")
+    p.add_argument("--health-address", default=os.environ.get("ROLECALL_HEALTH_ADDRESS", f"{_own_ip()}:8081"),
+                   help="host:port for the probes GET /healthz (liveness) and /readyz (readiness) "
+                        "(empty: off; default $POD_IP:8081, else 0.0.0.0:8081)")
     p.add_argument("--allow-without-admission-policies", action="store_true",
                    default=os.environ.get("ROLECALL_ALLOW_WITHOUT_POLICIES") == "1",
                    help="act even when rolecall's admission policies are missing (requests then go unchecked at "
                         "admission; the operator still checks recorded requesters when there are any)")
     p.add_argument("--verbose", "-v", action="store_true")
     return p.parse_args(argv)
+
+
+def _own_ip() -> str:
+    """The pod's own IP from the downward API: where pods share a network namespace (host network), binding
+    0.0.0.0 would make two replicas collide."""
+    return os.environ.get("POD_IP") or "0.0.0.0"  # noqa: S104 - outside a pod: every interface, as before
+
+
+def _listen(what: str, flag: str, address: str, start: Callable[[], object]) -> None:
+    try:
+        start()
+    except OSError as e:
+        raise SystemExit(f"error: cannot listen for {what} on {flag} {address}: {e.strerror or e}; a second "
+                         f"operator on this host (a standby) needs its own, e.g. {flag} 127.0.0.1:<port>, or '' "
+                         "to turn it off") from e
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -87,16 +107,19 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     kube.load()
     authz.allow_without_policies = args.allow_without_admission_policies
-    try:
-        metrics.serve(args.metrics_address)
-    except OSError as e:
-        raise SystemExit(f"error: cannot listen on --metrics-address {args.metrics_address}: {e.strerror or e}; "
-                         "a second operator on this host (a standby) needs its own, e.g. --metrics-address "
-                         "127.0.0.1:8081, or '' to serve no metrics") from e
+    _listen("metrics", "--metrics-address", args.metrics_address, lambda: metrics.serve(args.metrics_address))
     # Per-event success lines from kopf would drown the log; failures are still logged.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # each retry is reported once by us
     lease = leadership.Leadership(namespace=args.lease_namespace, duration=args.lease_seconds)
+    watchdog = health.Watchdog()
+
+    def alive() -> str | None:
+        stalled = watchdog.stalled_for()
+        return None if stalled is None else f"the event loop has not run for {stalled:.0f}s"
+
+    _listen("health probes", "--health-address", args.health_address,
+            lambda: health.serve(args.health_address, alive=alive, ready=lease.unready_reason))
     kube.set_write_guard(lease.check)  # no write of any kind past the renew deadline
     gate = Gate()
     registry = kopf.OperatorRegistry()
@@ -121,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         # The watches run on the standby too (a takeover starts from bodies already in memory); only the
         # leader reconciles.
         keeper.append(asyncio.get_running_loop().create_task(lease.run(lead, gate.close), name="leader-lease"))
+        keeper.append(asyncio.get_running_loop().create_task(watchdog.run(), name="liveness-watchdog"))
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
