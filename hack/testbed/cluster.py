@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from testbed import pki
+from testbed import containers, pki
 
 HACK = Path(__file__).resolve().parent.parent
 REPO = HACK.parent
@@ -300,8 +300,11 @@ def up(dir: Path, *, standins: bool = True, audit: bool = False) -> Bed:
         f"--authorization-kubeconfig={dir / 'scheduler.kubeconfig'}",
         "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--leader-elect=false", "--profiling=false",
     ])
+    _install_kwok_crds(api)
     _spawn(bed, "kwok", [
         str(bins / "kwok"), f"--kubeconfig={dir / 'kwok.kubeconfig'}", f"--config={_kwok_config(bed)}",
+        # Per-pod Logs and Exec rules, which the container stand-in creates (testbed/containers.py).
+        "--enable-crds=Logs,Exec",
         # Node Leases keep the node-lifecycle controller from marking nodes (and their pods) NotReady.
         "--manage-all-nodes=true", "--node-lease-duration-seconds=40", f"--cidr={bed.pod_cidr}", "--node-ip=127.0.0.1",
         f"--node-port={bed.kwok_port}", f"--server-address=127.0.0.1:{bed.kwok_port}",
@@ -352,6 +355,11 @@ def up(dir: Path, *, standins: bool = True, audit: bool = False) -> Bed:
         _spawn(bed, "standins", [sys.executable, "-m", "testbed.standins", "--kubeconfig", str(bed.kubeconfig),
                                  "--dir", str(dir / "standins")],
                extra_env={"PYTHONPATH": str(HACK)})
+        (dir / "containers").mkdir()
+        _spawn(bed, "containers", [sys.executable, "-m", "testbed.containers", "--kubeconfig", str(bed.kubeconfig),
+                                   "--dir", str(dir / "containers"), "--bed-dir", str(dir),
+                                   "--pod-cidr", bed.pod_cidr],
+               extra_env={"PYTHONPATH": str(HACK)})
     mark("ready")
     bed.save()
     return bed
@@ -369,7 +377,7 @@ def kill(bed: Bed, name: str) -> None:
 
 def restart(bed: Bed, name: str) -> None:
     """Starts a killed component again with the same command line (the apiserver keeps its etcd data)."""
-    extra = {"PYTHONPATH": str(HACK)} if name == "standins" else None
+    extra = {"PYTHONPATH": str(HACK)} if name in ("standins", "containers") else None
     _spawn(bed, name, bed.argv[name], extra_env=extra)
     if name == "kube-apiserver":
         api = _api_client(bed)
@@ -388,7 +396,7 @@ def down(dir: Path) -> None:
     except (FileNotFoundError, json.JSONDecodeError):
         return
     # Stand-ins first, so they stop their servers; the apiserver goes after its clients.
-    order = ["standins", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
+    order = ["containers", "standins", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
     for name in order + [n for n in bed.pids if n not in order]:
         pid = bed.pids.get(name)
         if pid is None:
@@ -406,6 +414,29 @@ def down(dir: Path) -> None:
             os.killpg(pid, signal.SIGKILL)
     bed.pids = {}
     bed.save()
+    containers.remove_bed_containers(dir)  # they outlive a killed stand-in, as containers outlive a kubelet
+
+
+def _install_kwok_crds(api: httpx.Client) -> None:
+    """KWOK's Logs and Exec CRDs (copied from KWOK v0.8.0's kustomize/crd/bases), before KWOK starts."""
+    for path in sorted((HACK / "kwok" / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        r = api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+        if r.status_code not in (201, 409):
+            raise RuntimeError(f"installing {path.name}: {r.status_code} {r.text}")
+    for path in sorted((HACK / "kwok" / "crds").glob("*.yaml")):
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+
+        def established(name: str = name) -> bool:
+            crd = api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}").json()
+            return any(c["type"] == "Established" and c["status"] == "True"
+                       for c in crd.get("status", {}).get("conditions", []))
+
+        deadline = time.monotonic() + 30
+        while not established():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRD {name} not Established after 30s")
+            time.sleep(0.1)
 
 
 def _write(path: Path, text: str) -> Path:

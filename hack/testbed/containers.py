@@ -1,0 +1,655 @@
+"""The container stand-in: for each pod labelled testbed.rolecall.dev/runtime=podman, run the pod's container
+from an image in local podman storage, the way a kubelet would. KWOK's pod-ready stage leaves these pods
+alone (hack/kwok/pod-ready.yaml), so this process owns their IP, phase, conditions and containerStatuses.
+
+What it honours (hack/testbed/podspec.py lists the fields; any other field fails the pod with its name):
+- the image, looked up in local storage with the name normalised (never pulled: a missing image gives
+  ErrImagePull, then ImagePullBackOff, and is looked up again with back-off);
+- command/args/env with $(VAR) expansion, fieldRef (POD_NAMESPACE, POD_IP, ...), secretKeyRef and
+  configMapKeyRef; KUBERNETES_SERVICE_HOST/_PORT point at the bed's apiserver on loopback (no Service env);
+- the ServiceAccount token volume: a TokenRequest bound to the pod (refreshed at 80% of its life or hourly),
+  the cluster CA and the namespace at /var/run/secrets/kubernetes.io/serviceaccount, read-only;
+- securityContext: runAsUser/runAsGroup/runAsNonRoot (refused for root in the kubelet's words),
+  readOnlyRootFilesystem (no writable tmpfs added), allowPrivilegeEscalation=false, capabilities, seccomp
+  RuntimeDefault/Unconfined, supplementalGroups; memory and cpu limits;
+- liveness/readiness/startup probes (httpGet, tcpSocket) against the pod IP, reflected in Ready and
+  ContainersReady; liveness failures restart the container; restarts per restartPolicy with the kubelet's
+  back-off (immediately, then 10s doubling to 5 min, reset after 10 min of running);
+- logs: podman's k8s-file driver writes the CRI log format; a KWOK `Logs` object per pod points
+  `kubectl logs` (and `-p`, the previous container's file) at it.
+
+The container shares the host network (pod IPs are loopback addresses here): it must bind its pod IP.
+`kubectl exec` is refused for these pods: KWOK's exec runs the command on this machine, not in the container,
+and has no hook to wrap it in `podman exec`; a per-pod KWOK `Exec` without a local target makes it refuse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import yaml
+from kubernetes import client, config, watch  # type: ignore[import-untyped]
+from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
+
+from testbed import podspec
+
+RUNTIME_LABEL = "testbed.rolecall.dev/runtime"
+BED_LABEL = "testbed.rolecall.dev/bed"
+POD_UID_LABEL = "testbed.rolecall.dev/pod-uid"
+HACK = Path(__file__).resolve().parent.parent
+CONTAINERS_CONF = HACK / "image" / "containers.conf"
+log = logging.getLogger("containers")
+
+
+def podman_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    return env | {"CONTAINERS_CONF": str(CONTAINERS_CONF)}
+
+
+def podman(*args: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], text=True, capture_output=True, timeout=timeout, check=check,
+                          env=podman_env(), stdin=subprocess.DEVNULL)
+
+
+def bed_id(bed_dir: Path) -> str:
+    return f"{zlib.crc32(str(bed_dir.resolve()).encode()):08x}"
+
+
+def remove_bed_containers(bed_dir: Path) -> None:
+    """Every container this bed's stand-in started (they outlive the stand-in process, as under a kubelet)."""
+    if shutil.which("podman") is None:
+        return
+    listed = podman("ps", "--all", "--quiet", "--filter", f"label={BED_LABEL}={bed_id(bed_dir)}")
+    ids = listed.stdout.split()
+    if ids:
+        podman("rm", "--force", "--time", "0", *ids, timeout=120)
+
+
+def image_candidates(image: str) -> list[str]:
+    """Local names a kubelet's pull of `image` could mean: as given, localhost/, and docker.io/ forms."""
+    name, tag = image, ""
+    if "@" not in image:
+        slash, colon = image.rfind("/"), image.rfind(":")
+        if colon > slash:
+            name, tag = image[:colon], image[colon:]
+        else:
+            tag = ":latest"
+    else:
+        name, tag = image.split("@", 1)[0], "@" + image.split("@", 1)[1]
+    first = name.split("/", 1)[0]
+    if "." in first or ":" in first or first == "localhost":
+        return [name + tag]
+    library = name if "/" in name else f"library/{name}"
+    return [name + tag, f"localhost/{name}{tag}", f"docker.io/{library}{tag}"]
+
+
+@dataclass
+class Image:
+    ref: str
+    id: str
+    user: str
+    digest: str
+
+
+def find_image(image: str) -> Image | None:
+    for ref in image_candidates(image):
+        out = podman("image", "inspect", "--format", "json", ref)
+        if out.returncode == 0:
+            data = json.loads(out.stdout)[0]
+            return Image(ref, data["Id"], (data.get("Config") or {}).get("User") or "", data.get("Digest") or "")
+    return None
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Probe:
+    """One probe's schedule and counters, as the kubelet keeps them."""
+
+    spec: dict[str, Any]
+    started: float
+    next_at: float = 0.0
+    successes: int = 0
+    failures: int = 0
+    passed: bool = False
+
+    def __post_init__(self) -> None:
+        self.next_at = self.started + self.spec.get("initialDelaySeconds", 0)
+
+
+@dataclass
+class Running:
+    id: str
+    started_at: str
+    started_mono: float
+    probes: dict[str, Probe] = field(default_factory=dict)
+
+
+class IpPool:
+    """Pod IPs for container pods: the top /24 of the bed's loopback /16, which KWOK (allocating from the
+    bottom) never reaches at test sizes."""
+
+    def __init__(self, pod_cidr: str) -> None:
+        self.prefix = pod_cidr.split("/", 1)[0].rsplit(".", 2)[0] + ".255."
+        self.used: dict[str, str] = {}  # uid -> ip
+        self.lock = threading.Lock()
+
+    def assign(self, uid: str, have: str | None) -> str:
+        with self.lock:
+            if have and have.startswith(self.prefix):
+                self.used[uid] = have
+                return have
+            if uid in self.used:
+                return self.used[uid]
+            taken = set(self.used.values())
+            ip = next(f"{self.prefix}{n}" for n in range(1, 255) if f"{self.prefix}{n}" not in taken)
+            self.used[uid] = ip
+            return ip
+
+    def release(self, uid: str) -> None:
+        with self.lock:
+            self.used.pop(uid, None)
+
+
+class PodRunner(threading.Thread):
+    """Runs one pod's container until the pod goes; publishes what happened to the pod's status."""
+
+    def __init__(self, owner: ContainerStandIns, pod: dict[str, Any]) -> None:
+        super().__init__(name=f"pod-{pod['metadata']['name']}", daemon=True)
+        self.owner = owner
+        self.pod = pod
+        meta = pod["metadata"]
+        self.uid: str = meta["uid"]
+        self.ns: str = meta["namespace"]
+        self.pod_name: str = meta["name"]
+        self.container: dict[str, Any] = pod["spec"]["containers"][0]
+        self.cname: str = f"rcbed-{self.uid[:13]}-{self.container['name']}"
+        self.dir = owner.root / f"{self.ns}.{self.pod_name}.{self.uid[:8]}"
+        self.stopping = threading.Event()
+        status = pod.get("status") or {}
+        old = {s["name"]: s for s in status.get("containerStatuses") or []}.get(self.container["name"], {})
+        self.restarts: int = old.get("restartCount", 0)
+        self.ip = ""
+        self.running: Running | None = None
+        self.waiting: tuple[str, str] | None = ("ContainerCreating", "")
+        self.last_state: dict[str, Any] = old.get("lastState") or {}
+        self.phase = "Pending"
+        self.not_before = 0.0  # restart back-off
+        self.backoff = 0.0
+        self.image: Image | None = None
+        self.token_due = 0.0
+        self.published: dict[str, Any] = {}
+        self.transitions: dict[str, tuple[str, str]] = {}
+        self.start_time = status.get("startTime") or now()
+
+    # --- the loop -------------------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception:
+            log.exception("%s/%s: stand-in failed", self.ns, self.pod_name)
+
+    def _run(self) -> None:
+        problems = podspec.unsupported(self.pod["spec"])
+        if problems:
+            message = "the bed's container stand-in cannot honour: " + "; ".join(problems)
+            self.phase, self.waiting = "Failed", ("UnsupportedByTestBed", message)
+            self._event("Warning", "UnsupportedByTestBed", message)
+            self._publish()
+            return
+        self.ip = self.owner.pool.assign(self.uid, (self.pod.get("status") or {}).get("podIP"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._kwok_rules()
+        self._adopt()
+        self._publish()
+        while not self.stopping.is_set():
+            try:
+                self._step()
+            except (ApiException, OSError, subprocess.SubprocessError, httpx.HTTPError) as e:
+                log.warning("%s/%s: %s", self.ns, self.pod_name, e)
+            with contextlib.suppress(ApiException, OSError):
+                self._publish()
+            self.stopping.wait(0.5)
+        self._stop_container(self._grace())
+        self.owner.pool.release(self.uid)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _step(self) -> None:
+        if self.phase in ("Failed", "Succeeded"):
+            return
+        clock = time.monotonic()
+        if self.running is not None:
+            state = self._inspect()
+            if state is None or state["Status"] not in ("running", "created", "configured"):
+                self._exited(state)
+            else:
+                self._probe(clock)
+            return
+        if clock < self.not_before:
+            return
+        self.image = find_image(self.container["image"])
+        if self.image is None:
+            reason = "ErrImagePull" if self.waiting is None or self.waiting[0] != "ErrImagePull" else "ImagePullBackOff"
+            message = (f"image {self.container['image']!r} is not in local podman storage (tried "
+                       f"{', '.join(image_candidates(self.container['image']))}); the bed never pulls: `make image`")
+            if self.waiting is None or self.waiting[0] not in ("ErrImagePull", "ImagePullBackOff"):
+                self._event("Warning", "Failed", f"Failed to pull image {self.container['image']!r}: {message}")
+            self.waiting = (reason, message)
+            self._back_off()
+            return
+        self._start()
+
+    # --- container lifecycle --------------------------------------------------------------------------
+    def _adopt(self) -> None:
+        """A restarted stand-in keeps the container it started before, as a restarted kubelet does."""
+        state = self._inspect()
+        if state is not None and state["Status"] == "running":
+            self.image = find_image(self.container["image"])
+            self.running = Running(state["Id"], state["StartedAt"], time.monotonic(), self._new_probes())
+            self.waiting, self.phase = None, "Running"
+            self._write_token()
+
+    def _inspect(self) -> dict[str, Any] | None:
+        out = podman("container", "inspect", "--format", "json", self.cname)
+        if out.returncode != 0:
+            return None
+        data = json.loads(out.stdout)[0]
+        state = data["State"]
+        return {"Id": data["Id"], "Status": state["Status"], "ExitCode": state.get("ExitCode", 0),
+                "StartedAt": _rfc3339(state.get("StartedAt")), "FinishedAt": _rfc3339(state.get("FinishedAt")),
+                "OOMKilled": state.get("OOMKilled", False)}
+
+    def _env(self) -> dict[str, str]:
+        api = urlsplit(self.owner.server)
+        env = {"KUBERNETES_SERVICE_HOST": api.hostname or "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(api.port),
+               "KUBERNETES_SERVICE_PORT_HTTPS": str(api.port)}
+        for e in self.container.get("env") or []:
+            value = self._value_from(e["valueFrom"]) if "valueFrom" in e else podspec.expand(e.get("value", ""), env)
+            if value is not None:
+                env[e["name"]] = value
+        return env
+
+    def _value_from(self, source: dict[str, Any]) -> str | None:
+        if "fieldRef" in source:
+            path = source["fieldRef"]["fieldPath"]
+            return {"metadata.name": self.pod_name, "metadata.namespace": self.ns, "metadata.uid": self.uid,
+                    "status.podIP": self.ip, "status.hostIP": "127.0.0.1",
+                    "spec.nodeName": self.pod["spec"].get("nodeName", ""),
+                    "spec.serviceAccountName": self.pod["spec"].get("serviceAccountName", "default")}[path]
+        ref = source.get("secretKeyRef") or source.get("configMapKeyRef") or {}
+        core = self.owner.api
+        try:
+            if "secretKeyRef" in source:
+                data = core.read_namespaced_secret(ref["name"], self.ns).data or {}
+                raw = data.get(ref["key"])
+                return None if raw is None else base64.b64decode(raw).decode()
+            return (core.read_namespaced_config_map(ref["name"], self.ns).data or {}).get(ref["key"])
+        except ApiException:
+            if ref.get("optional"):
+                return None
+            raise
+
+    def _uses_token(self) -> bool:
+        return any(m.get("mountPath") == podspec.TOKEN_DIR for m in self.container.get("volumeMounts") or [])
+
+    def _write_token(self) -> None:
+        if not self._uses_token():
+            return
+        sa = self.pod["spec"].get("serviceAccountName", "default")
+        tr = self.owner.api.create_namespaced_service_account_token(sa, self.ns, {"spec": {
+            "expirationSeconds": 3607,
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.pod_name, "uid": self.uid}}})
+        life = (tr.status.expiration_timestamp - dt.datetime.now(dt.UTC)).total_seconds()
+        self.token_due = time.monotonic() + min(0.8 * life, 3600)
+        tokens = self.dir / "serviceaccount"
+        tokens.mkdir(exist_ok=True)
+        tokens.chmod(0o755)
+        for name, text in (("token", tr.status.token), ("ca.crt", self.owner.ca), ("namespace", self.ns)):
+            tmp = tokens / f".{name}.tmp"
+            tmp.write_text(text)
+            tmp.chmod(0o644)
+            tmp.replace(tokens / name)  # atomic: the operator never reads half a token
+
+    def _start(self) -> None:
+        assert self.image is not None
+        effective = podspec.security(self.pod["spec"], self.container)
+        user, refused = podspec.run_user(effective, self.image.user)
+        if refused:
+            self.waiting = ("CreateContainerConfigError", refused)
+            self._event("Warning", "Failed", f"Error: {refused}")
+            self._back_off()
+            return
+        self._write_token()
+        logs = self.dir / "logs"
+        logs.mkdir(exist_ok=True)
+        current = logs / f"{self.container['name']}.log"
+        if current.exists():
+            current.replace(logs / f"{self.container['name']}.previous.log")  # kubectl logs -p
+        podman("rm", "--force", "--time", "0", self.cname)
+        argv = podspec.run_argv(
+            name=self.cname, image=self.image.ref, pod=self.pod, container=self.container, env=self._env(),
+            user=user, token_dir=str(self.dir / "serviceaccount") if self._uses_token() else None,
+            log_path=str(current), labels={BED_LABEL: self.owner.bed, POD_UID_LABEL: self.uid})
+        out = subprocess.run(argv, text=True, capture_output=True, timeout=120, env=podman_env(),
+                             stdin=subprocess.DEVNULL)
+        if out.returncode != 0:
+            message = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"
+            self.waiting = ("RunContainerError", message)
+            self._event("Warning", "Failed", f"Error: {message}")
+            self._back_off()
+            return
+        state = self._inspect()
+        self.running = Running(out.stdout.strip(), (state or {}).get("StartedAt") or now(), time.monotonic(),
+                               self._new_probes())
+        self.waiting, self.phase = None, "Running"
+        self._event("Normal", "Started", f"Started container {self.container['name']} (podman, image "
+                                         f"{self.image.ref})")
+        log.info("%s/%s: started %s as %s", self.ns, self.pod_name, self.image.ref, self.cname)
+
+    def _exited(self, state: dict[str, Any] | None) -> None:
+        assert self.running is not None
+        code = (state or {}).get("ExitCode", 137)
+        oom = (state or {}).get("OOMKilled", False)
+        self.last_state = {"terminated": {
+            "exitCode": code, "reason": "OOMKilled" if oom else ("Completed" if code == 0 else "Error"),
+            "startedAt": self.running.started_at, "finishedAt": (state or {}).get("FinishedAt") or now(),
+            "containerID": f"podman://{self.running.id}"}}
+        ran = time.monotonic() - self.running.started_mono
+        self.running = None
+        policy = self.pod["spec"].get("restartPolicy", "Always")
+        if policy == "Never" or (policy == "OnFailure" and code == 0):
+            self.phase = "Succeeded" if code == 0 else "Failed"
+            self.waiting = None
+            return
+        if ran >= 600:
+            self.backoff = 0.0
+        self.restarts += 1
+        self._back_off(restart=True)
+
+    def _back_off(self, restart: bool = False) -> None:
+        """Immediately the first time, then 10s doubling to 5 minutes, as the kubelet does."""
+        delay = self.backoff
+        self.backoff = min(300.0, max(10.0, self.backoff * 2))
+        self.not_before = time.monotonic() + delay
+        if restart and delay > 0:
+            self.waiting = ("CrashLoopBackOff", f"back-off {delay:.0f}s restarting failed container="
+                                                f"{self.container['name']} pod={self.pod_name}_{self.ns}")
+            self._event("Warning", "BackOff", "Back-off restarting failed container "
+                                              f"{self.container['name']} in pod {self.pod_name}_{self.ns}")
+        elif restart:
+            self.waiting = ("ContainerCreating", "")
+
+    def _stop_container(self, grace: int) -> None:
+        if self._inspect() is not None:
+            podman("stop", "--time", str(grace), self.cname, timeout=grace + 30)
+            podman("rm", "--force", "--time", "0", self.cname)
+
+    def _grace(self) -> int:
+        return int(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+
+    # --- probes ---------------------------------------------------------------------------------------
+    def _new_probes(self) -> dict[str, Probe]:
+        clock = time.monotonic()
+        return {kind: Probe(self.container[kind], clock) for kind in ("startupProbe", "livenessProbe", "readinessProbe")
+                if kind in self.container}
+
+    def _probe(self, clock: float) -> None:
+        assert self.running is not None
+        if clock >= self.token_due:
+            self._write_token()
+        probes = self.running.probes
+        startup = probes.get("startupProbe")
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+            probe = probes.get(kind)
+            if probe is None or clock < probe.next_at or (startup and not startup.passed and kind != "startupProbe"):
+                continue
+            if kind == "startupProbe" and probe.passed:
+                continue
+            probe.next_at = clock + probe.spec.get("periodSeconds", 10)
+            failure = self._check(probe.spec)
+            if failure is None:
+                probe.successes, probe.failures = probe.successes + 1, 0
+                if probe.successes >= probe.spec.get("successThreshold", 1):
+                    probe.passed = True
+                continue
+            probe.successes, probe.failures = 0, probe.failures + 1
+            name = {"startupProbe": "Startup", "livenessProbe": "Liveness", "readinessProbe": "Readiness"}[kind]
+            self._event("Warning", "Unhealthy", f"{name} probe failed: {failure}")
+            if probe.failures >= probe.spec.get("failureThreshold", 3):
+                probe.passed = False
+                if kind != "readinessProbe":
+                    self._event("Normal", "Killing", f"Container {self.container['name']} failed "
+                                                     f"{name.lower()} probe, will be restarted")
+                    grace = probe.spec.get("terminationGracePeriodSeconds") or self._grace()
+                    self._stop_container(int(grace))
+                    return
+
+    def _check(self, spec: dict[str, Any]) -> str | None:
+        timeout = spec.get("timeoutSeconds", 1)
+        if "httpGet" in spec:
+            get = spec["httpGet"]
+            url = f"http://{get.get('host') or self.ip}:{self._port(get['port'])}{get.get('path', '/')}"
+            try:
+                answer = httpx.get(url, timeout=timeout, headers={h["name"]: h["value"]
+                                                                  for h in get.get("httpHeaders") or []})
+            except httpx.HTTPError as e:
+                return f'Get "{url}": {type(e).__name__}: {e}'
+            if 200 <= answer.status_code < 400:
+                return None
+            return f"HTTP probe failed with statuscode: {answer.status_code} ({answer.text.strip()[:200]})"
+        port = self._port(spec["tcpSocket"]["port"])
+        try:
+            socket.create_connection((spec["tcpSocket"].get("host") or self.ip, port), timeout=timeout).close()
+        except OSError as e:
+            return f"dial tcp {self.ip}:{port}: {e}"
+        return None
+
+    def _port(self, port: int | str) -> int:
+        if isinstance(port, int) or str(port).isdigit():
+            return int(port)
+        named = {p.get("name"): p["containerPort"] for p in self.container.get("ports") or []}
+        return int(named[port])
+
+    def ready(self) -> bool:
+        if self.running is None:
+            return False
+        probes = self.running.probes
+        startup = probes.get("startupProbe")
+        if startup is not None and not startup.passed:
+            return False
+        readiness = probes.get("readinessProbe")
+        return readiness is None or readiness.passed
+
+    # --- the API side ---------------------------------------------------------------------------------
+    def _publish(self) -> None:
+        """Patches the pod's status when what the kubelet would report has changed."""
+        c = self.container
+        st: dict[str, Any] = {"name": c["name"], "image": c["image"], "ready": self.ready(),
+                              "restartCount": self.restarts, "started": self.running is not None,
+                              "imageID": (f"{self.image.ref}@{self.image.digest}" if self.image and self.image.digest
+                                          else self.image.id if self.image else ""),
+                              "lastState": self.last_state}
+        if self.running is not None:
+            st["state"] = {"running": {"startedAt": self.running.started_at}}
+            st["containerID"] = f"podman://{self.running.id}"
+        elif self.phase in ("Failed", "Succeeded") and "terminated" in self.last_state:
+            st["state"] = self.last_state
+        else:
+            reason, message = self.waiting or ("ContainerCreating", "")
+            st["state"] = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+        ready = "True" if self.ready() and self.phase == "Running" else "False"
+        status: dict[str, Any] = {
+            "phase": self.phase, "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}],
+            "startTime": self.start_time, "containerStatuses": [st],
+            "conditions": [self._condition("PodScheduled", "True"), self._condition("Initialized", "True"),
+                           self._condition("ContainersReady", ready), self._condition("Ready", ready)]}
+        if self.ip:
+            status |= {"podIP": self.ip, "podIPs": [{"ip": self.ip}]}
+        if self.phase == "Failed" and self.waiting and self.waiting[0] == "UnsupportedByTestBed":
+            status |= {"reason": self.waiting[0], "message": self.waiting[1]}
+        if status == self.published:
+            return
+        self.owner.api.patch_namespaced_pod_status(self.pod_name, self.ns, {"status": status})
+        self.published = status
+
+    def _condition(self, kind: str, value: str) -> dict[str, str]:
+        was = self.transitions.get(kind)
+        if was is None or was[0] != value:
+            self.transitions[kind] = (value, now())
+        return {"type": kind, "status": value, "lastTransitionTime": self.transitions[kind][1]}
+
+    def _event(self, kind: str, reason: str, message: str) -> None:
+        stamp = now()
+        body = {"metadata": {"generateName": f"{self.pod_name}."},
+                "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": self.ns, "name": self.pod_name,
+                                   "uid": self.uid, "fieldPath": f"spec.containers{{{self.container['name']}}}"},
+                "reason": reason, "message": message[:1024], "type": kind, "count": 1,
+                "firstTimestamp": stamp, "lastTimestamp": stamp,
+                "source": {"component": "kubelet", "host": self.pod["spec"].get("nodeName", "")}}
+        try:
+            self.owner.api.create_namespaced_event(self.ns, body)
+        except ApiException as e:
+            log.warning("event %s for %s/%s not posted: %s", reason, self.ns, self.pod_name, e.reason)
+
+    def _kwok_rules(self) -> None:
+        """`kubectl logs` reads the container's CRI log files through KWOK; `kubectl exec` is refused."""
+        owner = [{"apiVersion": "v1", "kind": "Pod", "name": self.pod_name, "uid": self.uid}]
+        logs = self.dir / "logs"
+        name = self.container["name"]
+        rules = {
+            "logs": {"logs": [{"containers": [name], "logsFile": str(logs / f"{name}.log"),
+                               "previousLogsFile": str(logs / f"{name}.previous.log"), "follow": True}]},
+            "execs": {"execs": [{"containers": [name]}]},
+        }
+        for plural, spec in rules.items():
+            body = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs" if plural == "logs" else "Exec",
+                    "metadata": {"name": self.pod_name, "namespace": self.ns, "ownerReferences": owner},
+                    "spec": spec}
+            try:
+                self.owner.custom.create_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", self.ns, plural, body)
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+
+
+def _rfc3339(value: str | None) -> str | None:
+    """podman's '2026-11-26 10:00:00.123456789 +0000 UTC' (or RFC 3339) as Kubernetes' seconds-precision form."""
+    if not value or value.startswith("0001-"):
+        return None
+    text = value.replace(" +0000 UTC", "Z").replace(" ", "T", 1)
+    head = text.split(".", 1)[0].rstrip("Z")
+    return head[:19] + "Z"
+
+
+class ContainerStandIns:
+    def __init__(self, api: Any, custom: Any, root: Path, bed_dir: Path, server: str, ca: str, pod_cidr: str) -> None:
+        self.api, self.custom, self.root = api, custom, root
+        self.bed = bed_id(bed_dir)
+        self.server, self.ca = server, ca
+        self.pool = IpPool(pod_cidr)
+        self.runners: dict[str, PodRunner] = {}
+        self.serialize = client.ApiClient().sanitize_for_serialization
+
+    def observe(self, obj: Any, deleted: bool = False) -> None:
+        pod = self.serialize(obj)
+        uid = pod["metadata"]["uid"]
+        if deleted or pod["metadata"].get("deletionTimestamp"):
+            runner = self.runners.pop(uid, None)
+            if runner is not None:
+                runner.stopping.set()
+            return
+        if not pod["spec"].get("nodeName"):
+            return  # not scheduled yet
+        runner = self.runners.get(uid)
+        if runner is None:
+            runner = self.runners[uid] = PodRunner(self, pod)
+            runner.start()
+        else:
+            runner.pod = pod
+
+    def resync(self) -> str:
+        pods = self.api.list_pod_for_all_namespaces(label_selector=RUNTIME_LABEL, _request_timeout=(5, 60))
+        seen = set()
+        for pod in pods.items:
+            seen.add(pod.metadata.uid)
+            self.observe(pod)
+        for uid in set(self.runners) - seen:
+            self.runners.pop(uid).stopping.set()
+        return str(pods.metadata.resource_version)
+
+    def run(self) -> None:
+        rv = self._resync_until_it_works()
+        while True:
+            try:
+                for ev in watch.Watch().stream(self.api.list_pod_for_all_namespaces, label_selector=RUNTIME_LABEL,
+                                               resource_version=rv, timeout_seconds=300,
+                                               allow_watch_bookmarks=True, _request_timeout=(5, 330)):
+                    rv = ev["object"].metadata.resource_version
+                    if ev["type"] != "BOOKMARK":
+                        self.observe(ev["object"], deleted=ev["type"] == "DELETED")
+            except Exception as e:  # the stand-in outlives apiserver outages, as the engine stand-ins do
+                log.warning("watch interrupted: %s; relisting", e)
+                time.sleep(1)
+                rv = self._resync_until_it_works()
+
+    def _resync_until_it_works(self) -> str:
+        while True:
+            try:
+                return self.resync()
+            except Exception as e:
+                log.warning("relist failed (%s); trying again in 1s", e)
+                time.sleep(1)
+
+    def stop_all(self) -> None:
+        for runner in self.runners.values():
+            runner.stopping.set()
+        for runner in self.runners.values():
+            runner.join(timeout=40)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--dir", required=True, type=Path, help="where pod state (tokens, logs) lives")
+    parser.add_argument("--bed-dir", required=True, type=Path)
+    parser.add_argument("--pod-cidr", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config.load_kube_config(str(args.kubeconfig))
+    kube = yaml.safe_load(Path(args.kubeconfig).read_text())
+    cluster = kube["clusters"][0]["cluster"]
+    ca = Path(cluster["certificate-authority"]).read_text()
+    stand_ins = ContainerStandIns(client.CoreV1Api(), client.CustomObjectsApi(), args.dir, args.bed_dir,
+                                  cluster["server"], ca, args.pod_cidr)
+
+    def stop(*_: object) -> None:
+        stand_ins.stop_all()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    stand_ins.run()
+
+
+if __name__ == "__main__":
+    main()
