@@ -44,6 +44,17 @@ def fault_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield bed
 
 
+@pytest.fixture(scope="session")
+def incluster_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A bed of its own where rolecall is installed the way users install it (Helm, kustomize) and runs as a
+    pod from the image (the container stand-in): its cluster-wide operator must not meet the local operators
+    of the other tests."""
+    if os.environ.get("KUBECONFIG"):
+        pytest.skip("in-cluster tests run the image through the bed's container stand-in")
+    state = Path(os.environ.get("ROLECALL_INCLUSTER_BED_DIR", REPO / ".testbed" / "incluster"))
+    yield from start_cluster(state)
+
+
 @pytest.fixture
 def fault_namespace(request: pytest.FixtureRequest, fault_bed: Cluster) -> Iterator[str]:
     name = new_namespace(fault_bed, request.node.name.removeprefix("test_")[:30])

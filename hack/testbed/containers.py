@@ -64,9 +64,10 @@ def podman_env() -> dict[str, str]:
     return env | {"CONTAINERS_CONF": str(CONTAINERS_CONF)}
 
 
-def podman(*args: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess[str]:
+def podman(*args: str, timeout: float = 60, check: bool = False,
+           input_text: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["podman", *args], text=True, capture_output=True, timeout=timeout, check=check,
-                          env=podman_env(), stdin=subprocess.DEVNULL)
+                          env=podman_env(), input=input_text if input_text is not None else "")
 
 
 def bed_id(bed_dir: Path) -> str:
@@ -212,8 +213,10 @@ class PodRunner(threading.Thread):
     def _run(self) -> None:
         problems = podspec.unsupported(self.pod["spec"])
         if problems:
+            # Pending with a waiting reason, as a kubelet leaves a pod whose container config it cannot use
+            # (a Failed pod would make its ReplicaSet create replacements without end).
             message = "the bed's container stand-in cannot honour: " + "; ".join(problems)
-            self.phase, self.waiting = "Failed", ("UnsupportedByTestBed", message)
+            self.waiting = ("UnsupportedByTestBed", message)
             self._event("Warning", "UnsupportedByTestBed", message)
             self._publish()
             return
@@ -505,8 +508,6 @@ class PodRunner(threading.Thread):
                            self._condition("ContainersReady", ready), self._condition("Ready", ready)]}
         if self.ip:
             status |= {"podIP": self.ip, "podIPs": [{"ip": self.ip}]}
-        if self.phase == "Failed" and self.waiting and self.waiting[0] == "UnsupportedByTestBed":
-            status |= {"reason": self.waiting[0], "message": self.waiting[1]}
         if status == self.published:
             return
         self.owner.api.patch_namespaced_pod_status(self.pod_name, self.ns, {"status": status})
@@ -604,6 +605,8 @@ class ContainerStandIns:
                 for ev in watch.Watch().stream(self.api.list_pod_for_all_namespaces, label_selector=RUNTIME_LABEL,
                                                resource_version=rv, timeout_seconds=300,
                                                allow_watch_bookmarks=True, _request_timeout=(5, 330)):
+                    if isinstance(ev["object"], dict):  # an ERROR event (e.g. 410 Gone): start from a relist
+                        raise RuntimeError(f"watch error: {ev['object'].get('message', ev['object'])}")
                     rv = ev["object"].metadata.resource_version
                     if ev["type"] != "BOOKMARK":
                         self.observe(ev["object"], deleted=ev["type"] == "DELETED")
@@ -635,7 +638,11 @@ def main() -> None:
     parser.add_argument("--pod-cidr", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per probe would drown the log
     config.load_kube_config(str(args.kubeconfig))
+    cfg = client.Configuration.get_default_copy()
+    cfg.connection_pool_maxsize = 32  # one runner thread per pod shares the client
+    client.Configuration.set_default(cfg)
     kube = yaml.safe_load(Path(args.kubeconfig).read_text())
     cluster = kube["clusters"][0]["cluster"]
     ca = Path(cluster["certificate-authority"]).read_text()

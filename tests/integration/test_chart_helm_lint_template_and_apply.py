@@ -1,7 +1,10 @@
 """The Helm chart: `helm lint` and `helm template` pass (helm built from its Go module with the bed), the
-rendered RBAC and policies are exactly the plain manifests', namespaced mode renders RoleBindings, and the
-rendered output is accepted by the apiserver and works: an operator with the chart's ServiceAccount token
-carries out a request."""
+rendered RBAC and policies are exactly the plain manifests', namespaced mode renders RoleBindings, the
+Deployment carries probes, pod-IP addresses and locked-down security contexts and honours the usual chart
+values, values.schema.json refuses typos and wrong types by name, the plain Deployment is the chart's
+default rendering, the rendered Deployments pass the apiserver's strict validation (a server-side dry
+run), and the rendered output is accepted by the apiserver and works: an operator with the chart's
+ServiceAccount token carries out a request. Only the last two need a cluster."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from cachekit import (
@@ -31,10 +35,14 @@ from testbed.install import kubectl, operator_kubeconfig
 CHART = REPO / "charts" / "rolecall"
 
 
+def _tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    path = shutil.which(name, path=f"{cache_bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert path, f"{name} is built by hack/build-cluster-bins.sh (make cluster-bins)"
+    return subprocess.run([path, *args], text=True, capture_output=True, timeout=120)
+
+
 def _helm(*args: str) -> subprocess.CompletedProcess[str]:
-    helm = shutil.which("helm", path=f"{cache_bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}")
-    assert helm, "helm is built by hack/build-cluster-bins.sh (make cluster-bins)"
-    return subprocess.run([helm, *args], text=True, capture_output=True, timeout=120)
+    return _tool("helm", *args)
 
 
 def _render(*sets: str) -> list[dict[str, Any]]:
@@ -54,10 +62,22 @@ def _by_key(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]
     return {(d["kind"], d["metadata"]["name"]): d for d in docs}
 
 
+def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"{len(found)} {kind} rendered"
+    return found[0]
+
+
+def _pod(*sets: str) -> dict[str, Any]:
+    template: dict[str, Any] = _one(_render(*sets), "Deployment")["spec"]["template"]
+    return template
+
+
 def test_helm_lint_passes() -> None:
-    out = _helm("lint", str(CHART))
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
+    for sets in ([], ["--set", "replicaCount=2,podDisruptionBudget.enabled=true,metrics.serviceMonitor.enabled=true"]):
+        out = _helm("lint", "--strict", str(CHART), *sets)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
 
 
 def test_rendered_rbac_and_policies_equal_the_plain_manifests() -> None:
@@ -80,6 +100,184 @@ def test_namespaced_mode_renders_rolebindings_only_where_watched() -> None:
     assert not any(d["kind"].endswith("AdmissionPolicy") for d in _render("--set", "admissionPolicies.enabled=false"))
 
 
+def test_defaults_render_probes_pod_ip_addresses_and_locked_down_security() -> None:
+    deployment = _one(_render(), "Deployment")
+    pod = deployment["spec"]["template"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert deployment["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/name": "rolecall"}}
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "rolecall/operator:0.1.0"
+    # Bound to the pod's own IP (two replicas on a host network must not collide), from the downward API.
+    assert "--metrics-address=$(POD_IP):8080" in container["args"]
+    assert "--health-address=$(POD_IP):8081" in container["args"]
+    assert "--lease-namespace=rolecall-system" in container["args"]
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env == {"POD_IP": "status.podIP", "POD_NAMESPACE": "metadata.namespace"}
+    assert [e["name"] for e in container["env"]].index("POD_IP") == 0, "$(POD_IP) needs POD_IP defined first"
+    assert {(p["name"], p["containerPort"]) for p in container["ports"]} == {("metrics", 8080), ("health", 8081)}
+    assert not any("hostPort" in p for p in container["ports"])
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["livenessProbe"]["periodSeconds"] == 10 and container["livenessProbe"]["failureThreshold"] == 3
+    assert container["readinessProbe"]["periodSeconds"] == 5
+    assert pod["spec"]["securityContext"] == {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                              "seccompProfile": {"type": "RuntimeDefault"}}
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    assert pod["spec"]["serviceAccountName"] == "rolecall-operator"
+    for absent in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"):
+        assert absent not in pod["spec"], absent
+
+
+def test_plain_deployment_is_the_charts_default_rendering() -> None:
+    plain = yaml.safe_load((REPO / "manifests" / "deployment.yaml").read_text())
+    assert plain["spec"] == _one(_render(), "Deployment")["spec"]
+    assert plain["metadata"]["name"] == "rolecall-operator" and plain["metadata"]["namespace"] == "rolecall-system"
+
+
+def test_kustomize_renders_the_plain_install_and_its_image_override(tmp_path: Path) -> None:
+    out = _tool("kubectl", "kustomize", str(REPO / "manifests"))
+    assert out.returncode == 0, out.stderr
+    deployment = _one([d for d in yaml.safe_load_all(out.stdout) if d], "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "rolecall/operator:0.1.0"
+    # An overlay points the install at a local build, as the comment in kustomization.yaml says.
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [os.path.relpath(REPO / "manifests", overlay)],
+        "images": [{"name": "rolecall/operator", "newName": "localhost/rolecall/operator"}]}))
+    out = _tool("kubectl", "kustomize", str(overlay))
+    assert out.returncode == 0, out.stderr
+    deployment = _one([d for d in yaml.safe_load_all(out.stdout) if d], "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost/rolecall/operator:0.1.0"
+
+
+def test_scheduling_image_and_pod_values_are_honoured() -> None:
+    deployment = _one(_render(
+        "--set", "replicaCount=2", "--set", "nodeSelector.kubernetes\\.io/os=linux",
+        "--set", "tolerations[0].key=dedicated,tolerations[0].operator=Equal,tolerations[0].value=ops,"
+                 "tolerations[0].effect=NoSchedule",
+        "--set", "podLabels.team=platform", "--set", "podAnnotations.example\\.com/owner=ops",
+        "--set", "imagePullSecrets[0].name=regcred", "--set", "priorityClassName=system-cluster-critical",
+        "--set", "image.repository=localhost/rolecall/operator", "--set", "image.tag=",
+        "--set", "image.pullPolicy=Never", "--set", "extraArgs={--verbose}",
+        "--set", "extraEnv[0].name=TZ,extraEnv[0].value=UTC",
+        "--set", "affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight=1,"
+                 "affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm"
+                 ".topologyKey=kubernetes.io/hostname"), "Deployment")
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert deployment["spec"]["replicas"] == 2
+    assert pod["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["spec"]["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "ops",
+                                           "effect": "NoSchedule"}]
+    assert pod["metadata"]["labels"] == {"app.kubernetes.io/name": "rolecall", "team": "platform"}
+    assert pod["metadata"]["annotations"] == {"example.com/owner": "ops"}
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
+    assert "podAntiAffinity" in pod["spec"]["affinity"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert container["image"] == f"localhost/rolecall/operator:{chart['appVersion']}", "empty tag: appVersion"
+    assert container["imagePullPolicy"] == "Never"
+    assert container["args"][-1] == "--verbose"
+    assert container["env"][-1] == {"name": "TZ", "value": "UTC"}
+    assert _pod("--set", "image.tag=0.2.0-rc1")["spec"]["containers"][0]["image"] == "rolecall/operator:0.2.0-rc1"
+    # The selector label stays the chart's own whatever podLabels say (the selector must match the pods).
+    assert _pod("--set", "podLabels.app\\.kubernetes\\.io/name=other")["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "rolecall"}
+
+
+def test_operator_flags_follow_values() -> None:
+    container = _pod("--set", "leaseSeconds=30", "--set", "health.port=9091", "--set", "metrics.port=9090",
+                     "--set", "allowWithoutAdmissionPolicies=true")["spec"]["containers"][0]
+    assert {"--lease-seconds=30", "--health-address=$(POD_IP):9091", "--metrics-address=$(POD_IP):9090",
+            "--allow-without-admission-policies"} <= set(container["args"])
+    assert {(p["name"], p["containerPort"]) for p in container["ports"]} == {("metrics", 9090), ("health", 9091)}
+    # Metrics off: the operator gets an empty address (off), no metrics port, no Service to scrape.
+    docs = _render("--set", "metrics.enabled=false")
+    container = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--metrics-address=" in container["args"]
+    assert [p["name"] for p in container["ports"]] == ["health"]
+    assert not [d for d in docs if d["kind"] == "Service"]
+    out = _helm("template", "rolecall", str(CHART), "--set", "health.port=8080")
+    assert out.returncode != 0 and "metrics.port and health.port must differ" in out.stderr
+
+
+def test_metrics_service_by_default_and_service_monitor_only_when_enabled() -> None:
+    docs = _render()
+    service = _one(docs, "Service")
+    pod = _one(docs, "Deployment")["spec"]["template"]
+    assert service["metadata"]["name"] == "rolecall-operator-metrics"
+    assert service["metadata"]["namespace"] == "rolecall-system"
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
+    assert not [d for d in docs if d["kind"] in ("ServiceMonitor", "PodDisruptionBudget")]
+    assert not [d for d in _render("--set", "metrics.service.enabled=false") if d["kind"] == "Service"]
+    # The test bed has no Prometheus Operator CRDs: the ServiceMonitor is checked as rendered only.
+    docs = _render("--set", "metrics.serviceMonitor.enabled=true",
+                   "--set", "metrics.serviceMonitor.additionalLabels.release=prometheus",
+                   "--set", "metrics.serviceMonitor.interval=15s")
+    monitor, service = _one(docs, "ServiceMonitor"), _one(docs, "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["rolecall-system"]}
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s",
+                                             "scrapeTimeout": "10s"}]
+    out = _helm("template", "rolecall", str(CHART), "--set", "metrics.serviceMonitor.enabled=true",
+                "--set", "metrics.service.enabled=false")
+    assert out.returncode != 0 and "metrics.serviceMonitor.enabled needs" in out.stderr
+
+
+def test_pod_disruption_budget_and_service_account_toggles() -> None:
+    pdb = _one(_render("--set", "replicaCount=2,podDisruptionBudget.enabled=true"), "PodDisruptionBudget")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "rolecall"}}}
+    account = _one(_render("--set", "serviceAccount.annotations.example\\.com/role=ops"), "ServiceAccount")
+    assert account["metadata"]["annotations"] == {"example.com/role": "ops"}
+    docs = _render("--set", "serviceAccount.create=false")
+    assert not [d for d in docs if d["kind"] == "ServiceAccount"]
+    assert _one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "rolecall-operator"
+
+
+@pytest.mark.parametrize(("value", "named"), [
+    ("replicaCount=two", ["/replicaCount", "want integer"]),
+    ("replicaCount=0", ["/replicaCount", "minimum"]),
+    ("image.pullPolicy=Sometimes", ["/image/pullPolicy", "IfNotPresent"]),
+    ("replicaCont=2", ["additional properties 'replicaCont' not allowed"]),
+    ("image.repo=x", ["/image", "additional properties 'repo' not allowed"]),
+    ("metrics.serviceMonitr.enabled=true", ["/metrics", "'serviceMonitr' not allowed"]),
+    ("metrics.port=70000", ["/metrics/port", "maximum"]),
+    ("leaseSeconds=fifteen", ["/leaseSeconds", "want integer"]),
+    ("watchNamespaces={Shop_1}", ["/watchNamespaces/0", "does not match pattern"]),
+    ("metrics.serviceMonitor.interval=30", ["/metrics/serviceMonitor/interval"]),
+    ("podSecurityContext.runAsUser=root", ["/podSecurityContext/runAsUser", "want integer"]),
+])
+def test_schema_rejects_bad_values_by_name(value: str, named: list[str]) -> None:
+    out = _helm("template", "rolecall", str(CHART), "--set", value)
+    assert out.returncode != 0, f"{value} was accepted"
+    assert "values don't meet the specifications of the schema" in out.stderr, out.stderr
+    for text in named:
+        assert text in out.stderr, (value, out.stderr)
+
+
+def test_rendered_deployments_pass_the_apiservers_validation(installed: Cluster) -> None:
+    """A server-side dry run with strict field validation: the apiserver accepts the chart's Deployment (with
+    every pod option set) and the plain one, without creating them (no image is needed)."""
+    chart = _one(_render("--set", "replicaCount=2,podDisruptionBudget.enabled=true,podLabels.team=ops",
+                         "--set", "tolerations[0].key=dedicated,tolerations[0].operator=Exists",
+                         "--set", "nodeSelector.kubernetes\\.io/os=linux,extraEnv[0].name=TZ,extraEnv[0].value=UTC",
+                         "--set", "imagePullSecrets[0].name=regcred,extraArgs={--verbose}"), "Deployment")
+    plain = yaml.safe_load((REPO / "manifests" / "deployment.yaml").read_text())
+    for doc in (chart, plain):
+        kubectl(installed.kubeconfig, "apply", "--dry-run=server", "--validate=strict", "-f", "-",
+                input=yaml.safe_dump(doc))
+
+
+@pytest.mark.usefixtures("installed")  # the install from manifests/ this output is applied over
 def test_rendered_output_applies_and_an_operator_with_its_account_works(
         local_bed: Cluster, namespace: str, tmp_path: Path) -> None:
     # The same objects the suite installed from manifests/ (same names): applying the chart's output over

@@ -1,0 +1,81 @@
+"""Helpers for the in-cluster tests: Helm, the locally built image, and the operator pod's container as the
+bed's container stand-in (hack/testbed/containers.py) runs it under podman."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from harness import REPO, Cluster, wait_for
+from testbed.cluster import cache_bin_dir
+from testbed.containers import POD_UID_LABEL, podman
+
+CHART = REPO / "charts" / "rolecall"
+NAMESPACE = "rolecall-system"
+SELECTOR = "app.kubernetes.io/name=rolecall"
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+IMAGE_REPOSITORY = "localhost/rolecall/operator"
+IMAGE = f"{IMAGE_REPOSITORY}:{VERSION}"
+RUN_IN_PODMAN = "testbed.rolecall.dev/runtime"
+
+
+def image_id(ref: str = IMAGE) -> str:
+    out = podman("image", "inspect", "--format", "{{.Id}}", ref)
+    assert out.returncode == 0, f"image {ref} is missing from local podman storage: run `make image` ({out.stderr})"
+    return out.stdout.strip()
+
+
+def helm(cluster: Cluster, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("helm", path=f"{cache_bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert binary, "helm is built by hack/build-cluster-bins.sh (make cluster-bins)"
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    return subprocess.run([binary, *args], text=True, capture_output=True, timeout=timeout, env=env)
+
+
+def bed_values(*extra: str, tag: str = VERSION) -> list[str]:
+    """Chart values for the bed: the local image, run by the container stand-in, a short lease."""
+    return ["--set", f"image.repository={IMAGE_REPOSITORY}", "--set", f"image.tag={tag}",
+            "--set-string", "podLabels.testbed\\.rolecall\\.dev/runtime=podman", "--set", "leaseSeconds=6", *extra]
+
+
+def operator_pods(cluster: Cluster) -> list[dict[str, Any]]:
+    out = cluster.kubectl("get", "pods", "-n", NAMESPACE, "-l", SELECTOR, "-o", "json")
+    return [p for p in json.loads(out.stdout)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
+
+
+def wait_ready_operators(cluster: Cluster, count: int, timeout: float = 120) -> list[dict[str, Any]]:
+    return wait_for(lambda: (pods := operator_pods(cluster)) and len(pods) == count and all(map(ready, pods))
+                    and pods, f"{count} Ready operator pod(s)", timeout, interval=0.5)
+
+
+def container(pod: dict[str, Any]) -> dict[str, Any]:
+    """podman's view of the pod's running container."""
+    out = podman("ps", "--filter", f"label={POD_UID_LABEL}={pod['metadata']['uid']}", "--format", "{{.ID}}")
+    ids = out.stdout.split()
+    assert len(ids) == 1, f"expected one running container for {pod['metadata']['name']}: {out.stdout}{out.stderr}"
+    return json.loads(podman("container", "inspect", ids[0]).stdout)[0]
+
+
+def process_facts(pid: int) -> tuple[int, str]:
+    """(effective uid, root mount options) of a process, read from /proc as the host sees it."""
+    uids = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:"))
+    for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == "/":
+            return int(uids.split()[2]), fields[5]
+    raise AssertionError(f"no root mount in /proc/{pid}/mountinfo")
+
+
+def lease_holder(cluster: Cluster) -> str:
+    out = cluster.kubectl("get", "lease", "-n", NAMESPACE, "rolecall-operator", "-o",
+                          "jsonpath={.spec.holderIdentity}", check=False)
+    return out.stdout.strip()

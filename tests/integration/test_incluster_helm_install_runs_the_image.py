@@ -1,0 +1,236 @@
+"""rolecall installed with `helm install` on a fresh bed, the operator running as a pod from the locally built
+image (the bed's container stand-in runs it under podman, as a kubelet would): it runs as uid 65532 on a
+read-only root with its ServiceAccount's token, does the work of every kind on real engines, survives its
+container being killed mid-fan-out, upgrades to a rebuilt image, runs two replicas with one acting, and
+uninstalls cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from incluster import (
+    CHART,
+    IMAGE,
+    NAMESPACE,
+    bed_values,
+    container,
+    helm,
+    image_id,
+    lease_holder,
+    operator_pods,
+    process_facts,
+    wait_ready_operators,
+)
+
+from cachekit import (
+    annotate_clear,
+    cacheserver,
+    cmd_flush,
+    condition,
+    create_cs,
+    create_deployment,
+    pod_ips,
+    status,
+    wait_handled,
+    wait_memcached,
+)
+from dbkit import (
+    CLEAR,
+    MAINTENANCES,
+    NEW,
+    OLD,
+    SERVERS,
+    create,
+    maintenance,
+    pg_pods,
+    pg_scalar,
+    pg_server,
+    seed_events,
+)
+from dbkit import wait_finished as wait_maintenance
+from harness import Cluster, delete_namespace, deployment, new_namespace, running_pods, wait_for
+from testbed.containers import podman
+from webkit import create_web, held_connections, request_refresh, webserver
+
+pytestmark = pytest.mark.incluster
+
+
+@pytest.fixture(scope="module")
+def installed(incluster_bed: Cluster) -> Iterator[Cluster]:
+    image_id()  # fails with "run `make image`" when the image is missing
+    out = helm(incluster_bed, "install", "rolecall", str(CHART), "--namespace", NAMESPACE, "--create-namespace",
+               *bed_values(), "--wait", "--timeout", "180s")
+    assert out.returncode == 0, out.stdout + out.stderr
+    yield incluster_bed
+
+
+@pytest.fixture
+def ns(request: pytest.FixtureRequest, installed: Cluster) -> Iterator[str]:
+    name = new_namespace(installed, request.node.name.removeprefix("test_")[:30])
+    yield name
+    delete_namespace(installed, name)
+
+
+def _memcached(cluster: Cluster, ns: str, pods: int, **annotations: str) -> dict[str, str]:
+    create_deployment(cluster, ns, deployment("mc", "memcached", pods, annotations=annotations))
+    running_pods(cluster, ns, "app=mc", pods)
+    ips = pod_ips(cluster, ns, "app=mc")
+    wait_memcached(list(ips.values()))
+    return ips
+
+
+def test_the_operator_pod_runs_the_image_as_65532_on_a_read_only_root(installed: Cluster) -> None:
+    (pod,) = wait_ready_operators(installed, 1)
+    st = pod["status"]["containerStatuses"][0]
+    assert st["ready"] and st["state"].get("running") and st["imageID"].startswith(IMAGE), st
+    found = container(pod)
+    assert found["Image"] == image_id()
+    uid, root_options = process_facts(found["State"]["Pid"])
+    assert uid == 65532
+    assert root_options.split(",")[0] == "ro", root_options
+    assert not any(m.get("Type") == "tmpfs" for m in found["Mounts"]), found["Mounts"]  # nothing writable added
+    ip = pod["status"]["podIP"]
+    assert httpx.get(f"http://{ip}:8081/readyz", timeout=5).text == "ok\n"  # bound to its own pod IP
+    assert "rolecall_leader_terms" in httpx.get(f"http://{ip}:8080/metrics", timeout=5).text
+    assert lease_holder(installed).startswith(pod["metadata"]["name"])
+    logs = installed.kubectl("logs", "-n", NAMESPACE, pod["metadata"]["name"]).stdout
+    assert "leader lease rolecall-system/rolecall-operator acquired" in logs, logs[-2000:]
+
+
+def test_a_clear_by_the_in_cluster_operator_flushes_each_pod_once(installed: Cluster, ns: str) -> None:
+    ips = _memcached(installed, ns, 3)
+    create_cs(installed, ns, cacheserver("mc", "memcached", {"app": "mc"}))
+    wait_for(lambda: status(installed, ns, "mc").get("observedGeneration") == 1, "observed", 60)
+    annotate_clear(installed, ns, "mc", "in-cluster")
+    st = wait_handled(installed, ns, "mc", "in-cluster", 60)
+    assert condition(st, "Cleared")["status"] == "True", st
+    assert {name: cmd_flush(ip) for name, ip in ips.items()} == dict.fromkeys(ips, 1)
+
+
+def test_a_webserver_counts_connections_and_a_maintenance_deletes_old_rows(installed: Cluster, ns: str) -> None:
+    from cachekit import create_pods, standin_pod
+
+    create_pods(installed, ns, [standin_pod("web-a", "nginx", {"app": "web"})])
+    running_pods(installed, ns, "app=web", 1)
+    ip = pod_ips(installed, ns, "app=web")["web-a"]
+    create_web(installed, ns, webserver("web", "nginx", {"app": "web"}, refreshIntervalSeconds=3600))
+    with held_connections(ip, idle=2, in_flight=1):
+        st = request_refresh(installed, ns, "web", "in-cluster")
+        assert st["activeConnections"] == 3, st
+
+    db_ip = pg_pods(installed, ns, ["pg-0"])["pg-0"]
+    seed_events(db_ip)
+    create(installed, ns, SERVERS, pg_server("db", {"app": "pg"}))
+    create(installed, ns, MAINTENANCES, maintenance("purge", "db", [CLEAR]))
+    done = wait_maintenance(installed, ns, "purge")
+    assert done["phase"] == "Succeeded" and done["rowsDeleted"] == OLD, done
+    assert pg_scalar(db_ip, "SELECT count(*) FROM events WHERE payload = 'old'") == 0
+    assert pg_scalar(db_ip, "SELECT count(*) FROM events WHERE payload = 'new'") == NEW
+
+
+def test_the_token_is_the_service_accounts_a_verb_removed_from_the_chart_rbac_shows_in_status(
+        installed: Cluster, ns: str) -> None:
+    role = json.loads(installed.kubectl("get", "clusterrole", "rolecall-operator", "-o", "json").stdout)
+    index = next(i for i, r in enumerate(role["rules"]) if r.get("resources") == ["pods"])
+    assert role["rules"][index]["verbs"] == ["get", "list"]
+    patch = [{"op": "replace", "path": f"/rules/{index}/verbs", "value": ["get"]}]
+    installed.kubectl("patch", "clusterrole", "rolecall-operator", "--type=json", "-p", json.dumps(patch))
+    try:
+        _memcached(installed, ns, 1)
+        create_cs(installed, ns, cacheserver("mc", "memcached", {"app": "mc"}))
+
+        def refused() -> dict | None:
+            st = status(installed, ns, "mc")
+            stalled = condition(st, "Stalled")
+            return stalled if stalled.get("reason") == "OperatorForbidden" else None
+
+        stalled = wait_for(refused, "Stalled=OperatorForbidden", 60)
+        assert "system:serviceaccount:rolecall-system:rolecall-operator" in stalled["message"], stalled
+        assert 'cannot list resource "pods"' in stalled["message"], stalled
+    finally:
+        restore = [{"op": "replace", "path": f"/rules/{index}/verbs", "value": ["get", "list"]}]
+        installed.kubectl("patch", "clusterrole", "rolecall-operator", "--type=json", "-p", json.dumps(restore))
+
+
+def test_killing_the_container_mid_fan_out_the_stand_in_restarts_it_and_the_request_completes(
+        installed: Cluster, ns: str) -> None:
+    pods = 5
+    # Each flush takes 1.5 s (a delaying proxy in front of memcached) and one pod is cleared at a time.
+    ips = _memcached(installed, ns, pods, **{"testbed.rolecall.dev/options": "slow-flush"})
+    create_cs(installed, ns, cacheserver("mc", "memcached", {"app": "mc"}, concurrency=1))
+    wait_for(lambda: status(installed, ns, "mc").get("observedGeneration") == 1, "observed", 60)
+    (before,) = wait_ready_operators(installed, 1)
+    annotate_clear(installed, ns, "mc", "before-kill")
+
+    def partly_done() -> dict | None:
+        st = status(installed, ns, "mc")
+        return st if st.get("run") and 0 < (st.get("done") or 0) < pods else None
+
+    seen = wait_for(partly_done, f"0 < done < {pods}", 60)
+    killed = podman("kill", "--signal", "KILL", container(before)["Id"])
+    assert killed.returncode == 0, killed.stderr
+    recorded_done = {r["pod"] for r in seen.get("recentResults") or [] if r["outcome"] == "Done"}
+
+    st = wait_handled(installed, ns, "mc", "before-kill", 120)
+    assert condition(st, "Cleared")["status"] == "True", st
+    (after,) = operator_pods(installed)
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]  # the same pod: its container was restarted
+    restarted = after["status"]["containerStatuses"][0]
+    assert restarted["restartCount"] >= 1 and restarted["lastState"]["terminated"]["exitCode"] == 128 + signal.SIGKILL
+    flushes = {name: cmd_flush(ip) for name, ip in ips.items()}
+    # The request core's bound: every pod at least once, a pod recorded done before the kill never again,
+    # at most the pods in flight or done-but-unrecorded flushed twice.
+    assert all(1 <= n <= 2 for n in flushes.values()), flushes
+    assert all(flushes[p] == 1 for p in recorded_done), (flushes, recorded_done)
+    previous = installed.kubectl("logs", "-p", "-n", NAMESPACE, after["metadata"]["name"]).stdout
+    assert "leader lease rolecall-system/rolecall-operator acquired" in previous  # kubectl logs -p: the killed one
+
+
+def test_helm_upgrade_to_a_rebuilt_image_then_two_replicas_with_one_acting(installed: Cluster, ns: str) -> None:
+    # A rebuilt image: a new image ID under a new tag (a label changes), as a code change would give.
+    rebuilt = podman("build", "--quiet", "--tag", f"{IMAGE}-rebuilt", "--label", "rolecall.test/rebuilt=1",
+                     "--file", "-", ".", input_text=f"FROM {IMAGE}\n")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    new_id = image_id(f"{IMAGE}-rebuilt")
+    assert new_id != image_id()
+    out = helm(installed, "upgrade", "rolecall", str(CHART), "--namespace", NAMESPACE,
+               *bed_values(tag=f"{IMAGE.rsplit(':', 1)[1]}-rebuilt"), "--wait", "--timeout", "180s")
+    assert out.returncode == 0, out.stdout + out.stderr
+    (pod,) = wait_ready_operators(installed, 1)
+    assert container(pod)["Image"] == new_id
+
+    out = helm(installed, "upgrade", "rolecall", str(CHART), "--namespace", NAMESPACE, *bed_values(),
+               "--set", "replicaCount=2", "--wait", "--timeout", "180s")
+    assert out.returncode == 0, out.stdout + out.stderr
+    pods = wait_ready_operators(installed, 2)
+    names = {p["metadata"]["name"] for p in pods}
+    holder = wait_for(lambda: (h := lease_holder(installed)) and h.split("-")[:3] and h, "a lease holder", 60)
+    assert sum(holder.startswith(n) for n in names) == 1, (holder, names)
+    standby = next(p for p in pods if not holder.startswith(p["metadata"]["name"]))
+    assert httpx.get(f"http://{standby['status']['podIP']}:8081/readyz", timeout=5).status_code == 200
+
+    ips = _memcached(installed, ns, 3)
+    create_cs(installed, ns, cacheserver("mc", "memcached", {"app": "mc"}))
+    wait_for(lambda: status(installed, ns, "mc").get("observedGeneration") == 1, "observed", 60)
+    annotate_clear(installed, ns, "mc", "two-replicas")
+    wait_handled(installed, ns, "mc", "two-replicas", 60)
+    assert {name: cmd_flush(ip) for name, ip in ips.items()} == dict.fromkeys(ips, 1)
+
+
+def test_helm_uninstall_removes_the_operator_and_its_containers(installed: Cluster) -> None:
+    uids = [p["metadata"]["uid"] for p in operator_pods(installed)]
+    out = helm(installed, "uninstall", "rolecall", "--namespace", NAMESPACE, "--wait", "--timeout", "120s")
+    assert out.returncode == 0, out.stdout + out.stderr
+    wait_for(lambda: not operator_pods(installed), "the operator pods to go", 60)
+
+    def containers_gone() -> bool:
+        return all(not podman("ps", "--all", "--quiet", "--filter", f"label=testbed.rolecall.dev/pod-uid={u}")
+                   .stdout.strip() for u in uids)
+
+    wait_for(containers_gone, "the stand-in to remove the containers", 60)
+    crds = installed.kubectl("get", "crd", "-o", "name").stdout
+    assert "cacheservers.rolecall.dev" in crds  # Helm keeps CRDs (and so the users' resources) on uninstall
