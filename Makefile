@@ -8,16 +8,19 @@ RUN_DIR := .testbed/run
 CACHE_BIN = $(shell $(PY) -c 'import os;print(os.path.join(os.environ.get("ROLECALL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),"rolecall"),"bin"))')
 PYTEST_ARGS ?=
 
-.PHONY: help venv engines cluster-bins crds crds-check lint test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
+.PHONY: help venv engines cluster-bins image lock crds crds-check lint test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
 	bench-fanout bench-latency bench-api bench-scale clean
 help:
-	@echo "make run    - build/start the local cluster, install rolecall, start the operator, apply a demo"
+	@echo "make run    - build the image, start the local cluster, helm-install rolecall (the operator runs as a pod),"
+	@echo "             apply a demo of all four kinds (LOCAL_OPERATOR=1: the operator as a local process)"
 	@echo "make test   - install everything, start a cluster, run lint + the whole test suite (what CI runs)"
 	@echo "make test-quick - the same without the slow fault tests (marker faults), for the inner loop"
 	@echo "make fuzz   - a longer, random-seeded fuzz of every kind against the apiserver and operator"
 	@echo "make stop   - stop what 'make run' started"
 	@echo "make crds   - regenerate crds/ from the pydantic models"
-	@echo "make lint   - ruff, mypy, import-linter"
+	@echo "make lint   - ruff, mypy, import-linter, the requirements.lock check"
+	@echo "make image  - build the operator image with podman (BASE=<image> for another base than Debian's)"
+	@echo "make lock   - regenerate requirements.lock (hashed runtime dependencies) after changing pyproject.toml"
 
 $(VENV)/.installed: pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is required")'
@@ -33,6 +36,13 @@ engines:
 cluster-bins:
 	bash hack/build-cluster-bins.sh
 
+image: venv
+	bash hack/install-image-tools.sh
+	BASE="$(BASE)" SOURCE="$(SOURCE)" bash hack/build-image.sh
+
+lock: venv
+	bash hack/check-lock.sh --update
+
 crds: venv
 	$(BIN)/rolecall-crds --out crds --admission manifests/admission-policies.yaml
 	cp crds/*.rolecall.dev.yaml charts/rolecall/crds/
@@ -46,22 +56,25 @@ lint: venv
 	$(BIN)/ruff check operator hack tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	bash hack/check-lock.sh
 
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test: venv engines cluster-bins lint
+test: venv engines cluster-bins image lint
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
-test-quick: venv engines cluster-bins lint
+test-quick: venv engines cluster-bins image lint
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
 
 fuzz: venv engines cluster-bins
 	PATH="$(CACHE_BIN):$$PATH" ROLECALL_FUZZ_RANDOM=1 ROLECALL_FUZZ_EXAMPLES=$${ROLECALL_FUZZ_EXAMPLES:-10} \
 		$(BIN)/pytest -s --timeout=7200 tests/integration/test_fuzz_specs_are_refused_readably_or_settle.py $(PYTEST_ARGS)
 
-run: venv engines cluster-bins
-	PATH="$(CACHE_BIN):$$PATH" PYTHONPATH=hack $(BIN)/python -m testbed.demo up --dir $(RUN_DIR)
+# The operator runs in the cluster from the image; LOCAL_OPERATOR=1 runs it as a local process instead.
+run: venv engines cluster-bins $(if $(LOCAL_OPERATOR),,image)
+	PATH="$(CACHE_BIN):$$PATH" PYTHONPATH=hack $(BIN)/python -m testbed.demo up --dir $(RUN_DIR) \
+		$(if $(LOCAL_OPERATOR),--local-operator)
 
 stop:
 	PYTHONPATH=hack $(BIN)/python -m testbed.demo down --dir $(RUN_DIR)

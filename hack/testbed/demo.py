@@ -1,6 +1,12 @@
-"""`make run`: a local bed, rolecall installed from manifests/, the operator running, and a small demo.
+"""`make run`: a local bed, rolecall installed with its Helm chart and running *in the cluster* as a pod from the
+locally built image (the bed's container stand-in runs it under podman), and a demo of all four kinds:
 
-The demo is a Deployment of 3 cache pods (a real memcached behind each pod IP) and a CacheServer for it.
+- memcached: a Deployment of 3 pods and a CacheServer;
+- nginx: 2 pods and a WebServer;
+- PostgreSQL: a pod with a table `events` of 30 old and 20 new rows, a DatabaseServer, and a DatabaseMaintenance
+  that deletes the rows older than 30 days.
+
+`--local-operator` runs the operator as a local process instead (faster to iterate on the operator's code).
 `make stop` (python -m testbed.demo down) stops the operator, the stand-ins and the cluster.
 """
 
@@ -11,36 +17,114 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
-from testbed import cluster, install
+import psycopg
 
-DEMO = """
+from testbed import cluster, install, servers
+from testbed.containers import podman
+
+VERSION = tomllib.loads((cluster.REPO / "pyproject.toml").read_text())["project"]["version"]
+IMAGE_REPOSITORY = "localhost/rolecall/operator"
+PG_SECRET = "demo-pg-credentials"
+
+DEMO = f"""
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: demo-cache, namespace: default}
+metadata: {{name: demo-cache, namespace: default}}
 spec:
   replicas: 3
-  selector: {matchLabels: {app: demo-cache}}
+  selector: {{matchLabels: {{app: demo-cache}}}}
   template:
     metadata:
-      labels: {app: demo-cache, testbed.rolecall.dev/engine: memcached}
+      labels: {{app: demo-cache, testbed.rolecall.dev/engine: memcached}}
     spec:
-      containers: [{name: memcached, image: "memcached:1.6"}]
+      containers: [{{name: memcached, image: "memcached:1.6"}}]
 ---
 apiVersion: rolecall.dev/v1alpha1
 kind: CacheServer
-metadata: {name: demo-cache, namespace: default}
+metadata: {{name: demo-cache, namespace: default}}
 spec:
   engine: memcached
-  selector: {matchLabels: {app: demo-cache}}
-  workloadRef: {kind: Deployment, name: demo-cache}
+  selector: {{matchLabels: {{app: demo-cache}}}}
+  workloadRef: {{kind: Deployment, name: demo-cache}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: demo-web, namespace: default}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: demo-web}}}}
+  template:
+    metadata:
+      labels: {{app: demo-web, testbed.rolecall.dev/engine: nginx}}
+    spec:
+      containers: [{{name: nginx, image: "nginx:1.27"}}]
+---
+apiVersion: rolecall.dev/v1alpha1
+kind: WebServer
+metadata: {{name: demo-web, namespace: default}}
+spec:
+  engine: nginx
+  selector: {{matchLabels: {{app: demo-web}}}}
+  workloadRef: {{kind: Deployment, name: demo-web}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: {PG_SECRET}, namespace: default}}
+stringData: {{username: postgres, password: "{servers.POSTGRES_PASSWORD}"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: demo-pg-0, namespace: default, labels: {{app: demo-pg, testbed.rolecall.dev/engine: postgresql}}}}
+spec:
+  containers: [{{name: postgres, image: "postgres:15"}}]
+"""
+
+DATABASE = f"""
+apiVersion: rolecall.dev/v1alpha1
+kind: DatabaseServer
+metadata: {{name: demo-db, namespace: default}}
+spec:
+  engine: postgresql
+  selector: {{matchLabels: {{app: demo-pg}}}}
+  credentialsSecretRef: {{name: {PG_SECRET}, usernameKey: username}}
+---
+apiVersion: rolecall.dev/v1alpha1
+kind: DatabaseMaintenance
+metadata: {{name: demo-purge, namespace: default}}
+spec:
+  databaseServerRef: {{name: demo-db}}
+  operations:
+    - clearOldData: {{table: events, timestampColumn: created_at, olderThan: 30d, batchSize: 10}}
 """
 
 
-def up(dir: Path) -> None:
-    t0 = time.monotonic()
-    bed = cluster.up(dir)
+def _helm(bed: cluster.Bed, *args: str) -> None:
+    env = {**os.environ, "KUBECONFIG": str(bed.kubeconfig)}
+    done = subprocess.run([str(cluster.cache_bin_dir() / "helm"), *args], env=env, text=True, capture_output=True,
+                          timeout=300, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"helm {args[0]} failed: {done.stderr.strip()}")
+
+
+def _operator_in_cluster(bed: cluster.Bed) -> str:
+    image = f"{IMAGE_REPOSITORY}:{VERSION}"
+    if podman("image", "exists", image).returncode != 0:
+        raise SystemExit(f"error: the image {image} is not in local podman storage; run `make image` first "
+                         "(or `make run LOCAL_OPERATOR=1` for the operator as a local process)")
+    _helm(bed, "install", "rolecall", str(cluster.REPO / "charts" / "rolecall"), "--namespace",
+          install.OPERATOR_NAMESPACE, "--create-namespace", "--set", f"image.repository={IMAGE_REPOSITORY}",
+          "--set", f"image.tag={VERSION}", "--set-string", "podLabels.testbed\\.rolecall\\.dev/runtime=podman",
+          "--wait", "--timeout", "180s")
+    return f"""the operator runs in the cluster from {image}:
+  kubectl get pods -n {install.OPERATOR_NAMESPACE} -o wide      # Running and Ready, its pod IP on loopback
+  kubectl logs -n {install.OPERATOR_NAMESPACE} deploy/rolecall-operator
+  helm upgrade rolecall charts/rolecall -n {install.OPERATOR_NAMESPACE} --reuse-values --set replicaCount=2"""
+
+
+def _operator_local(bed: cluster.Bed, dir: Path) -> str:
     install.install(bed.kubeconfig)
     op_kc = install.operator_kubeconfig(bed.kubeconfig, dir / "operator.kubeconfig", hours=24)
     log = open(dir / "logs" / "operator.log", "ab")  # noqa: SIM115 - handed to the child
@@ -53,14 +137,46 @@ def up(dir: Path) -> None:
                             start_new_session=True)
     bed.pids = {"operator": proc.pid, **bed.pids}
     bed.save()
+    return f"the operator runs as a local process: log {dir / 'logs' / 'operator.log'}, metrics http://{metrics}/metrics"
+
+
+def _seed_postgres(bed: cluster.Bed) -> None:
+    ip = install.kubectl(bed.kubeconfig, "get", "pod", "demo-pg-0", "-o", "jsonpath={.status.podIP}").stdout
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            conn = psycopg.connect(host=ip, user="postgres", password=servers.POSTGRES_PASSWORD, dbname="postgres",
+                                   autocommit=True, connect_timeout=3)
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    with conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS events (id serial PRIMARY KEY, created_at timestamptz NOT NULL, "
+                     "payload text)")
+        conn.execute("INSERT INTO events (created_at, payload) SELECT now() - interval '40 days' - g * interval "
+                     "'1 hour', 'old' FROM generate_series(1, 30) g")
+        conn.execute("INSERT INTO events (created_at, payload) SELECT now() - interval '10 days' + g * interval "
+                     "'1 hour', 'new' FROM generate_series(1, 20) g")
+
+
+def up(dir: Path, local_operator: bool = False) -> None:
+    t0 = time.monotonic()
+    bed = cluster.up(dir)
+    where = _operator_local(bed, dir) if local_operator else _operator_in_cluster(bed)
     install.kubectl(bed.kubeconfig, "apply", "-f", "-", input=DEMO)
-    install.kubectl(bed.kubeconfig, "rollout", "status", "deployment/demo-cache", "--timeout=60s")
+    for workload in ("deployment/demo-cache", "deployment/demo-web"):
+        install.kubectl(bed.kubeconfig, "rollout", "status", workload, "--timeout=90s")
+    install.kubectl(bed.kubeconfig, "wait", "pod/demo-pg-0", "--for=condition=Ready", "--timeout=90s")
+    _seed_postgres(bed)
+    install.kubectl(bed.kubeconfig, "apply", "-f", "-", input=DATABASE)
     kubectl = install.kubectl_path()
     print(f"""
-rolecall is running on a local cluster ({time.monotonic() - t0:.0f}s).
+rolecall is running on a local cluster ({time.monotonic() - t0:.0f}s); {where}
 
   export KUBECONFIG={bed.kubeconfig}
-  export PATH={Path(kubectl).parent}:$PATH      # the kubectl built with the cluster ({bed.server})
+  export PATH={Path(kubectl).parent}:$PATH      # the kubectl and helm built with the cluster ({bed.server})
 
 Try:
   kubectl get nodes,pods -A -o wide
@@ -70,20 +186,23 @@ Try:
   kubectl describe cacheserver demo-cache         # conditions and Events
   kubectl patch cacheserver demo-cache --type merge -p '{{"spec":{{"stopped":true}}}}'   # scale to 0
   kubectl patch cacheserver demo-cache --type merge -p '{{"spec":{{"stopped":false}}}}'  # back to 3
+  kubectl get webservers                         # nginx: active connections and current users per refresh
+  kubectl annotate webserver demo-web rolecall.dev/refresh-requested-at="$(date +%s)" --overwrite
+  kubectl get databasemaintenance demo-purge     # deleted the 30 rows older than 30 days (ROWS)
+  kubectl get databaseserver demo-db -o yaml     # size, connections, the last clearOldData
 
-Operator log: {dir / 'logs' / 'operator.log'}
-Metrics:      http://{metrics}/metrics
 Stop everything: make stop
 """)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["up", "down"])
     p.add_argument("--dir", type=Path, default=cluster.REPO / ".testbed" / "run")
+    p.add_argument("--local-operator", action="store_true", help="run the operator as a local process, not a pod")
     args = p.parse_args()
     if args.command == "up":
-        up(args.dir.resolve())
+        up(args.dir.resolve(), args.local_operator)
     else:
         cluster.down(args.dir.resolve())
         print("stopped")

@@ -7,15 +7,21 @@ uninstalls cleanly."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from incluster import (
     CHART,
     IMAGE,
+    IMAGE_REPOSITORY,
     NAMESPACE,
+    RUN_IN_PODMAN,
+    VERSION,
     bed_values,
     container,
     helm,
@@ -33,6 +39,7 @@ from cachekit import (
     condition,
     create_cs,
     create_deployment,
+    create_pods,
     pod_ips,
     status,
     wait_handled,
@@ -52,7 +59,7 @@ from dbkit import (
     seed_events,
 )
 from dbkit import wait_finished as wait_maintenance
-from harness import Cluster, delete_namespace, deployment, new_namespace, running_pods, wait_for
+from harness import REPO, Cluster, delete_namespace, deployment, new_namespace, running_pods, wait_for
 from testbed.containers import podman
 from webkit import create_web, held_connections, request_refresh, webserver
 
@@ -112,7 +119,7 @@ def test_a_clear_by_the_in_cluster_operator_flushes_each_pod_once(installed: Clu
 
 
 def test_a_webserver_counts_connections_and_a_maintenance_deletes_old_rows(installed: Cluster, ns: str) -> None:
-    from cachekit import create_pods, standin_pod
+    from cachekit import standin_pod
 
     create_pods(installed, ns, [standin_pod("web-a", "nginx", {"app": "web"})])
     running_pods(installed, ns, "app=web", 1)
@@ -221,6 +228,31 @@ def test_helm_upgrade_to_a_rebuilt_image_then_two_replicas_with_one_acting(insta
     assert {name: cmd_flush(ip) for name, ip in ips.items()} == dict.fromkeys(ips, 1)
 
 
+def test_the_stand_in_reports_a_missing_image_and_unsupported_fields_on_the_pod(installed: Cluster, ns: str) -> None:
+    def pod(name: str, image: str, **spec: object) -> dict[str, object]:
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {RUN_IN_PODMAN: "podman"}},
+                "spec": {"containers": [{"name": "c", "image": image, **spec.pop("container", {})}], **spec}}
+
+    create_pods(installed, ns, [
+        pod("absent", "localhost/rolecall/absent:1"),
+        pod("scratch", IMAGE, volumes=[{"name": "scratch", "emptyDir": {}}],
+            container={"volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}),
+    ])
+
+    def waiting(name: str, reasons: tuple[str, ...]) -> dict | None:
+        st = installed.kubectl("get", "pod", "-n", ns, name, "-o", "json").stdout
+        statuses = json.loads(st).get("status", {}).get("containerStatuses") or [{}]
+        found = statuses[0].get("state", {}).get("waiting") or {}
+        return found if found.get("reason") in reasons else None
+
+    absent = wait_for(lambda: waiting("absent", ("ErrImagePull", "ImagePullBackOff")), "ErrImagePull", 30)
+    assert "not in local podman storage" in absent["message"] and "make image" in absent["message"]
+    scratch = wait_for(lambda: waiting("scratch", ("UnsupportedByTestBed",)), "UnsupportedByTestBed", 30)
+    assert "spec.volumes[scratch]" in scratch["message"] and "volumeMounts[scratch]" in scratch["message"]
+    phase = installed.kubectl("get", "pod", "-n", ns, "scratch", "-o", "jsonpath={.status.phase}").stdout
+    assert phase == "Pending"  # never Running with a field ignored
+
+
 def test_helm_uninstall_removes_the_operator_and_its_containers(installed: Cluster) -> None:
     uids = [p["metadata"]["uid"] for p in operator_pods(installed)]
     out = helm(installed, "uninstall", "rolecall", "--namespace", NAMESPACE, "--wait", "--timeout", "120s")
@@ -234,3 +266,30 @@ def test_helm_uninstall_removes_the_operator_and_its_containers(installed: Clust
     wait_for(containers_gone, "the stand-in to remove the containers", 60)
     crds = installed.kubectl("get", "crd", "-o", "name").stdout
     assert "cacheservers.rolecall.dev" in crds  # Helm keeps CRDs (and so the users' resources) on uninstall
+
+
+def test_kubectl_apply_k_with_an_overlay_installs_the_same_image_and_works(installed: Cluster, ns: str,
+                                                                        tmp_path: Path) -> None:
+    """The plain install (after the Helm release is gone, its CRDs kept): an overlay sets the local image and the
+    bed's runtime label, as a user's overlay sets their registry."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    label = [{"op": "add", "path": "/spec/template/metadata/labels/testbed.rolecall.dev~1runtime", "value": "podman"}]
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [os.path.relpath(REPO / "manifests", overlay)],
+        "images": [{"name": "rolecall/operator", "newName": IMAGE_REPOSITORY, "newTag": VERSION}],
+        "patches": [{"target": {"kind": "Deployment", "name": "rolecall-operator"}, "patch": yaml.safe_dump(label)}],
+    }))
+    applied = installed.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(overlay), check=False)
+    assert applied.returncode == 0, applied.stderr
+    try:
+        (pod,) = wait_ready_operators(installed, 1)
+        assert container(pod)["Image"] == image_id()
+        ips = _memcached(installed, ns, 2)
+        create_cs(installed, ns, cacheserver("mc", "memcached", {"app": "mc"}))
+        wait_for(lambda: status(installed, ns, "mc").get("observedGeneration") == 1, "observed", 60)
+        annotate_clear(installed, ns, "mc", "kustomize")
+        wait_handled(installed, ns, "mc", "kustomize", 60)
+        assert {name: cmd_flush(ip) for name, ip in ips.items()} == dict.fromkeys(ips, 1)
+    finally:
+        installed.kubectl("delete", "deployment", "-n", NAMESPACE, "rolecall-operator", "--wait=false", check=False)
