@@ -141,6 +141,9 @@ def _operator_local(bed: cluster.Bed, dir: Path) -> str:
 
 
 def _seed_postgres(bed: cluster.Bed) -> None:
+    # The stand-in marks the pod once its own PostgreSQL accepts connections (initdb takes a while on a busy host).
+    install.kubectl(bed.kubeconfig, "wait", "pod/demo-pg-0", "--timeout=180s",
+                    "--for=jsonpath={.metadata.annotations.testbed\\.rolecall\\.dev/standin}=ready")
     ip = install.kubectl(bed.kubeconfig, "get", "pod", "demo-pg-0", "-o", "jsonpath={.status.podIP}").stdout
     deadline = time.monotonic() + 60
     while True:

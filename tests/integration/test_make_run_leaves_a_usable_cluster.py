@@ -1,4 +1,5 @@
-"""`make run` (python -m testbed.demo up): a cluster where kubectl works, the operator runs, the demo is Running."""
+"""`make run` (python -m testbed.demo up): a cluster where kubectl works, the operator runs in it as a pod from the
+image (Running and Ready, `kubectl logs` shows its log), and the demo of all four kinds works."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from testbed.install import kubectl_path
 
 
 @pytest.fixture
-def demo_dir(local_bed: Cluster, tmp_path: Path) -> Iterator[Path]:
-    # A bed of its own beside the suite's (each bed has its own pod CIDR and ports).
-    d = tmp_path / "run"
+def demo_dir(local_bed: Cluster) -> Iterator[Path]:
+    # A bed of its own beside the suite's (each bed has its own pod CIDR and ports). Not under pytest's
+    # tmp_path: its 0700 parents would keep the bed user (the PostgreSQL stand-in runs as it) out.
+    d = REPO / ".testbed" / "make-run-test"
     yield d
     subprocess.run([sys.executable, "-m", "testbed.demo", "down", "--dir", str(d)], cwd=REPO, check=False,
                    env={**os.environ, "PYTHONPATH": str(REPO / "hack")}, timeout=120)
@@ -44,7 +46,15 @@ def test_demo_up_gives_nodes_pods_and_a_running_cache_server(demo_dir: Path) -> 
         cs = json.loads(kubectl("get", "cacheserver", "demo-cache", "-o", "json"))
         return cs.get("status", {}).get("phase") == "Running"
 
+    operator = json.loads(kubectl("get", "pods", "-n", "rolecall-system", "-o", "json"))["items"]
+    assert len(operator) == 1 and operator[0]["status"]["phase"] == "Running", operator
+    assert operator[0]["status"]["containerStatuses"][0]["imageID"].startswith("localhost/rolecall/operator:")
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in operator[0]["status"]["conditions"])
+    assert "leader lease rolecall-system/rolecall-operator acquired" in kubectl(
+        "logs", "-n", "rolecall-system", operator[0]["metadata"]["name"])
     wait_for(demo_running, "the demo CacheServer Running", 60)
+    kubectl("wait", "databasemaintenance/demo-purge", "--for=jsonpath={.status.rowsDeleted}=30", "--timeout=90s")
+    kubectl("wait", "webserver/demo-web", "--for=jsonpath={.status.healthyPods}=2", "--timeout=60s")
     kubectl("annotate", "cacheserver", "demo-cache", "rolecall.dev/clear-requested-at=demo-1")
     kubectl("wait", "cacheserver/demo-cache", "--for=jsonpath={.status.lastHandledClearRequest}=demo-1",
             "--timeout=60s")
