@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,10 @@ class Watchdog:
         while True:
             self.tick()
             await asyncio.sleep(every)
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 Check = Callable[[], str | None]  # None when healthy, else the reason it is not
@@ -76,7 +81,9 @@ def serve(address: str, alive: Check, ready: Check) -> ThreadingHTTPServer | Non
         def log_message(self, format: str, *args: object) -> None:  # silent: probes come every few seconds
             pass
 
-    server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Probe)  # noqa: S104 - the pod's own address
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - outside a pod; in one, the pod's own address
+    server_class = _IPv6Server if ":" in host else ThreadingHTTPServer  # an IPv6 pod IP ($(POD_IP):8081)
+    server = server_class((host, int(port)), Probe)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
     log.info("health probes on http://%s/healthz and /readyz", address)

@@ -100,6 +100,10 @@ def test_the_operator_pod_runs_the_image_as_65532_on_a_read_only_root(installed:
     assert uid == 65532
     assert root_options.split(",")[0] == "ro", root_options
     assert not any(m.get("Type") == "tmpfs" for m in found["Mounts"]), found["Mounts"]  # nothing writable added
+    assert found["HostConfig"]["Memory"] == 256 * 2**20  # the chart's memory limit, enforced by the runtime
+    proc_status = Path(f"/proc/{found['State']['Pid']}/status").read_text().splitlines()
+    kernel = dict(line.split(":\t", 1) for line in proc_status if ":\t" in line)
+    assert int(kernel["CapEff"], 16) == 0 and kernel["NoNewPrivs"].strip() == "1", kernel  # drop ALL, no escalation
     ip = pod["status"]["podIP"]
     assert httpx.get(f"http://{ip}:8081/readyz", timeout=5).text == "ok\n"  # bound to its own pod IP
     assert "rolecall_leader_terms" in httpx.get(f"http://{ip}:8080/metrics", timeout=5).text

@@ -62,3 +62,14 @@ def test_the_server_answers_each_probe_with_its_reason() -> None:
         server.shutdown()
         server.server_close()
     assert serve("", alive=lambda: None, ready=lambda: None) is None
+
+
+def test_an_ipv6_pod_ip_is_served_too() -> None:
+    server = serve("::1:0", alive=lambda: None, ready=lambda: None)  # $(POD_IP):PORT with an IPv6 POD_IP
+    assert server is not None
+    try:
+        port = server.server_address[1]
+        assert httpx.get(f"http://[::1]:{port}/healthz").text == "ok\n"
+    finally:
+        server.shutdown()
+        server.server_close()
