@@ -29,6 +29,7 @@ from incluster import (
     lease_holder,
     operator_pods,
     process_facts,
+    ready,
     wait_ready_operators,
 )
 
@@ -255,6 +256,47 @@ def test_the_stand_in_reports_a_missing_image_and_unsupported_fields_on_the_pod(
     assert "spec.volumes[scratch]" in scratch["message"] and "volumeMounts[scratch]" in scratch["message"]
     phase = installed.kubectl("get", "pod", "-n", ns, "scratch", "-o", "jsonpath={.status.phase}").stdout
     assert phase == "Pending"  # never Running with a field ignored
+
+
+def test_liveness_restarts_a_frozen_operator_and_a_standby_is_ready(installed: Cluster, ns: str) -> None:
+    """A second operator pod (a standby of the chart's, same Lease) with fast probes: Ready as a standby; frozen
+    (SIGSTOP), its probes stop answering, the stand-in kills and restarts it, and it is Ready again."""
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "standby", "labels": {RUN_IN_PODMAN: "podman"}},
+           "spec": {"serviceAccountName": "rolecall-operator", "terminationGracePeriodSeconds": 2,
+                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "operator", "image": IMAGE,
+                        "args": ["--lease-namespace", NAMESPACE, "--namespace", ns, "--metrics-address", "",
+                                 "--health-address", "$(POD_IP):8081"],
+                        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                        "ports": [{"name": "health", "containerPort": 8081}],
+                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 1,
+                                          "timeoutSeconds": 1, "failureThreshold": 3},
+                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}, "periodSeconds": 1},
+                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}}]}}
+    installed.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(pod))
+    try:
+        def standby() -> dict | None:
+            found = json.loads(installed.kubectl("get", "pod", "-n", NAMESPACE, "standby", "-o", "json").stdout)
+            return found if ready(found) else None
+
+        first = wait_for(standby, "the standby Ready", 60)
+        assert not lease_holder(installed).startswith("standby")
+        os.kill(container(first)["State"]["Pid"], signal.SIGSTOP)
+
+        def restarted() -> dict | None:
+            found = standby()
+            return found if found and found["status"]["containerStatuses"][0]["restartCount"] >= 1 else None
+
+        again = wait_for(restarted, "the frozen standby restarted by liveness and Ready again", 90)
+        assert again["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 128 + signal.SIGKILL
+        reasons = installed.kubectl("get", "events", "-n", NAMESPACE, "--field-selector",
+                                    "involvedObject.name=standby", "-o", "jsonpath={.items[*].message}").stdout
+        assert "Liveness probe failed" in reasons and "failed liveness probe, will be restarted" in reasons, reasons
+    finally:
+        installed.kubectl("delete", "pod", "-n", NAMESPACE, "standby", "--wait=false", check=False)
 
 
 def test_helm_uninstall_removes_the_operator_and_its_containers(installed: Cluster) -> None:
