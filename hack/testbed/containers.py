@@ -271,6 +271,7 @@ class PodRunner(threading.Thread):
             self.running = Running(state["Id"], state["StartedAt"], time.monotonic(), self._new_probes())
             self.waiting, self.phase = None, "Running"
             self._write_token()
+            log.info("%s/%s: adopted running container %s", self.ns, self.pod_name, state["Id"][:12])
 
     def _inspect(self) -> dict[str, Any] | None:
         out = podman("container", "inspect", "--format", "json", self.cname)

@@ -202,6 +202,25 @@ def test_killing_the_container_mid_fan_out_the_stand_in_restarts_it_and_the_requ
     assert "leader lease rolecall-system/rolecall-operator acquired" in previous  # kubectl logs -p: the killed one
 
 
+def test_a_restarted_stand_in_adopts_the_running_container(installed: Cluster) -> None:
+    """Containers outlive their stand-in, as they outlive a restarted kubelet: the stand-in coming back keeps the
+    running container (same ID, same restart count) instead of starting another."""
+    from testbed import cluster as bed
+
+    (pod,) = wait_ready_operators(installed, 1)
+    before = container(pod)["Id"]
+    restarts = pod["status"]["containerStatuses"][0]["restartCount"]
+    bed.kill(installed.bed, "containers")
+    assert container(pod)["Id"] == before  # still running without its stand-in
+    bed.restart(installed.bed, "containers")
+    log = installed.bed.dir / "logs" / "containers.log"
+    wait_for(lambda: f"adopted running container {before[:12]}" in log.read_text(), "the stand-in to adopt it", 60)
+    (after,) = wait_ready_operators(installed, 1)
+    assert container(after)["Id"] == before
+    assert after["status"]["containerStatuses"][0]["restartCount"] == restarts
+    assert f"podman://{before}" == after["status"]["containerStatuses"][0]["containerID"]
+
+
 def test_helm_upgrade_to_a_rebuilt_image_then_two_replicas_with_one_acting(installed: Cluster, ns: str) -> None:
     # A rebuilt image: a new image ID under a new tag (a label changes), as a code change would give.
     rebuilt = podman("build", "--quiet", "--tag", f"{IMAGE}-rebuilt", "--label", "rolecall.test/rebuilt=1",
