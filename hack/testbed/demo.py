@@ -27,7 +27,7 @@ from testbed.containers import podman
 
 VERSION = tomllib.loads((cluster.REPO / "pyproject.toml").read_text())["project"]["version"]
 IMAGE_REPOSITORY = "localhost/rolecall/operator"
-PG_SECRET = "demo-pg-credentials"
+PG_SECRET = "demo-pg-credentials"  # noqa: S105 - the name of a Secret, not a secret
 
 DEMO = f"""
 apiVersion: apps/v1
