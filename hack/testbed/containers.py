@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import datetime as dt
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -52,11 +52,17 @@ from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
 from testbed import podspec
 
 RUNTIME_LABEL = "testbed.rolecall.dev/runtime"
+RUNTIME_SELECTOR = f"{RUNTIME_LABEL}=podman"
 BED_LABEL = "testbed.rolecall.dev/bed"
 POD_UID_LABEL = "testbed.rolecall.dev/pod-uid"
 HACK = Path(__file__).resolve().parent.parent
 CONTAINERS_CONF = HACK / "image" / "containers.conf"
 log = logging.getLogger("containers")
+TIMEOUT = (5, 15)  # (connect, read) seconds for the stand-in's API calls: a frozen apiserver never hangs a runner
+
+
+class ConfigError(Exception):
+    """The container cannot be configured (CreateContainerConfigError), in the kubelet's words."""
 
 
 def podman_env() -> dict[str, str]:
@@ -157,7 +163,8 @@ class IpPool:
 
     def assign(self, uid: str, have: str | None) -> str:
         with self.lock:
-            if have and have.startswith(self.prefix):
+            if have and have.startswith(self.prefix) and self.used.get(uid, have) == have and all(
+                    ip != have for other, ip in self.used.items() if other != uid):
                 self.used[uid] = have
                 return have
             if uid in self.used:
@@ -195,8 +202,10 @@ class PodRunner(threading.Thread):
         self.waiting: tuple[str, str] | None = ("ContainerCreating", "")
         self.last_state: dict[str, Any] = old.get("lastState") or {}
         self.phase = "Pending"
-        self.not_before = 0.0  # restart back-off
-        self.backoff = 0.0
+        self.not_before = 0.0  # the next attempt, after a back-off
+        self.backoff = 0.0  # crash and config errors
+        self.pull_backoff = 0.0  # a missing image, kept apart as the kubelet keeps it
+        self.pull_failed_at = 0.0
         self.image: Image | None = None
         self.token_due = 0.0
         self.published: dict[str, Any] = {}
@@ -217,8 +226,11 @@ class PodRunner(threading.Thread):
             # (a Failed pod would make its ReplicaSet create replacements without end).
             message = "the bed's container stand-in cannot honour: " + "; ".join(problems)
             self.waiting = ("UnsupportedByTestBed", message)
+            self._kwok_rules()  # exec refused here too, never run on the host
             self._event("Warning", "UnsupportedByTestBed", message)
             self._publish()
+            self.stopping.wait()
+            self.owner.forget(self.pod)
             return
         self.ip = self.owner.pool.assign(self.uid, (self.pod.get("status") or {}).get("podIP"))
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -226,16 +238,25 @@ class PodRunner(threading.Thread):
         self._adopt()
         self._publish()
         while not self.stopping.is_set():
+            pause = 0.5
             try:
                 self._step()
-            except (ApiException, OSError, subprocess.SubprocessError, httpx.HTTPError) as e:
-                log.warning("%s/%s: %s", self.ns, self.pod_name, e)
-            with contextlib.suppress(ApiException, OSError):
                 self._publish()
-            self.stopping.wait(0.5)
-        self._stop_container(self._grace())
+            except Exception as e:  # an apiserver blip, a podman hiccup: the pod is looked after again shortly
+                log.warning("%s/%s: %s: %s", self.ns, self.pod_name, type(e).__name__, e)
+                pause = 2.0
+            self.stopping.wait(pause)
+        self._finish()
+
+    def _finish(self) -> None:
+        """The pod is going: stop the container with the pod's grace period, then let the pod object go (KWOK's
+        pod-delete stage leaves these pods to us, as the API leaves a pod's deletion to its kubelet)."""
+        grace = self.pod["metadata"].get("deletionGracePeriodSeconds")
+        self._stop_container(int(grace) if grace is not None else self._grace())
+        self._remove_container()
         self.owner.pool.release(self.uid)
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.owner.forget(self.pod)
 
     def _step(self) -> None:
         if self.phase in ("Failed", "Succeeded"):
@@ -249,17 +270,21 @@ class PodRunner(threading.Thread):
                 self._probe(clock)
             return
         if clock < self.not_before:
+            if self.waiting and self.waiting[0] == "ErrImagePull" and clock > self.pull_failed_at + 1:
+                self.waiting = ("ImagePullBackOff", self.waiting[1])  # as the kubelet shows it between attempts
             return
         self.image = find_image(self.container["image"])
         if self.image is None:
-            reason = "ErrImagePull" if self.waiting is None or self.waiting[0] != "ErrImagePull" else "ImagePullBackOff"
             message = (f"image {self.container['image']!r} is not in local podman storage (tried "
                        f"{', '.join(image_candidates(self.container['image']))}); the bed never pulls: `make image`")
             if self.waiting is None or self.waiting[0] not in ("ErrImagePull", "ImagePullBackOff"):
                 self._event("Warning", "Failed", f"Failed to pull image {self.container['image']!r}: {message}")
-            self.waiting = (reason, message)
-            self._back_off()
+            self.waiting, self.pull_failed_at = ("ErrImagePull", message), clock
+            delay = self.pull_backoff
+            self.pull_backoff = min(300.0, max(10.0, self.pull_backoff * 2))
+            self.not_before = clock + delay
             return
+        self.pull_backoff = 0.0
         self._start()
 
     # --- container lifecycle --------------------------------------------------------------------------
@@ -294,24 +319,34 @@ class PodRunner(threading.Thread):
         return env
 
     def _value_from(self, source: dict[str, Any]) -> str | None:
+        """A valueFrom, as the kubelet resolves it; a missing Secret, ConfigMap or key is a ConfigError unless
+        the reference is optional."""
         if "fieldRef" in source:
             path = source["fieldRef"]["fieldPath"]
             return {"metadata.name": self.pod_name, "metadata.namespace": self.ns, "metadata.uid": self.uid,
                     "status.podIP": self.ip, "status.hostIP": "127.0.0.1",
                     "spec.nodeName": self.pod["spec"].get("nodeName", ""),
                     "spec.serviceAccountName": self.pod["spec"].get("serviceAccountName", "default")}[path]
+        kind = "secret" if "secretKeyRef" in source else "configmap"
         ref = source.get("secretKeyRef") or source.get("configMapKeyRef") or {}
         core = self.owner.api
         try:
-            if "secretKeyRef" in source:
-                data = core.read_namespaced_secret(ref["name"], self.ns).data or {}
-                raw = data.get(ref["key"])
-                return None if raw is None else base64.b64decode(raw).decode()
-            return (core.read_namespaced_config_map(ref["name"], self.ns).data or {}).get(ref["key"])
-        except ApiException:
+            if kind == "secret":
+                raw = (core.read_namespaced_secret(ref["name"], self.ns, _request_timeout=TIMEOUT).data or {})
+                value = raw.get(ref["key"])
+                value = None if value is None else base64.b64decode(value).decode()
+            else:
+                value = (core.read_namespaced_config_map(ref["name"], self.ns, _request_timeout=TIMEOUT).data
+                         or {}).get(ref["key"])
+        except ApiException as e:
+            if e.status != 404:
+                raise
             if ref.get("optional"):
                 return None
-            raise
+            raise ConfigError(f'{kind} "{ref["name"]}" not found') from e
+        if value is None and not ref.get("optional"):
+            raise ConfigError(f"couldn't find key {ref['key']} in {kind.capitalize()} {self.ns}/{ref['name']}")
+        return value
 
     def _uses_token(self) -> bool:
         return any(m.get("mountPath") == podspec.TOKEN_DIR for m in self.container.get("volumeMounts") or [])
@@ -322,7 +357,8 @@ class PodRunner(threading.Thread):
         sa = self.pod["spec"].get("serviceAccountName", "default")
         tr = self.owner.api.create_namespaced_service_account_token(sa, self.ns, {"spec": {
             "expirationSeconds": 3607,
-            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.pod_name, "uid": self.uid}}})
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.pod_name, "uid": self.uid}}},
+            _request_timeout=TIMEOUT)
         life = (tr.status.expiration_timestamp - dt.datetime.now(dt.UTC)).total_seconds()
         self.token_due = time.monotonic() + min(0.8 * life, 3600)
         tokens = self.dir / "serviceaccount"
@@ -338,21 +374,29 @@ class PodRunner(threading.Thread):
         assert self.image is not None
         effective = podspec.security(self.pod["spec"], self.container)
         user, refused = podspec.run_user(effective, self.image.user)
-        if refused:
-            self.waiting = ("CreateContainerConfigError", refused)
-            self._event("Warning", "Failed", f"Error: {refused}")
+        try:
+            if refused:
+                raise ConfigError(refused)
+            env = self._env()  # before any side effect: a missing Secret key changes nothing
+        except ConfigError as e:
+            self.waiting = ("CreateContainerConfigError", str(e))
+            self._event("Warning", "Failed", f"Error: {e}")
             self._back_off()
             return
         self._write_token()
+        env_file = self.dir / "env"  # not on podman's command line, which every local user can read
+        env_file.touch(mode=0o600)
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         logs = self.dir / "logs"
         logs.mkdir(exist_ok=True)
         current = logs / f"{self.container['name']}.log"
+        self._remove_container()
         if current.exists():
             current.replace(logs / f"{self.container['name']}.previous.log")  # kubectl logs -p
-        podman("rm", "--force", "--time", "0", self.cname)
         argv = podspec.run_argv(
-            name=self.cname, image=self.image.ref, pod=self.pod, container=self.container, env=self._env(),
-            user=user, token_dir=str(self.dir / "serviceaccount") if self._uses_token() else None,
+            name=self.cname, image=self.image.ref, pod=self.pod, container=self.container, env=env,
+            env_file=str(env_file), user=user,
+            token_dir=str(self.dir / "serviceaccount") if self._uses_token() else None,
             log_path=str(current), labels={BED_LABEL: self.owner.bed, POD_UID_LABEL: self.uid})
         out = subprocess.run(argv, text=True, capture_output=True, timeout=120, env=podman_env(),
                              stdin=subprocess.DEVNULL)
@@ -404,9 +448,12 @@ class PodRunner(threading.Thread):
             self.waiting = ("ContainerCreating", "")
 
     def _stop_container(self, grace: int) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds; the container stays for inspection."""
         if self._inspect() is not None:
             podman("stop", "--time", str(grace), self.cname, timeout=grace + 30)
-            podman("rm", "--force", "--time", "0", self.cname)
+
+    def _remove_container(self) -> None:
+        podman("rm", "--force", "--time", "0", self.cname)
 
     def _grace(self) -> int:
         return int(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
@@ -445,7 +492,7 @@ class PodRunner(threading.Thread):
                     self._event("Normal", "Killing", f"Container {self.container['name']} failed "
                                                      f"{name.lower()} probe, will be restarted")
                     grace = probe.spec.get("terminationGracePeriodSeconds") or self._grace()
-                    self._stop_container(int(grace))
+                    self._stop_container(int(grace))  # the next step inspects it: lastState has the real exit
                     return
 
     def _check(self, spec: dict[str, Any]) -> str | None:
@@ -511,7 +558,8 @@ class PodRunner(threading.Thread):
             status |= {"podIP": self.ip, "podIPs": [{"ip": self.ip}]}
         if status == self.published:
             return
-        self.owner.api.patch_namespaced_pod_status(self.pod_name, self.ns, {"status": status})
+        self.owner.api.patch_namespaced_pod_status(self.pod_name, self.ns, {"status": status},
+                                                   _request_timeout=TIMEOUT)
         self.published = status
 
     def _condition(self, kind: str, value: str) -> dict[str, str]:
@@ -529,8 +577,8 @@ class PodRunner(threading.Thread):
                 "firstTimestamp": stamp, "lastTimestamp": stamp,
                 "source": {"component": "kubelet", "host": self.pod["spec"].get("nodeName", "")}}
         try:
-            self.owner.api.create_namespaced_event(self.ns, body)
-        except ApiException as e:
+            self.owner.api.create_namespaced_event(self.ns, body, _request_timeout=TIMEOUT)
+        except Exception as e:  # an Event is best effort, as the kubelet's are
             log.warning("event %s for %s/%s not posted: %s", reason, self.ns, self.pod_name, e.reason)
 
     def _kwok_rules(self) -> None:
@@ -538,34 +586,46 @@ class PodRunner(threading.Thread):
         owner = [{"apiVersion": "v1", "kind": "Pod", "name": self.pod_name, "uid": self.uid}]
         logs = self.dir / "logs"
         name = self.container["name"]
-        rules = {
+        rules = {  # the Exec first: until it exists, KWOK's ClusterExec would run a command on this machine
+            "execs": {"execs": [{"containers": [name]}]},
             "logs": {"logs": [{"containers": [name], "logsFile": str(logs / f"{name}.log"),
                                "previousLogsFile": str(logs / f"{name}.previous.log"), "follow": True}]},
-            "execs": {"execs": [{"containers": [name]}]},
         }
+        custom = self.owner.custom
         for plural, spec in rules.items():
             body = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs" if plural == "logs" else "Exec",
                     "metadata": {"name": self.pod_name, "namespace": self.ns, "ownerReferences": owner},
                     "spec": spec}
+            args = ("kwok.x-k8s.io", "v1alpha1", self.ns, plural)
             try:
-                self.owner.custom.create_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", self.ns, plural, body)
+                custom.create_namespaced_custom_object(*args, body, _request_timeout=TIMEOUT)
             except ApiException as e:
                 if e.status != 409:
                     raise
+                old = custom.get_namespaced_custom_object(*args, self.pod_name, _request_timeout=TIMEOUT)
+                if [o.get("uid") for o in old["metadata"].get("ownerReferences") or []] != [self.uid]:
+                    # left by an earlier pod of the same name, pointing at its files: replace it
+                    body["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+                    custom.replace_namespaced_custom_object(*args, self.pod_name, body, _request_timeout=TIMEOUT)
 
 
 def _rfc3339(value: str | None) -> str | None:
-    """podman's '2026-11-26 10:00:00.123456789 +0000 UTC' (or RFC 3339) as Kubernetes' seconds-precision form."""
+    """podman's JSON time ('2026-11-26T11:00:00.123456789+01:00', local time with its offset) in UTC, in
+    Kubernetes' seconds-precision form."""
     if not value or value.startswith("0001-"):
         return None
-    text = value.replace(" +0000 UTC", "Z").replace(" ", "T", 1)
-    head = text.split(".", 1)[0].rstrip("Z")
-    return head[:19] + "Z"
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$", value)
+    if match is None:
+        return None
+    parsed = dt.datetime.fromisoformat(match.group(1) + match.group(2).replace("Z", "+00:00"))
+    return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ContainerStandIns:
     def __init__(self, api: Any, custom: Any, root: Path, bed_dir: Path, server: str, ca: str, pod_cidr: str) -> None:
         self.api, self.custom, self.root = api, custom, root
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)  # ServiceAccount tokens live here: not for the bed user (pod exec runs as it)
         self.bed = bed_id(bed_dir)
         self.server, self.ca = server, ca
         self.pool = IpPool(pod_cidr)
@@ -575,35 +635,60 @@ class ContainerStandIns:
     def observe(self, obj: Any, deleted: bool = False) -> None:
         pod = self.serialize(obj)
         uid = pod["metadata"]["uid"]
+        runner = self.runners.get(uid)
         if deleted or pod["metadata"].get("deletionTimestamp"):
-            runner = self.runners.pop(uid, None)
             if runner is not None:
-                runner.stopping.set()
+                runner.pod = pod
+                runner.stopping.set()  # it stops the container, then lets the pod object go
+            elif not deleted:
+                self.forget(pod)  # never run here (or run before a restart of this stand-in): nothing to stop
             return
         if not pod["spec"].get("nodeName"):
             return  # not scheduled yet
-        runner = self.runners.get(uid)
-        if runner is None:
+        if runner is None or not runner.is_alive():
             runner = self.runners[uid] = PodRunner(self, pod)
             runner.start()
         else:
             runner.pod = pod
 
+    def forget(self, pod: dict[str, Any]) -> None:
+        """The container is gone: delete the pod object (grace 0, this pod's UID only), as a kubelet does last."""
+        meta = pod["metadata"]
+        self.runners.pop(meta["uid"], None)
+        podman("rm", "--force", "--time", "0", f"--filter=label={POD_UID_LABEL}={meta['uid']}")
+        if not meta.get("deletionTimestamp"):
+            return
+        try:
+            self.api.delete_namespaced_pod(meta["name"], meta["namespace"], grace_period_seconds=0,
+                                           body={"preconditions": {"uid": meta["uid"]}}, _request_timeout=TIMEOUT)
+        except ApiException as e:
+            if e.status not in (404, 409):
+                raise
+
     def resync(self) -> str:
-        pods = self.api.list_pod_for_all_namespaces(label_selector=RUNTIME_LABEL, _request_timeout=(5, 60))
-        seen = set()
+        pods = self.api.list_pod_for_all_namespaces(label_selector=RUNTIME_SELECTOR, _request_timeout=(5, 60))
+        live = {pod.metadata.uid for pod in pods.items}
+        for pod in pods.items:  # every IP in use is known before any pod is given one
+            if pod.status and pod.status.pod_ip and not self.runners.get(pod.metadata.uid):
+                self.pool.assign(pod.metadata.uid, pod.status.pod_ip)
         for pod in pods.items:
-            seen.add(pod.metadata.uid)
             self.observe(pod)
-        for uid in set(self.runners) - seen:
-            self.runners.pop(uid).stopping.set()
+        for uid in set(self.runners) - live:
+            self.runners[uid].stopping.set()
+        # Containers of pods that went while this stand-in was down: the kubelet's garbage collection.
+        listed = podman("ps", "--all", "--filter", f"label={BED_LABEL}={self.bed}", "--format",
+                        f'{{{{.ID}}}} {{{{index .Labels "{POD_UID_LABEL}"}}}}')
+        for line in listed.stdout.splitlines():
+            container_id, _, uid = line.partition(" ")
+            if uid not in live:
+                podman("rm", "--force", "--time", "0", container_id)
         return str(pods.metadata.resource_version)
 
     def run(self) -> None:
         rv = self._resync_until_it_works()
         while True:
             try:
-                for ev in watch.Watch().stream(self.api.list_pod_for_all_namespaces, label_selector=RUNTIME_LABEL,
+                for ev in watch.Watch().stream(self.api.list_pod_for_all_namespaces, label_selector=RUNTIME_SELECTOR,
                                                resource_version=rv, timeout_seconds=300,
                                                allow_watch_bookmarks=True, _request_timeout=(5, 330)):
                     if isinstance(ev["object"], dict):  # an ERROR event (e.g. 410 Gone): start from a relist
@@ -625,9 +710,11 @@ class ContainerStandIns:
                 time.sleep(1)
 
     def stop_all(self) -> None:
-        for runner in self.runners.values():
+        """On SIGTERM (the bed going down): stop every container. A SIGKILLed stand-in leaves them running."""
+        runners = list(self.runners.values())
+        for runner in runners:
             runner.stopping.set()
-        for runner in self.runners.values():
+        for runner in runners:
             runner.join(timeout=40)
 
 

@@ -71,6 +71,9 @@ def unsupported(spec: dict[str, Any]) -> list[str]:
         out += [f"{where}.securityContext.{k}" for k in security if k not in CONTAINER_SECURITY]
         if security.get("privileged"):
             out.append(f"{where}.securityContext.privileged")
+        # Added capabilities would apply to the host's network namespace (the stand-in's pods share it).
+        added = set((security.get("capabilities") or {}).get("add") or []) - {"NET_BIND_SERVICE"}
+        out += [f"{where}.securityContext.capabilities.add[{cap}]" for cap in sorted(added)]
         seccomp = security.get("seccompProfile", {}).get("type")
         if seccomp not in (None, "RuntimeDefault", "Unconfined"):
             out.append(f"{where}.securityContext.seccompProfile.type={seccomp}")
@@ -97,8 +100,14 @@ def unsupported(spec: dict[str, Any]) -> list[str]:
             scheme = (probe.get("httpGet") or {}).get("scheme", "HTTP")
             if scheme != "HTTP":
                 out.append(f"{where}.{kind}.httpGet.scheme={scheme}")
-        unknown_resources = set((c.get("resources") or {}).get("limits") or {}) - {"cpu", "memory"}
-        out += [f"{where}.resources.limits.{r}" for r in sorted(unknown_resources)]
+            port = (probe.get("httpGet") or probe.get("tcpSocket") or {}).get("port")
+            named = {p.get("name") for p in c.get("ports") or []}
+            if isinstance(port, str) and not port.isdigit() and port not in named:
+                out.append(f"{where}.{kind}: port {port!r} is not a named container port")
+        limits = (c.get("resources") or {}).get("limits") or {}
+        out += [f"{where}.resources.limits.{r}" for r in sorted(set(limits) - {"cpu", "memory"})]
+        if "memory" in limits and not re.fullmatch(r"[0-9.]+(e[0-9]+|Ki|Mi|Gi|Ti|k|M|G|T)?", str(limits["memory"])):
+            out.append(f"{where}.resources.limits.memory={limits['memory']}")
     return out
 
 
@@ -150,8 +159,9 @@ def run_user(effective: dict[str, Any], image_user: str) -> tuple[str, str | Non
 
 
 def run_argv(*, name: str, image: str, pod: dict[str, Any], container: dict[str, Any], env: dict[str, str],
-             user: str, token_dir: str | None, log_path: str, labels: dict[str, str]) -> list[str]:
-    """`podman run` for one container, honouring what unsupported() accepted."""
+             env_file: str, user: str, token_dir: str | None, log_path: str, labels: dict[str, str]) -> list[str]:
+    """`podman run` for one container, honouring what unsupported() accepted. The environment is in `env_file`
+    (written by the caller, mode 0600): values from Secrets never appear on a command line."""
     spec = pod["spec"]
     effective = security(spec, container)
     argv = ["podman", "run", "--detach", "--name", name, "--network", "host", "--hostname", pod["metadata"]["name"],
@@ -159,8 +169,10 @@ def run_argv(*, name: str, image: str, pod: dict[str, Any], container: dict[str,
             "--pull", "never"]
     for key, value in labels.items():
         argv += ["--label", f"{key}={value}"]
-    for group in (spec.get("securityContext") or {}).get("supplementalGroups") or []:
-        argv += ["--group-add", str(group)]
+    pod_security = spec.get("securityContext") or {}
+    for group in [*(pod_security.get("supplementalGroups") or []), *([pod_security["fsGroup"]]
+                                                                     if "fsGroup" in pod_security else [])]:
+        argv += ["--group-add", str(group)]  # fsGroup: a supplementary group, as the kubelet adds it
     if effective.get("readOnlyRootFilesystem"):
         argv += ["--read-only", "--read-only-tmpfs=false"]  # podman would add writable tmpfs mounts otherwise
     if effective.get("allowPrivilegeEscalation") is False:
@@ -179,8 +191,7 @@ def run_argv(*, name: str, image: str, pod: dict[str, Any], container: dict[str,
         argv += ["--cpus", cpus(str(limits["cpu"]))]
     if container.get("workingDir"):
         argv += ["--workdir", container["workingDir"]]
-    for key, value in env.items():
-        argv += ["--env", f"{key}={value}"]
+    argv += ["--env-file", env_file]
     if token_dir is not None:
         argv += ["--volume", f"{token_dir}:{TOKEN_DIR}:ro"]
     command = [expand(a, env) for a in container.get("command") or []]

@@ -67,7 +67,10 @@ def serve(address: str, alive: Check, ready: Check) -> ThreadingHTTPServer | Non
                 self._answer(404, "not found: /healthz (liveness) and /readyz (readiness) are served here\n")
                 return
             check, failing = found
-            reason = check()
+            try:
+                reason = check()
+            except Exception as e:  # a probe answers; an exception must not drop the connection
+                reason = f"health check failed: {type(e).__name__}: {e}"
             self._answer(200, "ok\n") if reason is None else self._answer(failing, reason + "\n")
 
         def _answer(self, code: int, text: str) -> None:

@@ -65,25 +65,28 @@ class Leadership:
         return max(0.2, self.duration / 10)
 
     def leading(self) -> bool:
-        return self._renewed_at is not None and self.clock() - self._renewed_at < self.renew_deadline
+        renewed = self._renewed_at  # read once: the health thread asks while the event loop may clear it
+        return renewed is not None and self.clock() - renewed < self.renew_deadline
 
     def unready_reason(self) -> str | None:
         """None when this process leads, or is a standby that reached the Lease within one lease duration
         (it could take over); otherwise why it could not."""
         if self.leading():
             return None
-        if self._contact_at is None:
+        contact = self._contact_at
+        if contact is None:
             return f"standby: has not reached the leader Lease {self.namespace}/{self.name} yet"
-        silent = self.clock() - self._contact_at
+        silent = self.clock() - contact
         if silent > self.duration:
             return f"standby: the leader Lease {self.namespace}/{self.name} unreachable for {silent:.0f}s"
         return None
 
     def check(self) -> None:
         """Raises NotLeader unless this process holds the Lease and is inside its renew deadline."""
-        if self._renewed_at is None:
+        renewed = self._renewed_at
+        if renewed is None:
             raise NotLeader("this operator is a standby: it does not hold the leader Lease")
-        late = self.clock() - self._renewed_at
+        late = self.clock() - renewed
         if late >= self.renew_deadline:
             raise NotLeader(f"leader Lease not renewed for {late:.1f}s (renew deadline {self.renew_deadline:g}s): "
                             "another operator may take over, so this one stops acting")
@@ -129,6 +132,7 @@ class Leadership:
                 log.warning("leader lease renewal failed: %s", getattr(e, "reason", None) or e)
                 next_try = self.clock() + self.retry_every
                 continue
+            self._contact_at = self.clock()
             if not held:
                 return "the Lease is held by another operator"
             self._renewed_at = sent

@@ -79,3 +79,21 @@ def lease_holder(cluster: Cluster) -> str:
     out = cluster.kubectl("get", "lease", "-n", NAMESPACE, "rolecall-operator", "-o",
                           "jsonpath={.spec.holderIdentity}", check=False)
     return out.stdout.strip()
+
+
+def memory_limit(pid: int) -> int:
+    """The memory limit the kernel enforces on a process: its memory cgroup's (v1 or v2) limit in bytes."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return int(Path(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes").read_text())
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        if line.startswith("0::"):
+            return int(Path(f"/sys/fs/cgroup{line[3:]}/memory.max").read_text())
+    raise AssertionError(f"no memory cgroup for {pid}")
+
+
+def mount_points(pid: int) -> dict[str, str]:
+    """Mount point -> mount options, as the process sees its mounts."""
+    return {fields[4]: fields[5] for fields in (line.split() for line in
+                                                   Path(f"/proc/{pid}/mountinfo").read_text().splitlines())}

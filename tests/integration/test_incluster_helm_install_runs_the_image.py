@@ -27,6 +27,8 @@ from incluster import (
     helm,
     image_id,
     lease_holder,
+    memory_limit,
+    mount_points,
     operator_pods,
     process_facts,
     ready,
@@ -42,6 +44,7 @@ from cachekit import (
     create_deployment,
     create_pods,
     pod_ips,
+    standin_pod,
     status,
     wait_handled,
     wait_memcached,
@@ -62,6 +65,7 @@ from dbkit import (
 from dbkit import wait_finished as wait_maintenance
 from harness import REPO, Cluster, delete_namespace, deployment, new_namespace, running_pods, wait_for
 from testbed.containers import podman
+from testbed.podspec import TOKEN_DIR
 from webkit import create_web, held_connections, request_refresh, webserver
 
 pytestmark = pytest.mark.incluster
@@ -100,8 +104,10 @@ def test_the_operator_pod_runs_the_image_as_65532_on_a_read_only_root(installed:
     uid, root_options = process_facts(found["State"]["Pid"])
     assert uid == 65532
     assert root_options.split(",")[0] == "ro", root_options
-    assert not any(m.get("Type") == "tmpfs" for m in found["Mounts"]), found["Mounts"]  # nothing writable added
-    assert found["HostConfig"]["Memory"] == 256 * 2**20  # the chart's memory limit, enforced by the runtime
+    mounts = mount_points(found["State"]["Pid"])
+    assert not {"/tmp", "/var/tmp", "/run"} & set(mounts), mounts  # no writable tmpfs added over the read-only root
+    assert mounts[f"{TOKEN_DIR}"].split(",")[0] == "ro", mounts
+    assert memory_limit(found["State"]["Pid"]) == 256 * 2**20  # the chart's limit, as the kernel enforces it
     proc_status = Path(f"/proc/{found['State']['Pid']}/status").read_text().splitlines()
     kernel = dict(line.split(":\t", 1) for line in proc_status if ":\t" in line)
     assert int(kernel["CapEff"], 16) == 0 and kernel["NoNewPrivs"].strip() == "1", kernel  # drop ALL, no escalation
@@ -111,37 +117,45 @@ def test_the_operator_pod_runs_the_image_as_65532_on_a_read_only_root(installed:
     assert lease_holder(installed).startswith(pod["metadata"]["name"])
     logs = installed.kubectl("logs", "-n", NAMESPACE, pod["metadata"]["name"]).stdout
     assert "leader lease rolecall-system/rolecall-operator acquired" in logs, logs[-2000:]
+    refused = installed.kubectl("exec", "-n", NAMESPACE, pod["metadata"]["name"], "--", "id", check=False)
+    assert refused.returncode != 0 and "not set local exec" in refused.stderr, refused  # never run on the host
 
 
-def test_a_clear_by_the_in_cluster_operator_flushes_each_pod_once(installed: Cluster, ns: str) -> None:
-    ips = _memcached(installed, ns, 3)
-    create_cs(installed, ns, cacheserver("mc", "memcached", {"app": "mc"}))
-    wait_for(lambda: status(installed, ns, "mc").get("observedGeneration") == 1, "observed", 60)
-    annotate_clear(installed, ns, "mc", "in-cluster")
-    st = wait_handled(installed, ns, "mc", "in-cluster", 60)
+def _clear_flushes_each_pod_once(cluster: Cluster, ns: str, token: str) -> None:
+    ips = _memcached(cluster, ns, 3)
+    create_cs(cluster, ns, cacheserver("mc", "memcached", {"app": "mc"}))
+    wait_for(lambda: status(cluster, ns, "mc").get("observedGeneration") == 1, "observed", 60)
+    annotate_clear(cluster, ns, "mc", token)
+    st = wait_handled(cluster, ns, "mc", token, 60)
     assert condition(st, "Cleared")["status"] == "True", st
     assert {name: cmd_flush(ip) for name, ip in ips.items()} == dict.fromkeys(ips, 1)
 
 
-def test_a_webserver_counts_connections_and_a_maintenance_deletes_old_rows(installed: Cluster, ns: str) -> None:
-    from cachekit import standin_pod
-
-    create_pods(installed, ns, [standin_pod("web-a", "nginx", {"app": "web"})])
-    running_pods(installed, ns, "app=web", 1)
-    ip = pod_ips(installed, ns, "app=web")["web-a"]
-    create_web(installed, ns, webserver("web", "nginx", {"app": "web"}, refreshIntervalSeconds=3600))
+def _web_counts_and_maintenance_deletes(cluster: Cluster, ns: str) -> None:
+    create_pods(cluster, ns, [standin_pod("web-a", "nginx", {"app": "web"})])
+    running_pods(cluster, ns, "app=web", 1)
+    ip = pod_ips(cluster, ns, "app=web")["web-a"]
+    create_web(cluster, ns, webserver("web", "nginx", {"app": "web"}, refreshIntervalSeconds=3600))
     with held_connections(ip, idle=2, in_flight=1):
-        st = request_refresh(installed, ns, "web", "in-cluster")
+        st = request_refresh(cluster, ns, "web", "in-cluster")
         assert st["activeConnections"] == 3, st
 
-    db_ip = pg_pods(installed, ns, ["pg-0"])["pg-0"]
+    db_ip = pg_pods(cluster, ns, ["pg-0"])["pg-0"]
     seed_events(db_ip)
-    create(installed, ns, SERVERS, pg_server("db", {"app": "pg"}))
-    create(installed, ns, MAINTENANCES, maintenance("purge", "db", [CLEAR]))
-    done = wait_maintenance(installed, ns, "purge")
+    create(cluster, ns, SERVERS, pg_server("db", {"app": "pg"}))
+    create(cluster, ns, MAINTENANCES, maintenance("purge", "db", [CLEAR]))
+    done = wait_maintenance(cluster, ns, "purge")
     assert done["phase"] == "Succeeded" and done["rowsDeleted"] == OLD, done
     assert pg_scalar(db_ip, "SELECT count(*) FROM events WHERE payload = 'old'") == 0
     assert pg_scalar(db_ip, "SELECT count(*) FROM events WHERE payload = 'new'") == NEW
+
+
+def test_a_clear_by_the_in_cluster_operator_flushes_each_pod_once(installed: Cluster, ns: str) -> None:
+    _clear_flushes_each_pod_once(installed, ns, "in-cluster")
+
+
+def test_a_webserver_counts_connections_and_a_maintenance_deletes_old_rows(installed: Cluster, ns: str) -> None:
+    _web_counts_and_maintenance_deletes(installed, ns)
 
 
 def test_the_token_is_the_service_accounts_a_verb_removed_from_the_chart_rbac_shows_in_status(
@@ -239,7 +253,8 @@ def test_helm_upgrade_to_a_rebuilt_image_then_two_replicas_with_one_acting(insta
     assert out.returncode == 0, out.stdout + out.stderr
     pods = wait_ready_operators(installed, 2)
     names = {p["metadata"]["name"] for p in pods}
-    holder = wait_for(lambda: (h := lease_holder(installed)) and h.split("-")[:3] and h, "a lease holder", 60)
+    holder = wait_for(lambda: (h := lease_holder(installed)) and any(h.startswith(n) for n in names) and h,
+                      "one of the two new pods to hold the Lease", 60)
     assert sum(holder.startswith(n) for n in names) == 1, (holder, names)
     standby = next(p for p in pods if not holder.startswith(p["metadata"]["name"]))
     assert httpx.get(f"http://{standby['status']['podIP']}:8081/readyz", timeout=5).status_code == 200
@@ -290,6 +305,8 @@ def test_liveness_restarts_a_frozen_operator_and_a_standby_is_ready(installed: C
                                  "--health-address", "$(POD_IP):8081"],
                         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
                         "ports": [{"name": "health", "containerPort": 8081}],
+                        "startupProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 1,
+                                         "failureThreshold": 60},
                         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 1,
                                           "timeoutSeconds": 1, "failureThreshold": 3},
                         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}, "periodSeconds": 1},
@@ -303,14 +320,19 @@ def test_liveness_restarts_a_frozen_operator_and_a_standby_is_ready(installed: C
 
         first = wait_for(standby, "the standby Ready", 60)
         assert not lease_holder(installed).startswith("standby")
-        os.kill(container(first)["State"]["Pid"], signal.SIGSTOP)
+        frozen = container(first)
+        restarts = first["status"]["containerStatuses"][0]["restartCount"]
+        os.kill(frozen["State"]["Pid"], signal.SIGSTOP)
 
         def restarted() -> dict | None:
             found = standby()
-            return found if found and found["status"]["containerStatuses"][0]["restartCount"] >= 1 else None
+            return found if found and found["status"]["containerStatuses"][0]["restartCount"] > restarts else None
 
         again = wait_for(restarted, "the frozen standby restarted by liveness and Ready again", 90)
-        assert again["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 128 + signal.SIGKILL
+        assert container(again)["Id"] != frozen["Id"]
+        last = again["status"]["containerStatuses"][0]["lastState"]["terminated"]
+        # SIGTERM stays pending while stopped: the grace period ran out and SIGKILL ended it (podman's own record)
+        assert last["exitCode"] == 128 + signal.SIGKILL and last["containerID"] == f"podman://{frozen['Id']}", last
         reasons = installed.kubectl("get", "events", "-n", NAMESPACE, "--field-selector",
                                     "involvedObject.name=standby", "-o", "jsonpath={.items[*].message}").stdout
         assert "Liveness probe failed" in reasons and "failed liveness probe, will be restarted" in reasons, reasons
@@ -337,6 +359,8 @@ def test_kubectl_apply_k_with_an_overlay_installs_the_same_image_and_works(insta
                                                                         tmp_path: Path) -> None:
     """The plain install (after the Helm release is gone, its CRDs kept): an overlay sets the local image and the
     bed's runtime label, as a user's overlay sets their registry."""
+    helm(installed, "uninstall", "rolecall", "--namespace", NAMESPACE, "--wait")  # if an earlier test left it
+    wait_for(lambda: not operator_pods(installed), "no operator pods", 60)
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     label = [{"op": "add", "path": "/spec/template/metadata/labels/testbed.rolecall.dev~1runtime", "value": "podman"}]
@@ -350,11 +374,7 @@ def test_kubectl_apply_k_with_an_overlay_installs_the_same_image_and_works(insta
     try:
         (pod,) = wait_ready_operators(installed, 1)
         assert container(pod)["Image"] == image_id()
-        ips = _memcached(installed, ns, 2)
-        create_cs(installed, ns, cacheserver("mc", "memcached", {"app": "mc"}))
-        wait_for(lambda: status(installed, ns, "mc").get("observedGeneration") == 1, "observed", 60)
-        annotate_clear(installed, ns, "mc", "kustomize")
-        wait_handled(installed, ns, "mc", "kustomize", 60)
-        assert {name: cmd_flush(ip) for name, ip in ips.items()} == dict.fromkeys(ips, 1)
+        _clear_flushes_each_pod_once(installed, ns, "kustomize")
+        _web_counts_and_maintenance_deletes(installed, ns)
     finally:
         installed.kubectl("delete", "deployment", "-n", NAMESPACE, "rolecall-operator", "--wait=false", check=False)
