@@ -61,6 +61,13 @@ bad_times = st.sampled_from(["2026-02-30T10:00:00Z", "2100-02-29T00:00:00Z", "to
 workload = st.fixed_dictionaries({"kind": st.sampled_from(["Deployment", "StatefulSet"]),
                                   "name": st.sampled_from(["target", "missing"])})
 secret = st.fixed_dictionaries({"name": st.sampled_from(["creds", "missing"])})
+schedule = st.fixed_dictionaries(
+    {"cron": st.sampled_from(["0 3 * * *", "*/15 9-17 * * mon-fri", "* * * * * */20", "0 0 30 2 *"])},
+    optional={"timeZone": st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]), "suspend": st.booleans(),
+              "startingDeadlineSeconds": st.integers(1, 86400)})
+bad_schedule = st.sampled_from([{"cron": "61 * * * *"}, {"cron": "junk"}, {"cron": "*/0 * * * *"},
+                                {"cron": "0 3 * * *", "timeZone": "Mars/Base"},
+                                {"cron": "0 3 * * *", "startingDeadlineSeconds": 0}, {"timeZone": "UTC"}])
 
 # Each kind: a spec of valid values, and for some fields values the apiserver must refuse.
 COMMON = {"selector": selector, "concurrency": st.integers(1, 300) | st.just("25%"), "stopped": st.booleans(),
@@ -72,6 +79,7 @@ BAD_COMMON = {"selector": bad_selector, "concurrency": st.sampled_from([0, -1, "
               "nodeSelector": bad_labels}
 VALID = {
     "CacheServer": {"engine": st.sampled_from(["memcached", "redis"]), **COMMON, "clearedAfter": times,
+                    "clearSchedule": schedule,
                     "credentialsSecretRef": secret, "statsIntervalSeconds": st.integers(10, 86400),
                     "port": st.integers(1, 65535)},
     "WebServer": {"engine": st.sampled_from(["nginx", "apache"]), **COMMON,
@@ -79,7 +87,7 @@ VALID = {
                   "refreshIntervalSeconds": st.integers(5, 86400), "drainTimeoutSeconds": st.integers(0, 3600),
                   "userCount": st.fixed_dictionaries({"path": st.just("/stats"), "field": st.just("a.b")})},
     "DatabaseServer": {"engine": st.just("postgresql"), **COMMON, "database": st.just("orders"),
-                       "compactedAfter": times, "credentialsSecretRef": secret,
+                       "compactedAfter": times, "compactSchedule": schedule, "credentialsSecretRef": secret,
                        "timeoutSeconds": st.integers(1, 86400)},
     "DatabaseMaintenance": {
         "databaseServerRef": st.fixed_dictionaries({"name": st.sampled_from(["db", "missing"])}),
@@ -93,13 +101,14 @@ VALID = {
 }
 BAD = {
     "CacheServer": {**BAD_COMMON, "engine": st.just("mongo"), "clearedAfter": bad_times,
+                    "clearSchedule": bad_schedule,
                     "credentialsSecretRef": st.just({"name": "Bad_Name"}), "statsIntervalSeconds": st.just(0),
                     "port": st.sampled_from([0, 70000])},
     "WebServer": {**BAD_COMMON, "engine": st.just("iis"), "statusPath": st.sampled_from(["no-slash", "/a b"]),
                   "refreshIntervalSeconds": st.just(1), "drainTimeoutSeconds": st.just(-1),
                   "userCount": st.sampled_from([{"path": "stats", "field": "a.b"}, {"path": "/s", "field": "a..b"}])},
     "DatabaseServer": {**BAD_COMMON, "engine": st.just("mysql"), "path": st.sampled_from(["rel.db", "/a/../b"]),
-                       "database": st.just("x" * 70), "compactedAfter": bad_times,
+                       "database": st.just("x" * 70), "compactedAfter": bad_times, "compactSchedule": bad_schedule,
                        "container": st.just("Bad_C")},
     "DatabaseMaintenance": {
         "databaseServerRef": st.just({"name": "Bad_Name"}),

@@ -20,11 +20,12 @@ from harness import Cluster, bind, client_as, wait_for
 
 GROUP, VERSION = "rolecall.dev", "v1alpha1"
 EXEC_OR = "needs create on pods/exec or create on {}"
-CLEAR = "a cache clear (clear-requested-at or spec.clearedAfter) " + EXEC_OR.format("cacheservers/clear (rolecall.dev)")
+CLEAR = ("a cache clear (clear-requested-at, spec.clearedAfter, or spec.clearSchedule for every slot) "
+         + EXEC_OR.format("cacheservers/clear (rolecall.dev)"))
 STOP = ("stopping or starting (spec.stopped, or spec.workloadRef while stopped) needs patch on the workload's scale "
         "subresource (deployments/scale or statefulsets/scale) or create on {}/stop (rolecall.dev)")
 SECRET = "spec.credentialsSecretRef (rolecall reads that Secret for you) needs get on that Secret"
-COMPACT = ("a compaction (compact-requested-at or spec.compactedAfter) "
+COMPACT = ("a compaction (compact-requested-at, spec.compactedAfter, or spec.compactSchedule for every slot) "
            + EXEC_OR.format("databaseservers/compact (rolecall.dev)"))
 RUN = ("creating (or resuming) a DatabaseMaintenance, which runs SQL on the database "
        + EXEC_OR.format("databasemaintenances/run (rolecall.dev)"))
@@ -85,6 +86,8 @@ ATTEMPTS: list[tuple[str, str, Callable[[Any, str], Any], str]] = [
     ("annotate-clear", "alice", _annotate("CacheServer", "cache", "rolecall.dev/clear-requested-at", "1"), CLEAR),
     ("patch-clearedAfter", "alice", _patch("CacheServer", "cache", {"spec": {"clearedAfter": LATER}}), CLEAR),
     ("create-with-clearedAfter", "alice", _create("CacheServer", "c2", {**CACHE, "clearedAfter": LATER}), CLEAR),
+    ("patch-clearSchedule", "alice", _patch("CacheServer", "cache", {"spec": {"clearSchedule": {"cron": "0 3 * * *"}}}),
+     CLEAR),
     ("create-with-clear-annotation", "alice",
      _create("CacheServer", "c3", CACHE, {"rolecall.dev/clear-requested-at": "now"}), CLEAR),
     ("stop-cache", "alice", _patch("CacheServer", "cache", {"spec": {"stopped": True}}), STOP.format("cacheservers")),
@@ -104,6 +107,8 @@ ATTEMPTS: list[tuple[str, str, Callable[[Any, str], Any], str]] = [
     ("annotate-compact", "alice", _annotate("DatabaseServer", "db", "rolecall.dev/compact-requested-at", "1"),
      COMPACT),
     ("patch-compactedAfter", "alice", _patch("DatabaseServer", "db", {"spec": {"compactedAfter": LATER}}), COMPACT),
+    ("patch-compactSchedule", "alice",
+     _patch("DatabaseServer", "db", {"spec": {"compactSchedule": {"cron": "0 4 * * sun"}}}), COMPACT),
     ("stop-database", "alice", _patch("DatabaseServer", "db", {"spec": {"stopped": True}}),
      STOP.format("databaseservers")),
     ("database-credentials-secret", "alice",

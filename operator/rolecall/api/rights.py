@@ -103,14 +103,17 @@ SECRET = Action(
 
 ACTIONS: dict[str, tuple[Action, ...]] = {  # by plural
     "cacheservers": (
-        Action("clear", f"{token_changed(CLEAR_ANNOTATION)} || {field_changed('clearedAfter')}",
-               (EXEC, _narrow("cacheservers", "clear")), "a cache clear (clear-requested-at or spec.clearedAfter)"),
+        Action("clear", f"{token_changed(CLEAR_ANNOTATION)} || {field_changed('clearedAfter')} || "
+                        f"{field_changed('clearSchedule')}",
+               (EXEC, _narrow("cacheservers", "clear")),
+               "a cache clear (clear-requested-at, spec.clearedAfter, or spec.clearSchedule for every slot)"),
         _stop("cacheservers"), SECRET),
     "webservers": (_stop("webservers"),),
     "databaseservers": (
-        Action("compact", f"{token_changed(COMPACT_ANNOTATION)} || {field_changed('compactedAfter')}",
+        Action("compact", f"{token_changed(COMPACT_ANNOTATION)} || {field_changed('compactedAfter')} || "
+                          f"{field_changed('compactSchedule')}",
                (EXEC, _narrow("databaseservers", "compact")),
-               "a compaction (compact-requested-at or spec.compactedAfter)"),
+               "a compaction (compact-requested-at, spec.compactedAfter, or spec.compactSchedule for every slot)"),
         _stop("databaseservers"), SECRET),
     "databasemaintenances": (
         Action("run", "request.operation == 'CREATE' || (oldObject.spec.suspend == true && "

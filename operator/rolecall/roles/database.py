@@ -166,7 +166,8 @@ async def _compact(ctx: Ctx, creds: Credentials | None, target: Target, ip: str)
 COMPACT: request.Action[Credentials | None] = request.Action(
     name="compact", condition="Compacted", busy="Compacting", done="Compacted", noun="compaction",
     token_annotation=COMPACT_ANNOTATION, handled_field="last_handled_compact_request", after_field="compacted_after",
-    completed_field="last_compacted_at", resolve=_the_target, act=_compact, prepare=_credentials,
+    completed_field="last_compacted_at", schedule_field="compact_schedule", resolve=_the_target, act=_compact,
+    prepare=_credentials,
     rights=lambda ctx: ("compact", "credentials") if ctx.spec.credentials_secret_ref else ("compact",), attempts=1)
 
 

@@ -29,7 +29,9 @@ from rolecall import kube, metrics
 from rolecall.api.types import format_time, parse_time
 from rolecall.api.v1alpha1.common import (
     MAX_FAILED_PODS,
+    MAX_HISTORY,
     MAX_POD_RESULTS,
+    HistoryEntry,
     LastRequest,
     NodeSummary,
     PodResult,
@@ -38,7 +40,7 @@ from rolecall.api.v1alpha1.common import (
 from rolecall.runs import authz, events, fanout, ledger
 from rolecall.runs.context import Context
 from rolecall.runs.reasons import Stall
-from rolecall.runs.triggers import Trigger, after_due, describe, token_due
+from rolecall.runs.triggers import Trigger, after_due, describe, schedule_due, schedule_handled, token_due
 from rolecall.targets import pods
 from rolecall.targets.pods import NotActionable, Target
 
@@ -73,6 +75,7 @@ class Action(Generic[P]):
     handled_field: str | None  # status attribute echoing the handled token
     after_field: str | None  # spec attribute: "done at or after this time"
     completed_field: str | None  # status attribute: when the last completed request was accepted
+    schedule_field: str | None = None  # spec attribute holding a ScheduleSpec: every slot is a request
     # The fan-out: which targets, and what to do on each (ctx, prepared, target, address). An action without
     # them has no side effects (a web refresh): it only uses trigger detection and acknowledgement.
     resolve: Callable[[Context[Any, Any]], Awaitable[list[Target]]] | None = None
@@ -92,9 +95,11 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
     s = ctx.role_status
     run = s.run if s.run is not None and s.run.action == action.name else None
     token, after = token_due(ctx, action), after_due(ctx, action)
-    if run is not None and run.first_pass_done and (token or (after and after != run.cleared_after)):
+    slot = schedule_due(ctx, action) if not (token or after) else None  # one request at a time; it stays due
+    if run is not None and run.first_pass_done and (token or (after and after != run.cleared_after)
+                                                    or (slot and slot != run.scheduled_at)):
         run = s.run = None  # a new request supersedes retries of an earlier one: it covers every target again
-    if run is None and not (token or after):
+    if run is None and not (token or after or slot):
         return
     if run is not None and run.first_pass_done and run.retry_at:
         wait = (parse_time(run.retry_at) - ctx.clock.wall()).total_seconds()
@@ -103,7 +108,7 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
             ctx.mark_busy("RetryingFailedTargets", f"{ledger.failed(run)} of {run.targets} targets failed; "
                                                    f"trying them again at {run.retry_at}.")
             return
-    trigger = Trigger(run.token, run.cleared_after) if run else Trigger(token, after)
+    trigger = Trigger(run.token, run.cleared_after, run.scheduled_at) if run else Trigger(token, after, slot)
     requester = (authz.Requester(run.requester, tuple(run.requester_groups or ()))
                  if run is not None and run.requester else authz.requester_of(ctx.obj, ctx.plural, action.name))
     refused = await authz.refusal(ctx.plural, ctx.obj, requester, *action.rights(ctx))
@@ -129,7 +134,8 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
 async def _accept(ctx: Context[Any, Any], action: Action[Any], trigger: Trigger, targets: list[Target],
                   requester: authz.Requester | None) -> RunLedger:
     s = ctx.role_status
-    run = RunLedger(action=action.name, token=trigger.token, cleared_after=trigger.after, accepted_at=ctx.clock.now(),
+    run = RunLedger(action=action.name, token=trigger.token, cleared_after=trigger.after,
+                    scheduled_at=trigger.scheduled, accepted_at=ctx.clock.now(),
                     requester=requester.user if requester else None,
                     requester_groups=list(requester.groups) if requester and requester.groups else None,
                     holder=ctx.identity, targets=len(targets), pending=[t.uid for t in targets])
@@ -150,7 +156,7 @@ async def _accept(ctx: Context[Any, Any], action: Action[Any], trigger: Trigger,
 
 async def _resume(ctx: Context[Any, Any], action: Action[Any], run: RunLedger) -> None:
     """Continues an accepted run; one interrupted in another process (a crash, a takeover) is reported."""
-    note = f"{run.action}:{run.token or run.cleared_after}:{run.accepted_at}"
+    note = f"{run.action}:{run.token or run.cleared_after or run.scheduled_at}:{run.accepted_at}"
     if run.holder != ctx.identity and ctx.memory.resumed_note != note:
         ctx.memory.resumed_note = note
         where = f"it was being carried out by {run.holder}" if run.holder else "its operator stopped"
@@ -312,16 +318,38 @@ def _acknowledge(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | N
                  message: str, trigger: Trigger | None = None, retry_at: str | None = None,
                  attempts: int | None = None) -> None:
     s = ctx.role_status
-    trigger = trigger or Trigger(run.token if run else None, run.cleared_after if run else None)
+    trigger = trigger or Trigger(run.token if run else None, run.cleared_after if run else None,
+                                 run.scheduled_at if run else None)
     if trigger.token and action.handled_field:
         setattr(s, action.handled_field, trigger.token)  # handled, whatever the outcome: waiting clients end
+    if trigger.scheduled and not trigger.token and not trigger.after:
+        schedule_handled(ctx, action, trigger.scheduled)  # never run again, whatever the outcome
     s.last_request = LastRequest(
-        action=action.name, token=trigger.token, requested_after=trigger.after, outcome=outcome,
+        action=action.name, token=trigger.token, requested_after=trigger.after, scheduled_at=trigger.scheduled,
+        outcome=outcome,
         reason=reason, message=message[:2048], accepted_at=run.accepted_at if run else None,
         finished_at=ctx.clock.now(), targets=run.targets if run else None, done=s.done if run else None,
         failed=s.failed if run else None, retry_at=retry_at, attempts=attempts,
         observed_generation=ctx.generation)
+    _remember(ctx, action, run, trigger, outcome)
     metrics.REQUEST_OUTCOMES.labels(ctx.kind.kind, action.name, outcome).inc()
+
+
+def _remember(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, trigger: Trigger,
+              outcome: str) -> None:
+    """status.history: newest first, bounded; a request acknowledged again (it recovered after a retry) keeps
+    its one entry, updated."""
+    s = ctx.role_status
+    entry = HistoryEntry(
+        action=action.name, trigger=trigger.kind, token=trigger.token, requested_after=trigger.after,
+        scheduled_at=trigger.scheduled, requester=run.requester if run else None,
+        accepted_at=run.accepted_at if run else None, finished_at=ctx.clock.now(),
+        targets=run.targets if run else None, done=s.done if run else None, failed=s.failed if run else None,
+        failed_pods=[p.pod for p in s.failed_pods or []][:5] or None if run else None, outcome=outcome)
+    history = list(s.history or [])
+    if history and run is not None and (history[0].action, history[0].accepted_at) == (action.name, run.accepted_at):
+        history.pop(0)
+    s.history = [entry, *history][:MAX_HISTORY]
 
 
 async def _end(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, trigger: Trigger, outcome: str,

@@ -1,4 +1,5 @@
-"""Trigger detection: is a request due now? A token the status has not echoed, or a spec time not yet met.
+"""Trigger detection: is a request due now? A token the status has not echoed, a spec time not yet met, or
+a schedule slot not yet handled.
 
 Pure reads of the object and its status (plus a timer for a time still in the future): the request core
 (runs/request.py) calls these first, and a role whose action has no fan-out (a web refresh) uses them alone.
@@ -9,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rolecall.api.types import parse_time
-from rolecall.api.v1alpha1.common import RunLedger
+from rolecall.api.types import format_time, parse_time
+from rolecall.api.v1alpha1.common import RunLedger, ScheduleSpec, ScheduleStatus
+from rolecall.runs import calendar
 from rolecall.runs.context import Context
 from rolecall.runs.reasons import Stall
 
@@ -33,18 +35,30 @@ class Triggered(Protocol):
     @property
     def completed_field(self) -> str | None: ...
 
+    @property
+    def schedule_field(self) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class Trigger:
     token: str | None
     after: str | None
+    scheduled: str | None = None  # a schedule slot (format_time), when neither a token nor a spec time asked
 
     def describe(self) -> str:
-        return f"request {self.token!r}" if self.token else f"{self.after} (spec time)"
+        if self.token:
+            return f"request {self.token!r}"
+        if self.after:
+            return f"{self.after} (spec time)"
+        return f"the {self.scheduled} slot of the schedule"
+
+    @property
+    def kind(self) -> str:
+        return "Annotation" if self.token else "SpecTime" if self.after else "Schedule"
 
 
 def describe(run: RunLedger) -> str:
-    return Trigger(run.token, run.cleared_after).describe()
+    return Trigger(run.token, run.cleared_after, run.scheduled_at).describe()
 
 
 def token_due(ctx: Context[Any, Any], action: Triggered) -> str | None:
@@ -84,6 +98,49 @@ def after_due(ctx: Context[Any, Any], action: Triggered) -> str | None:
                 ctx.mark_busy("RetryingFailedTargets", f"{tried.message} Trying again at {tried.retry_at}.")
             return None
     return str(wanted)
+
+
+def schedule_status(ctx: Context[Any, Any], action: Triggered) -> ScheduleStatus | None:
+    """This action's entry in status.schedules (None when it has no schedule)."""
+    return next((e for e in ctx.role_status.schedules or [] if e.action == action.name), None)
+
+
+def schedule_due(ctx: Context[Any, Any], action: Triggered) -> str | None:
+    """The schedule slot to run now, if any. Keeps status.schedules current (since, next slot, missed) and wakes
+    the object at the next slot. Slots before the schedule was first seen never run; of the slots missed
+    since the last one handled, only the latest runs (once), unless it is past the starting deadline."""
+    spec: ScheduleSpec | None = getattr(ctx.spec, action.schedule_field) if action.schedule_field else None
+    entries = [e for e in ctx.role_status.schedules or [] if e.action != action.name]
+    if spec is None:
+        ctx.role_status.schedules = entries or None
+        return None
+    now = ctx.clock.wall()
+    entry = schedule_status(ctx, action)
+    if entry is None or (entry.cron, entry.time_zone) != (spec.cron, spec.time_zone):
+        entry = ScheduleStatus(action=action.name, cron=spec.cron, time_zone=spec.time_zone, since=format_time(now))
+    ctx.role_status.schedules = [*entries, entry]
+    since = parse_time(entry.last_schedule_time or entry.since)
+    found = calendar.due(spec.cron, spec.time_zone, since, now)
+    entry.next_schedule_time = format_time(found.next)
+    entry.suspended = spec.suspend
+    ctx.wake_in(max(0.05, (found.next - now).total_seconds()))
+    if found.slot is None:
+        return None
+    late = (now - found.slot).total_seconds()
+    if spec.suspend or (spec.starting_deadline_seconds is not None and late > spec.starting_deadline_seconds):
+        entry.missed += found.missed + 1  # never run: suspended, or too late to start
+        entry.last_schedule_time = format_time(found.slot)
+        return None
+    entry.missed += found.missed
+    return format_time(found.slot)
+
+
+def schedule_handled(ctx: Context[Any, Any], action: Triggered, slot: str) -> None:
+    """Records a slot as handled (its request ended), so no process runs it again."""
+    entry = schedule_status(ctx, action)
+    if entry is not None and (entry.last_schedule_time is None
+                              or parse_time(entry.last_schedule_time) < parse_time(slot)):
+        entry.last_schedule_time = slot
 
 
 def _camel(attr: str) -> str:

@@ -7,7 +7,14 @@ from typing import Literal
 from pydantic import Field
 
 from rolecall.api.types import Model, SecretKeyRef
-from rolecall.api.v1alpha1.common import STOP_NEEDS_WORKLOAD, RequestTime, RoleStatus, StopSpec, TargetsSpec
+from rolecall.api.v1alpha1.common import (
+    STOP_NEEDS_WORKLOAD,
+    RequestTime,
+    RoleStatus,
+    ScheduleSpec,
+    StopSpec,
+    TargetsSpec,
+)
 
 CLEAR_ANNOTATION = "rolecall.dev/clear-requested-at"
 
@@ -26,6 +33,11 @@ class CacheServerSpec(TargetsSpec, StopSpec):
         description="The cache has been cleared at or after this time. If the last completed clear is older "
                     "(or none happened), every target is cleared once; a future time waits until then. "
                     "Re-applying the same value never clears again.")
+    clear_schedule: ScheduleSpec | None = Field(
+        default=None,
+        description="Clear on a schedule: each slot clears every target once, like a clear-requested-at token "
+                    "set at that time. Setting or changing it is a clear request (admission checks the right); "
+                    "before each slot runs, the recorded clear requester must still hold it.")
     stats_interval_seconds: int = Field(
         default=60, ge=10, le=86400,
         description="How often aggregated stats are refreshed in status (written only when they change).")

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 
+from rolecall.api.schedule import CronSchedule, TimeZone
 from rolecall.api.types import (
     MAX_NAME,
     RFC3339_PATTERN,
@@ -20,6 +21,7 @@ from rolecall.api.types import (
 MAX_POD_RESULTS = 20  # the last K per-pod results kept in status
 MAX_FAILED_PODS = 50  # failed pods named in status; the count is exact even past this
 MAX_NODES = 100
+MAX_HISTORY = 10  # requests kept in status.history: counts only, so a resource stays far below etcd's limit
 
 _NONEMPTY_SELECTOR = ("(has(self.matchLabels) && size(self.matchLabels) > 0) || "
                       "(has(self.matchExpressions) && size(self.matchExpressions) > 0)")
@@ -135,6 +137,7 @@ class RunLedger(Model):
                                                                 "backoff.")
     permanent: list[str] = Field(default_factory=list, description="UIDs of target pods that failed for a reason "
                                                                    "retrying cannot fix (never retried).")
+    scheduled_at: str | None = Field(default=None, description="The schedule slot this run is for, if any.")
     retries: int = Field(default=0, description="Retry passes over failed targets so far.")
     retry_at: str | None = Field(default=None, description="When failed targets are tried again (kept here so a "
                                                            "restart does not reset the backoff).")
@@ -157,6 +160,8 @@ class LastRequest(Model):
                               description="The request annotation value, copied verbatim (absent for spec times).")
     requested_after: str | None = Field(default=None, max_length=40,
                                         description="The spec time (clearedAfter, compactedAfter) it satisfies.")
+    scheduled_at: str | None = Field(default=None, max_length=40,
+                                     description="The schedule slot it ran for (a scheduled request).")
     outcome: RequestOutcome = Field(description="Succeeded, Failed (some targets failed; they are retried), "
                                                 "Refused (the requester lacks the right) or Stalled (retrying "
                                                 "cannot help until something is fixed).")
@@ -171,6 +176,57 @@ class LastRequest(Model):
                                                            "again at this time.")
     attempts: int | None = Field(default=None, description="How often a request by spec time was tried.")
     observed_generation: int | None = Field(default=None, description="The spec generation it ended under.")
+
+
+class ScheduleSpec(Model):
+    """A cron schedule for one action: every slot is a request, as if someone had asked at that time."""
+
+    cron: CronSchedule = Field(description="When: 5 cron fields (minute hour day-of-month month day-of-week), or 6 "
+                                           "with seconds last, e.g. '0 3 * * *' or '* * * * * */10' (every 10 s).")
+    time_zone: TimeZone | None = Field(default=None, description="IANA time zone of the cron fields (default UTC), "
+                                                                 "one of the names of the tzdata package the "
+                                                                 "operator ships with, e.g. Europe/Berlin.")
+    starting_deadline_seconds: int | None = Field(
+        default=None, ge=1, le=31536000,
+        description="A slot the operator gets to later than this after its time is recorded as missed and not "
+                    "run. Default: the latest missed slot runs once, however late (earlier ones never).")
+    suspend: bool = Field(default=False, description="true: no new slot starts (a running one finishes). Slots "
+                                                     "passing while suspended are never run.")
+
+
+class ScheduleStatus(Model):
+    """Where a schedule stands (one per scheduled action)."""
+
+    action: str = Field(max_length=32, description="The scheduled action, e.g. clear.")
+    cron: str = Field(max_length=128, description="The schedule these figures are for.")
+    time_zone: str | None = Field(default=None, max_length=64, description="Its time zone.")
+    since: str = Field(description="When the operator first saw this schedule: slots before it never run.")
+    last_schedule_time: str | None = Field(default=None, description="The latest slot handled (run, or missed).")
+    next_schedule_time: str | None = Field(default=None, description="The next slot.")
+    missed: int = Field(default=0, description="Slots that passed without a run (operator down, suspended, "
+                                               "starting deadline), counted up to 1000 per gap.")
+    suspended: bool = Field(default=False, description="spec suspend is true.")
+
+
+HistoryTrigger = Literal["Annotation", "SpecTime", "Schedule"]
+
+
+class HistoryEntry(Model):
+    """One ended request: counts and failed pod names only, so the history stays small."""
+
+    action: str = Field(max_length=32, description="The action, e.g. clear.")
+    trigger: HistoryTrigger = Field(description="What asked: Annotation (a token), SpecTime or Schedule.")
+    token: str | None = Field(default=None, max_length=256, description="The annotation token, if any.")
+    requested_after: str | None = Field(default=None, max_length=40, description="The spec time, if any.")
+    scheduled_at: str | None = Field(default=None, max_length=40, description="The schedule slot, if any.")
+    requester: str | None = Field(default=None, max_length=256, description="Who asked (recorded at admission).")
+    accepted_at: str | None = Field(default=None, description="When it was accepted.")
+    finished_at: str | None = Field(default=None, description="When it ended.")
+    targets: int | None = Field(default=None, description="Target pods.")
+    done: int | None = Field(default=None, description="Targets done.")
+    failed: int | None = Field(default=None, description="Targets failed.")
+    failed_pods: list[str] | None = Field(default=None, max_length=5, description="Up to 5 failed pods by name.")
+    outcome: str = Field(max_length=32, description="How it ended: Succeeded, Failed, Refused, Stalled.")
 
 
 class RoleStatus(Model):
@@ -193,6 +249,11 @@ class RoleStatus(Model):
                                             description="Results of the last action grouped per node.")
     run: RunLedger | None = Field(default=None, description="The request in progress (the ledger).")
     last_request: LastRequest | None = Field(default=None, description="The last request that ended, and how.")
+    history: list[HistoryEntry] | None = Field(default=None, max_length=MAX_HISTORY,
+                                               description=f"The last {MAX_HISTORY} requests that ended, newest "
+                                                           "first (a retried request keeps one entry).")
+    schedules: list[ScheduleStatus] | None = Field(default=None, max_length=8,
+                                                   description="Per scheduled action: last and next slot.")
     conditions: list[Condition] | None = Field(default=None, max_length=16,
                                                description="Ready, Reconciling, Stalled, Degraded, and per action "
                                                            "Cleared, Stopped, ...")

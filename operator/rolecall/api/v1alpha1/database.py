@@ -8,7 +8,14 @@ from pydantic import Field, WithJsonSchema
 
 from rolecall.api.schedule import CronSchedule, TimeZone
 from rolecall.api.types import MAX_NAME, Condition, Duration, Model, ObjectName, SecretKeyRef
-from rolecall.api.v1alpha1.common import STOP_NEEDS_WORKLOAD, RequestTime, RoleStatus, StopSpec, TargetsSpec
+from rolecall.api.v1alpha1.common import (
+    STOP_NEEDS_WORKLOAD,
+    RequestTime,
+    RoleStatus,
+    ScheduleSpec,
+    StopSpec,
+    TargetsSpec,
+)
 
 COMPACT_ANNOTATION = "rolecall.dev/compact-requested-at"
 MAX_OPERATIONS = 16
@@ -55,6 +62,11 @@ class DatabaseServerSpec(TargetsSpec, StopSpec):
         default=None,
         description="The database has been compacted at or after this time (PostgreSQL VACUUM (ANALYZE), SQLite "
                     "VACUUM). Re-applying the same value never compacts again; a future time waits until then.")
+    compact_schedule: ScheduleSpec | None = Field(
+        default=None,
+        description="Compact on a schedule: each slot compacts once, like a compact-requested-at token set at that "
+                    "time. Setting or changing it is a compaction request (admission checks the right); before "
+                    "each slot runs, the recorded compact requester must still hold it.")
     status_interval_seconds: int = Field(
         default=60, ge=10, le=86400, description="How often size and connection figures are refreshed.")
     timeout_seconds: int = Field(default=600, ge=1, le=86400,
