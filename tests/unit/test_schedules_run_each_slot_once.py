@@ -88,3 +88,4 @@ def test_suspend_and_the_starting_deadline_skip_slots(world: dict[str, Any]) -> 
     clock.advance(5.1)  # 04:38:10.2: just after the :10 slot, inside the deadline
     asyncio.run(request.step(context(clock, status=status, clearSchedule=late), _scheduled(act)))
     assert acted == [p.name for p in PODS]
+

@@ -91,6 +91,13 @@ class Action:
                 "which the requesting user does not have")
 
 
+def _dry_run(action: str, plural: str, says: str) -> Action:
+    """A dry run changes nothing, but reveals which pods the action would touch: the action's own right."""
+    key = f"rolecall.dev/{action}-dry-run-requested-at"
+    return Action(f"{action}-dry-run", token_changed(key), (EXEC, _narrow(plural, action)),
+                  f"a dry run of {says} ({key})", has_requester=False)
+
+
 def _stop(plural: str) -> Action:
     return Action("stop", f"has(object.spec.workloadRef) && {STOP_CHANGED}", (SCALE, _narrow(plural, "stop")),
                   "stopping or starting (spec.stopped, or spec.workloadRef while stopped)")
@@ -107,14 +114,14 @@ ACTIONS: dict[str, tuple[Action, ...]] = {  # by plural
                         f"{field_changed('clearSchedule')}",
                (EXEC, _narrow("cacheservers", "clear")),
                "a cache clear (clear-requested-at, spec.clearedAfter, or spec.clearSchedule for every slot)"),
-        _stop("cacheservers"), SECRET),
+        _dry_run("clear", "cacheservers", "a cache clear"), _stop("cacheservers"), SECRET),
     "webservers": (_stop("webservers"),),
     "databaseservers": (
         Action("compact", f"{token_changed(COMPACT_ANNOTATION)} || {field_changed('compactedAfter')} || "
                           f"{field_changed('compactSchedule')}",
                (EXEC, _narrow("databaseservers", "compact")),
                "a compaction (compact-requested-at, spec.compactedAfter, or spec.compactSchedule for every slot)"),
-        _stop("databaseservers"), SECRET),
+        _dry_run("compact", "databaseservers", "a compaction"), _stop("databaseservers"), SECRET),
     "databasemaintenances": (
         Action("run", "request.operation == 'CREATE' || (oldObject.spec.suspend == true && "
                       "object.spec.suspend == false)",

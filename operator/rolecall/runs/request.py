@@ -31,6 +31,7 @@ from rolecall.api.v1alpha1.common import (
     MAX_FAILED_PODS,
     MAX_HISTORY,
     MAX_POD_RESULTS,
+    DryRunPlan,
     HistoryEntry,
     LastRequest,
     NodeSummary,
@@ -86,12 +87,22 @@ class Action(Generic[P]):
     same_target: Callable[[str, Target], Awaitable[str]] = pods.address
     attempts: int = 3
 
+    @property
+    def dry_run_annotation(self) -> str:
+        """A dry run's token: the targets are resolved and reported, nothing is touched."""
+        return dry_run_annotation(self.name)
+
+
+def dry_run_annotation(action: str) -> str:
+    return f"rolecall.dev/{action}-dry-run-requested-at"
+
 
 # --- the lifecycle --------------------------------------------------------------------------------------
 
 async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
     """One reconcile's worth of `action`: accept a new request, resume or retry the current one, or nothing."""
     assert action.resolve is not None and action.act is not None, f"{action.name} has no fan-out"
+    await _dry_run(ctx, action)
     s = ctx.role_status
     run = s.run if s.run is not None and s.run.action == action.name else None
     token, after = token_due(ctx, action), after_due(ctx, action)
@@ -129,6 +140,33 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
         await _end(ctx, action, run, trigger, "Failed", e.reason, str(e))
         return
     await _carry_out(ctx, action, run, prepared)
+
+
+async def _dry_run(ctx: Context[Any, Any], action: Action[Any]) -> None:
+    """A dry-run token not yet handled: resolve the targets as a real run would, report them, change nothing."""
+    assert action.resolve is not None
+    token = ctx.annotations.get(action.dry_run_annotation)
+    s, last = ctx.role_status, ctx.role_status.last_dry_run
+    if token is None or (last is not None and (last.action, last.token) == (action.name, token)):
+        return
+    now = ctx.clock.now()
+    try:
+        targets = sorted(await action.resolve(ctx), key=lambda t: t.name)
+    except Stall as e:
+        s.last_dry_run = DryRunPlan(action=action.name, token=str(token), planned_at=now, targets=0)
+        message = f"Dry run {token!r} of a {action.noun}: {e}"
+        _record(ctx, action, None, Trigger(str(token), None), "Stalled", e.reason, message, dry_run=True)
+        await events.post(ctx.obj, "Warning", e.reason, message)
+        return
+    names = [t.name for t in targets]
+    s.last_dry_run = DryRunPlan(action=action.name, token=str(token), planned_at=now, targets=len(targets),
+                                pods=names[:100] or None)
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    message = (f"Dry run {token!r}: a {action.noun} now would act on {len(names)} pods"
+               + (f": {shown}." if names else ".") + " Nothing was changed.")
+    _record(ctx, action, None, Trigger(str(token), None), "DryRun", "DryRun", message, dry_run=True,
+            targets=len(names))
+    await events.post(ctx.obj, "Normal", f"{action.name.title()}DryRun", message)
 
 
 async def _accept(ctx: Context[Any, Any], action: Action[Any], trigger: Trigger, targets: list[Target],
@@ -335,8 +373,19 @@ def _acknowledge(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | N
     metrics.REQUEST_OUTCOMES.labels(ctx.kind.kind, action.name, outcome).inc()
 
 
+def _record(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, trigger: Trigger, outcome: str,
+            reason: str, message: str, dry_run: bool = False, targets: int | None = None) -> None:
+    """A dry run's acknowledgement: lastRequest and history, without touching the real requests' echo."""
+    ctx.role_status.last_request = LastRequest(
+        action=action.name, token=trigger.token, outcome=outcome, reason=reason, message=message[:2048],
+        accepted_at=ctx.clock.now(), finished_at=ctx.clock.now(), targets=targets, done=0 if dry_run else None,
+        failed=0 if dry_run else None, observed_generation=ctx.generation)
+    _remember(ctx, action, run, trigger, outcome, dry_run=dry_run, targets=targets)
+    metrics.REQUEST_OUTCOMES.labels(ctx.kind.kind, action.name, outcome).inc()
+
+
 def _remember(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, trigger: Trigger,
-              outcome: str) -> None:
+              outcome: str, dry_run: bool = False, targets: int | None = None) -> None:
     """status.history: newest first, bounded; a request acknowledged again (it recovered after a retry) keeps
     its one entry, updated."""
     s = ctx.role_status
@@ -344,8 +393,9 @@ def _remember(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None
         action=action.name, trigger=trigger.kind, token=trigger.token, requested_after=trigger.after,
         scheduled_at=trigger.scheduled, requester=run.requester if run else None,
         accepted_at=run.accepted_at if run else None, finished_at=ctx.clock.now(),
-        targets=run.targets if run else None, done=s.done if run else None, failed=s.failed if run else None,
-        failed_pods=[p.pod for p in s.failed_pods or []][:5] or None if run else None, outcome=outcome)
+        targets=run.targets if run else targets, done=s.done if run else None, failed=s.failed if run else None,
+        failed_pods=[p.pod for p in s.failed_pods or []][:5] or None if run else None, outcome=outcome,
+        dry_run=dry_run)
     history = list(s.history or [])
     if history and run is not None and (history[0].action, history[0].accepted_at) == (action.name, run.accepted_at):
         history.pop(0)

@@ -145,7 +145,7 @@ class RunLedger(Model):
                                                               "is acknowledged and only failed targets are retried.")
 
 
-RequestOutcome = Literal["Succeeded", "Failed", "Refused", "Stalled"]
+RequestOutcome = Literal["Succeeded", "Failed", "Refused", "Stalled", "DryRun"]
 
 
 class LastRequest(Model):
@@ -226,7 +226,18 @@ class HistoryEntry(Model):
     done: int | None = Field(default=None, description="Targets done.")
     failed: int | None = Field(default=None, description="Targets failed.")
     failed_pods: list[str] | None = Field(default=None, max_length=5, description="Up to 5 failed pods by name.")
-    outcome: str = Field(max_length=32, description="How it ended: Succeeded, Failed, Refused, Stalled.")
+    dry_run: bool = Field(default=False, description="A dry run: nothing was changed.")
+    outcome: str = Field(max_length=32, description="How it ended: Succeeded, Failed, Refused, Stalled, DryRun.")
+
+
+class DryRunPlan(Model):
+    """What a real run of the action would touch now (a dry run changes nothing)."""
+
+    action: str = Field(max_length=32, description="The action previewed, e.g. clear.")
+    token: str = Field(max_length=256, description="The <action>-dry-run-requested-at value, copied verbatim.")
+    planned_at: str = Field(description="When the targets were resolved.")
+    targets: int = Field(description="How many target pods a real run would act on.")
+    pods: list[str] | None = Field(default=None, max_length=100, description="Those pods by name (the first 100).")
 
 
 class RoleStatus(Model):
@@ -252,6 +263,7 @@ class RoleStatus(Model):
     history: list[HistoryEntry] | None = Field(default=None, max_length=MAX_HISTORY,
                                                description=f"The last {MAX_HISTORY} requests that ended, newest "
                                                            "first (a retried request keeps one entry).")
+    last_dry_run: DryRunPlan | None = Field(default=None, description="The last dry run handled, and its plan.")
     schedules: list[ScheduleStatus] | None = Field(default=None, max_length=8,
                                                    description="Per scheduled action: last and next slot.")
     conditions: list[Condition] | None = Field(default=None, max_length=16,
