@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rolecall.api.v1alpha1.cacheserver import CLEAR_ANNOTATION
+from rolecall.api.v1alpha1.common import CANCEL_ANNOTATION
 from rolecall.api.v1alpha1.database import COMPACT_ANNOTATION
 
 
@@ -98,6 +99,12 @@ def _dry_run(action: str, plural: str, says: str) -> Action:
                   f"a dry run of {says} ({key})", has_requester=False)
 
 
+def _cancel(action: str, plural: str, says: str) -> Action:
+    """Cancelling needs the same right as requesting."""
+    return Action(f"{action}-cancel", token_changed(CANCEL_ANNOTATION), (EXEC, _narrow(plural, action)),
+                  f"cancelling {says} ({CANCEL_ANNOTATION})", has_requester=False)
+
+
 def _stop(plural: str) -> Action:
     return Action("stop", f"has(object.spec.workloadRef) && {STOP_CHANGED}", (SCALE, _narrow(plural, "stop")),
                   "stopping or starting (spec.stopped, or spec.workloadRef while stopped)")
@@ -114,14 +121,16 @@ ACTIONS: dict[str, tuple[Action, ...]] = {  # by plural
                         f"{field_changed('clearSchedule')}",
                (EXEC, _narrow("cacheservers", "clear")),
                "a cache clear (clear-requested-at, spec.clearedAfter, or spec.clearSchedule for every slot)"),
-        _dry_run("clear", "cacheservers", "a cache clear"), _stop("cacheservers"), SECRET),
+        _dry_run("clear", "cacheservers", "a cache clear"), _cancel("clear", "cacheservers", "a cache clear"),
+        _stop("cacheservers"), SECRET),
     "webservers": (_stop("webservers"),),
     "databaseservers": (
         Action("compact", f"{token_changed(COMPACT_ANNOTATION)} || {field_changed('compactedAfter')} || "
                           f"{field_changed('compactSchedule')}",
                (EXEC, _narrow("databaseservers", "compact")),
                "a compaction (compact-requested-at, spec.compactedAfter, or spec.compactSchedule for every slot)"),
-        _dry_run("compact", "databaseservers", "a compaction"), _stop("databaseservers"), SECRET),
+        _dry_run("compact", "databaseservers", "a compaction"), _cancel("compact", "databaseservers", "a compaction"),
+        _stop("databaseservers"), SECRET),
     "databasemaintenances": (
         Action("run", "request.operation == 'CREATE' || (oldObject.spec.suspend == true && "
                       "object.spec.suspend == false)",

@@ -60,6 +60,8 @@ class Memory:
     progress_at: float = 0.0  # monotonic time of the last progress write of a long run
     errors: int = 0  # reconciles that failed in a row (for backoff)
     stall_checks: int = 0  # looks at a stalled cause in a row (for backoff)
+    # The newest annotations seen by the watch, also while a reconcile runs (a cancel must reach a fan-out).
+    annotations: dict[str, str] | None = None
 
 
 @dataclass

@@ -26,6 +26,11 @@ class Permanent(Exception):
     """A failure that retrying cannot fix (e.g. a host-networked pod); reported at once."""
 
 
+class Halt(Exception):
+    """Raised by `before_act`: start no more targets (a cancel, a deadline). Targets in flight finish and are
+    recorded; the ones not started get no outcome and stay pending."""
+
+
 class Skip(Exception):
     """The target needs no action (e.g. a Redis replica); reported as skipped with the message."""
 
@@ -60,7 +65,10 @@ async def fan_out(targets: Sequence[T], act: Callable[[T], Awaitable[str]], limi
 
     async def one(target: T) -> None:
         async with gate:
-            outcome = await _with_retries(target, act, attempts, backoff, timeout, before_act)
+            try:
+                outcome = await _with_retries(target, act, attempts, backoff, timeout, before_act)
+            except Halt:
+                return  # not started (or not retried): no outcome, it stays pending
         await on_outcome(outcome)
 
     try:

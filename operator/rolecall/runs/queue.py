@@ -107,6 +107,7 @@ class WorkQueue:
             if slot.inputs == _inputs(body) and not (slot.task and not slot.task.done()):
                 return  # only our own status changed
             slot.dirty = True
+        slot.memory.annotations = dict(meta.get("annotations") or {})
         slot.event_at = slot.event_at or time.monotonic()
         self._kick(uid, slot)
 

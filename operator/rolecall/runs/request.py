@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 from rolecall import kube, metrics
 from rolecall.api.types import format_time, parse_time
 from rolecall.api.v1alpha1.common import (
+    CANCEL_ANNOTATION,
     MAX_FAILED_PODS,
     MAX_HISTORY,
     MAX_POD_RESULTS,
@@ -126,6 +127,9 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
     if refused:
         await _end(ctx, action, run, trigger, "Refused", *refused)
         return
+    if run is not None and (halt := _halted(ctx, run)):
+        await _stop_run(ctx, action, run, *halt)
+        return
     try:
         prepared = await action.prepare(ctx)
         if run is None:
@@ -177,6 +181,9 @@ async def _accept(ctx: Context[Any, Any], action: Action[Any], trigger: Trigger,
                     requester=requester.user if requester else None,
                     requester_groups=list(requester.groups) if requester and requester.groups else None,
                     holder=ctx.identity, targets=len(targets), pending=[t.uid for t in targets])
+    limit = getattr(ctx.spec, "request_timeout_seconds", None)
+    if limit:
+        run.deadline = format_time(parse_time(run.accepted_at) + dt.timedelta(seconds=limit))
     ctx.memory.targets = {t.uid: t for t in targets}
     s.run, s.targets, s.done, s.failed, s.failed_pods = run, len(targets), 0, 0, None
     s.nodes = _node_summary(targets)
@@ -218,8 +225,10 @@ class _Progress:
     """Writes progress in batches; while a write is on its way no new target is started, so the outcomes
     not yet written are bounded (≤ batch + targets in flight)."""
 
-    def __init__(self, ctx: Context[Any, Any]) -> None:
+    def __init__(self, ctx: Context[Any, Any], run: RunLedger) -> None:
         self.ctx = ctx
+        self.run = run
+        self.halt: tuple[str, str, str] | None = None  # (outcome, reason, message) once a cancel or deadline hit
         self.unwritten = 0
         self.last = ctx.clock.monotonic()
         self.idle = asyncio.Event()
@@ -228,6 +237,9 @@ class _Progress:
     async def before_act(self) -> None:
         await self.idle.wait()
         kube.check_write_guard()  # a process that may no longer lead starts nothing
+        self.halt = self.halt or _halted(self.ctx, self.run)
+        if self.halt:
+            raise fanout.Halt(self.halt[2])  # nothing starts after a cancel or the deadline
 
     async def recorded(self) -> None:
         self.unwritten += 1
@@ -259,7 +271,7 @@ async def _carry_out(ctx: Context[Any, Any], action: Action[P], run: RunLedger, 
         run.retries += 1
         run.retry_at = None
     by_uid = await _pending_targets(ctx, run)
-    progress = _Progress(ctx)
+    progress = _Progress(ctx, run)
     results: dict[str, PodResult] = {}
 
     async def act(t: Target) -> str:
@@ -297,7 +309,43 @@ async def _carry_out(ctx: Context[Any, Any], action: Action[P], run: RunLedger, 
         await fanout.fan_out(todo, act, fanout.limit_of(ctx.spec.concurrency, max(1, run.targets)), record,
                              attempts=action.attempts, timeout=float(ctx.spec.timeout_seconds) * 2 + 5,
                              before_act=progress.before_act)
+    if progress.halt:
+        await _stop_run(ctx, action, run, *progress.halt)
+        return
     await _conclude(ctx, action, run, results, first_pass)
+
+
+def run_keys(run: RunLedger) -> set[str]:
+    """What a cancel annotation may name to cancel this run: its token, spec time or schedule slot."""
+    return {k for k in (run.token, run.cleared_after, run.scheduled_at) if k}
+
+
+def _halted(ctx: Context[Any, Any], run: RunLedger) -> tuple[str, str, str] | None:
+    """(outcome, reason, message) when `run` must start no more targets: cancelled, or past its deadline."""
+    annotations = ctx.memory.annotations if ctx.memory.annotations is not None else ctx.annotations
+    if annotations.get(CANCEL_ANNOTATION) in run_keys(run):
+        return "Cancelled", "Cancelled", f"cancelled ({CANCEL_ANNOTATION}={annotations[CANCEL_ANNOTATION]})"
+    if run.deadline and ctx.clock.wall() >= parse_time(run.deadline):
+        return "TimedOut", "TimedOut", f"requestTimeoutSeconds ran out at {run.deadline}"
+    return None
+
+
+async def _stop_run(ctx: Context[Any, Any], action: Action[Any], run: RunLedger, outcome: str, reason: str,
+                    why: str) -> None:
+    """Ends a cancelled or timed-out request with its true counts: targets done, failed, never started."""
+    s = ctx.role_status
+    ctx.busy = ctx.busy_phase = None
+    s.done, s.failed = ledger.done(run), ledger.failed(run)
+    not_started = len(run.pending)
+    message = (f"{action.noun.capitalize()} for {describe(run)} {why}: {s.done} of {run.targets} pods done, "
+               f"{s.failed} failed, {not_started} not started.")
+    s.run = None
+    ctx.condition(action.condition, False, reason, message)
+    _acknowledge(ctx, action, run, outcome, reason, message)
+    if s.last_request is not None:
+        s.last_request.not_started = not_started
+    await events.post(ctx.obj, "Warning", f"{action.name.title()}{reason}", message)
+    metrics.REQUESTS.labels(ctx.kind.kind, action.name, outcome.lower()).inc()
 
 
 async def _conclude(ctx: Context[Any, Any], action: Action[Any], run: RunLedger, results: dict[str, PodResult],

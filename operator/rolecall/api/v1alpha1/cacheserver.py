@@ -9,6 +9,7 @@ from pydantic import Field
 from rolecall.api.types import Model, SecretKeyRef
 from rolecall.api.v1alpha1.common import (
     STOP_NEEDS_WORKLOAD,
+    RequestLimits,
     RequestTime,
     RoleStatus,
     ScheduleSpec,
@@ -19,7 +20,7 @@ from rolecall.api.v1alpha1.common import (
 CLEAR_ANNOTATION = "rolecall.dev/clear-requested-at"
 
 
-class CacheServerSpec(TargetsSpec, StopSpec):
+class CacheServerSpec(TargetsSpec, StopSpec, RequestLimits):
     """The desired state of a cache role: what it runs on, whether it is stopped, when it was cleared."""
 
     engine: Literal["memcached", "redis"] = Field(description="The cache engine: memcached or redis.")

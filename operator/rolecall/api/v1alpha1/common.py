@@ -138,6 +138,8 @@ class RunLedger(Model):
     permanent: list[str] = Field(default_factory=list, description="UIDs of target pods that failed for a reason "
                                                                    "retrying cannot fix (never retried).")
     scheduled_at: str | None = Field(default=None, description="The schedule slot this run is for, if any.")
+    deadline: str | None = Field(default=None, description="requestTimeoutSeconds after it was accepted: no target "
+                                                            "starts after this.")
     retries: int = Field(default=0, description="Retry passes over failed targets so far.")
     retry_at: str | None = Field(default=None, description="When failed targets are tried again (kept here so a "
                                                            "restart does not reset the backoff).")
@@ -145,7 +147,18 @@ class RunLedger(Model):
                                                               "is acknowledged and only failed targets are retried.")
 
 
-RequestOutcome = Literal["Succeeded", "Failed", "Refused", "Stalled", "DryRun"]
+RequestOutcome = Literal["Succeeded", "Failed", "Refused", "Stalled", "DryRun", "Cancelled", "TimedOut"]
+CANCEL_ANNOTATION = "rolecall.dev/cancel"
+
+
+class RequestLimits(Model):
+    """Limits on a role's fan-out requests (clear, compact)."""
+
+    request_timeout_seconds: int | None = Field(
+        default=None, ge=1, le=604800,
+        description="A request still running this long after it was accepted ends TimedOut: no target starts "
+                    "after that, targets in flight finish (at most `concurrency`), and status counts the ones "
+                    "not started. Default: no limit.")
 
 
 class LastRequest(Model):
@@ -172,6 +185,8 @@ class LastRequest(Model):
     targets: int | None = Field(default=None, description="Target pods.")
     done: int | None = Field(default=None, description="Targets done.")
     failed: int | None = Field(default=None, description="Targets failed.")
+    not_started: int | None = Field(default=None, description="Targets never started (a cancelled or timed-out "
+                                                              "request).")
     retry_at: str | None = Field(default=None, description="A request by spec time that did not succeed is tried "
                                                            "again at this time.")
     attempts: int | None = Field(default=None, description="How often a request by spec time was tried.")

@@ -10,6 +10,7 @@ from rolecall.api.schedule import CronSchedule, TimeZone
 from rolecall.api.types import MAX_NAME, Condition, Duration, Model, ObjectName, SecretKeyRef
 from rolecall.api.v1alpha1.common import (
     STOP_NEEDS_WORKLOAD,
+    RequestLimits,
     RequestTime,
     RoleStatus,
     ScheduleSpec,
@@ -42,7 +43,7 @@ SqlitePath = Annotated[str, WithJsonSchema({
         {"rule": "!self.contains('/../') && !self.endsWith('/..')", "message": "must not contain ..",
          "reason": "FieldValueInvalid"}]})]
 
-class DatabaseServerSpec(TargetsSpec, StopSpec):
+class DatabaseServerSpec(TargetsSpec, StopSpec, RequestLimits):
     """The desired state of a database role: where it runs, whether it is stopped, when it was compacted."""
 
     engine: Literal["postgresql", "sqlite"] = Field(description="The database engine: postgresql or sqlite.")
