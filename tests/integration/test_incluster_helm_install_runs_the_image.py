@@ -165,22 +165,27 @@ def test_the_token_is_the_service_accounts_a_verb_removed_from_the_chart_rbac_sh
     index = next(i for i, r in enumerate(role["rules"]) if r.get("resources") == ["pods"])
     assert role["rules"][index]["verbs"] == ["get", "list"]
     patch = [{"op": "replace", "path": f"/rules/{index}/verbs", "value": ["get"]}]
+    restore = [{"op": "replace", "path": f"/rules/{index}/verbs", "value": ["get", "list"]}]
     installed.kubectl("patch", "clusterrole", "rolecall-operator", "--type=json", "-p", json.dumps(patch))
     try:
-        _memcached(installed, ns, 1)
+        ips = _memcached(installed, ns, 1)
         create_cs(installed, ns, cacheserver("mc", "memcached", {"app": "mc"}))
+        annotate_clear(installed, ns, "mc", "while-forbidden")
 
         def refused() -> dict | None:
-            st = status(installed, ns, "mc")
-            stalled = condition(st, "Stalled")
+            stalled = condition(status(installed, ns, "mc"), "Stalled")
             return stalled if stalled.get("reason") == "OperatorForbidden" else None
 
         stalled = wait_for(refused, "Stalled=OperatorForbidden", 60)
         assert "system:serviceaccount:rolecall-system:rolecall-operator" in stalled["message"], stalled
         assert 'cannot list resource "pods"' in stalled["message"], stalled
+        assert [cmd_flush(ip) for ip in ips.values()] == [0]
     finally:
-        restore = [{"op": "replace", "path": f"/rules/{index}/verbs", "value": ["get", "list"]}]
         installed.kubectl("patch", "clusterrole", "rolecall-operator", "--type=json", "-p", json.dumps(restore))
+    # The right given back: the clear asked for meanwhile was kept, and now runs (retried with backoff).
+    st = wait_handled(installed, ns, "mc", "while-forbidden", 90)
+    assert st["lastRequest"]["outcome"] == "Succeeded" and condition(st, "Stalled").get("status") != "True", st
+    assert [cmd_flush(ip) for ip in ips.values()] == [1]
 
 
 def test_killing_the_container_mid_fan_out_the_stand_in_restarts_it_and_the_request_completes(

@@ -72,9 +72,9 @@ async def _stats(ctx: Ctx) -> None:
     if clock.monotonic() < ctx.memory.figures_due:
         ctx.wake_in(ctx.memory.figures_due - clock.monotonic())
         return
+    targets = await _targets(ctx)  # a failure (e.g. 403) is looked at again with backoff, not in `interval`
     ctx.memory.figures_due = clock.monotonic() + interval
     ctx.wake_in(interval)
-    targets = await _targets(ctx)
     try:
         creds = await _credentials(ctx)
     except Stall:
