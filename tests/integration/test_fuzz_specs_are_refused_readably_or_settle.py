@@ -69,14 +69,28 @@ bad_schedule = st.sampled_from([{"cron": "61 * * * *"}, {"cron": "junk"}, {"cron
                                 {"cron": "0 3 * * *", "timeZone": "Mars/Base"},
                                 {"cron": "0 3 * * *", "startingDeadlineSeconds": 0}, {"timeZone": "UTC"}])
 
+windows = st.fixed_dictionaries(
+    {"windows": st.lists(st.one_of(
+        st.fixed_dictionaries({"days": st.sampled_from(["Mon-Fri 07:00-20:00", "* 22:00-06:00",
+                                                        "sat,sun 00:00-24:00"])}),
+        st.fixed_dictionaries({"cron": st.sampled_from(["0 9 * * *", "* * * * * */30"]),
+                               "duration": st.sampled_from(["10s", "4h", "1h30m"])})), min_size=1, max_size=3)},
+    optional={"timeZone": st.sampled_from(["UTC", "Europe/Berlin"])})
+bad_windows = st.sampled_from([{"windows": []}, {"windows": [{"days": "Mon-Fry 07:00-20:00"}]},
+                               {"windows": [{"days": "Mon-Fri 7-20"}]}, {"windows": [{"cron": "0 9 * * *"}]},
+                               {"windows": [{"cron": "0 9 * * *", "duration": "0s"}]},
+                               {"windows": [{"days": "* 01:00-02:00", "cron": "0 9 * * *", "duration": "1h"}]},
+                               {"timeZone": "Mars/Base", "windows": [{"days": "* 01:00-02:00"}]}])
+
 # Each kind: a spec of valid values, and for some fields values the apiserver must refuse.
 COMMON = {"selector": selector, "concurrency": st.integers(1, 300) | st.just("25%"), "stopped": st.booleans(),
-          "workloadRef": workload, "timeoutSeconds": st.integers(1, 3600), "nodeSelector": labels}
+          "workloadRef": workload, "timeoutSeconds": st.integers(1, 3600), "nodeSelector": labels,
+          "runWindows": windows}
 BAD_COMMON = {"selector": bad_selector, "concurrency": st.sampled_from([0, -1, "0%", "101%", "abc", "5"]),
               "stopped": st.just("yes"), "timeoutSeconds": st.sampled_from([0, -1, 5000]),
               "workloadRef": st.sampled_from([{"kind": "Job", "name": "target"},
                                               {"kind": "Deployment", "name": "Bad_Name"}]),
-              "nodeSelector": bad_labels}
+              "nodeSelector": bad_labels, "runWindows": bad_windows}
 VALID = {
     "CacheServer": {"engine": st.sampled_from(["memcached", "redis"]), **COMMON, "clearedAfter": times,
                     "clearSchedule": schedule,

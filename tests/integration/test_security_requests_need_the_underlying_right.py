@@ -22,8 +22,9 @@ GROUP, VERSION = "rolecall.dev", "v1alpha1"
 EXEC_OR = "needs create on pods/exec or create on {}"
 CLEAR = ("a cache clear (clear-requested-at, spec.clearedAfter, or spec.clearSchedule for every slot) "
          + EXEC_OR.format("cacheservers/clear (rolecall.dev)"))
-STOP = ("stopping or starting (spec.stopped, or spec.workloadRef while stopped) needs patch on the workload's scale "
-        "subresource (deployments/scale or statefulsets/scale) or create on {}/stop (rolecall.dev)")
+STOP = ("stopping or starting (spec.stopped, spec.runWindows, keep-running-until or keep-stopped-until, or "
+        "spec.workloadRef while stopped) needs patch on the workload's scale subresource (deployments/scale or "
+        "statefulsets/scale) or create on {}/stop (rolecall.dev)")
 SECRET = "spec.credentialsSecretRef (rolecall reads that Secret for you) needs get on that Secret"
 COMPACT = ("a compaction (compact-requested-at, spec.compactedAfter, or spec.compactSchedule for every slot) "
            + EXEC_OR.format("databaseservers/compact (rolecall.dev)"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rolecall.api.v1alpha1.cacheserver import CLEAR_ANNOTATION
-from rolecall.api.v1alpha1.common import CANCEL_ANNOTATION
+from rolecall.api.v1alpha1.common import CANCEL_ANNOTATION, OVERRIDE_RUNNING, OVERRIDE_STOPPED
 from rolecall.api.v1alpha1.database import COMPACT_ANNOTATION
 
 
@@ -106,8 +106,12 @@ def _cancel(action: str, plural: str, says: str) -> Action:
 
 
 def _stop(plural: str) -> Action:
-    return Action("stop", f"has(object.spec.workloadRef) && {STOP_CHANGED}", (SCALE, _narrow(plural, "stop")),
-                  "stopping or starting (spec.stopped, or spec.workloadRef while stopped)")
+    # Run windows and overrides are stop and start requests for every future change they cause.
+    trigger = (f"(has(object.spec.workloadRef) && {STOP_CHANGED}) || {field_changed('runWindows')} || "
+               f"{token_changed(OVERRIDE_RUNNING)} || {token_changed(OVERRIDE_STOPPED)}")
+    return Action("stop", trigger, (SCALE, _narrow(plural, "stop")),
+                  "stopping or starting (spec.stopped, spec.runWindows, keep-running-until or keep-stopped-until, "
+                  "or spec.workloadRef while stopped)")
 
 
 SECRET = Action(

@@ -70,3 +70,60 @@ TimeZone = Annotated[str, AfterValidator(_zone), WithJsonSchema({
     "type": "string", "maxLength": 64,
     "x-kubernetes-validations": [{"rule": "self in [" + ", ".join(f"'{z}'" for z in TIME_ZONES) + "]",
                                   "message": ZONE_WORDS, "reason": "FieldValueInvalid"}]})]
+
+
+# --- run windows: "when should this role run", as days and a local time range, or a cron start and a duration ---
+_DAY = f"({_DAYS})"
+_DAY_SET = rf"(\*|{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*)"
+_CLOCK = r"(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)"
+DAYS_PATTERN = rf"(?i)^{_DAY_SET} {_CLOCK}-{_CLOCK}$"
+DAYS_WORDS = ("must be days and a local time range, e.g. 'Mon-Fri 07:00-20:00', 'Sat,Sun 10:00-16:00' or "
+              "'* 22:00-06:00' (days: * or mon..sun as ranges and lists; times HH:MM, up to 24:00; a range "
+              "may wrap midnight)")
+_DAYS_RE = re.compile(DAYS_PATTERN.removeprefix("(?i)"), re.IGNORECASE)
+DURATION_PATTERN = r"^([0-9]{1,3}h)?([0-9]{1,4}m)?([0-9]{1,6}s)?$"
+DURATION_WORDS = "must be a duration of hours, minutes and seconds, e.g. 10s, 90m, 4h or 1h30m (more than 0)"
+_DURATION_RE = re.compile(DURATION_PATTERN)
+
+
+def _days(value: str) -> str:
+    if not _DAYS_RE.match(value):
+        raise ValueError(f"{value!r} {DAYS_WORDS}")
+    return value
+
+
+def duration_seconds(value: str) -> int:
+    match = _DURATION_RE.match(value)
+    if not value or match is None:
+        raise ValueError(f"{value!r} {DURATION_WORDS}")
+    h, m, s = (int(g[:-1]) if g else 0 for g in match.groups())
+    return h * 3600 + m * 60 + s
+
+
+def _duration(value: str) -> str:
+    if duration_seconds(value) == 0:
+        raise ValueError(f"{value!r} {DURATION_WORDS}")
+    return value
+
+
+def days_window(value: str) -> tuple[str, int]:
+    """'Mon-Fri 07:00-20:00' as (cron of the start, duration in seconds); a range that wraps midnight lasts
+    into the next day."""
+    days, times = value.split(" ", 1)
+    start, end = times.split("-")
+    (sh, sm), (eh, em) = (int(x) for x in start.split(":")), (int(x) for x in end.split(":"))
+    length = (eh * 60 + em) - (sh * 60 + sm)
+    if length <= 0:
+        length += 24 * 60
+    return f"{sm} {sh} * * {days.lower()}", length * 60
+
+
+WindowDays = Annotated[str, AfterValidator(_days), WithJsonSchema({
+    "type": "string", "maxLength": 64,
+    "x-kubernetes-validations": [{"rule": f"self.matches('{DAYS_PATTERN}')".replace("\\", "\\\\"),
+                                  "message": DAYS_WORDS, "reason": "FieldValueInvalid"}]})]
+Duration = Annotated[str, AfterValidator(_duration), WithJsonSchema({
+    "type": "string", "maxLength": 16,
+    "x-kubernetes-validations": [{"rule": f"self.matches('{DURATION_PATTERN}') && self.matches('[1-9]')"
+                                          .replace("\\", "\\\\"),
+                                  "message": DURATION_WORDS, "reason": "FieldValueInvalid"}]})]

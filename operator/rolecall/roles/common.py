@@ -16,10 +16,11 @@ import pydantic
 
 from rolecall import kube, metrics
 from rolecall.api.kinds import Kind
-from rolecall.api.types import Model, SecretKeyRef
+from rolecall.api.types import Model, SecretKeyRef, parse_time
+from rolecall.api.v1alpha1.common import OVERRIDE_RUNNING, OVERRIDE_STOPPED
 from rolecall.engines import Credentials
 from rolecall.leadership import NotLeader
-from rolecall.runs import authz, events, ledger
+from rolecall.runs import authz, events, ledger, windows
 from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.runs.reasons import Stall, classify
 from rolecall.runs.status import StaleStatus, StatusWriter
@@ -136,18 +137,31 @@ def _stalled(ctx: Context[Any, Any], reason: str, message: str) -> None:
 BeforeStop = Callable[[Context[Any, Any], workload.WorkloadState], Awaitable[bool]]
 
 
+def desired_stopped(ctx: Context[Any, Any]) -> bool:
+    """Whether the role should be stopped now: spec.stopped > an override annotation > runWindows > running.
+    Records the decision in status.runState (with runWindows or an override) and wakes when it changes."""
+    s, now = ctx.role_status, ctx.clock.wall()
+    state = windows.decide(ctx.spec.stopped, ctx.spec.run_windows, ctx.annotations, now)
+    overridden = OVERRIDE_RUNNING in ctx.annotations or OVERRIDE_STOPPED in ctx.annotations
+    s.run_state = state if ctx.spec.run_windows is not None or overridden else None
+    if state.until:
+        ctx.wake_in(max(0.05, (parse_time(state.until) - now).total_seconds()))
+    return state.desired == "Stopped"
+
+
 async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = None) -> workload.WorkloadState | None:
     """Scales the workload to 0 (remembering the count) or back; returns the workload as read, if any."""
     s, ref = ctx.role_status, ctx.spec.workload_ref
+    stopped = desired_stopped(ctx)
     if ref is None:
         s.replicas = s.remembered_replicas = s.ready_replicas = None
         return None
-    wants_change = ctx.spec.stopped or s.remembered_replicas is not None
+    wants_change = stopped or s.remembered_replicas is not None
     try:
         w = await workload.read(ctx.ns, ref)
     except workload.WorkloadError as e:
         if wants_change:
-            verb = "stop" if ctx.spec.stopped else "start"
+            verb = "stop" if stopped else "start"
             _stalled(ctx, e.reason, f"{e}: rolecall cannot {verb} it (spec.workloadRef)")
         else:
             ctx.condition("Stopped", "Unknown", e.reason, str(e))
@@ -157,7 +171,7 @@ async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = No
     if w.controller:
         message = (f"{what} is managed by {w.controller}; rolecall does not scale workloads another controller "
                    "owns (it would undo the change)")
-        if ctx.spec.stopped:
+        if stopped:
             _stalled(ctx, "OwnedByController", message)
         else:
             ctx.condition("Stopped", "Unknown", "OwnedByController", message)
@@ -169,13 +183,13 @@ async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = No
         # is ours to restore; by another rolecall resource, starting it would fight that resource's stop.
         if w.stopped_by in (None, ctx.name):
             remembered = w.remembered
-        elif not ctx.spec.stopped:
+        elif not stopped:
             ctx.condition("Stopped", "Unknown", "StoppedByAnother",
                           f"{what} was stopped by {w.stopped_by}, which starts it again; this resource leaves it "
                           "alone")
             s.replicas = w.replicas
             return w
-    if ctx.spec.stopped:
+    if stopped:
         if w.replicas > 0:
             if await _refused(ctx):
                 return w
@@ -196,9 +210,10 @@ async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = No
             remembered = w.replicas
         s.replicas = s.ready_replicas = 0
         s.remembered_replicas = remembered
+        why = f" ({s.run_state.reason})" if s.run_state is not None else ""
         ctx.condition("Stopped", True, "Stopped",
-                      f"{what} is scaled to 0" + (f"; {remembered} replicas will be restored on start."
-                                                  if remembered is not None else "."))
+                      f"{what} is scaled to 0{why}" + (f"; {remembered} replicas will be restored on start."
+                                                       if remembered is not None else "."))
         return w
     replicas, ready = w.replicas, w.ready
     if remembered is not None:

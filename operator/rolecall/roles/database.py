@@ -33,7 +33,7 @@ from rolecall.api.v1alpha1.database import (
 )
 from rolecall.engines import DATABASE_ENGINES, Credentials, EngineError
 from rolecall.engines.database import Connection, DatabaseSession, Where
-from rolecall.roles.common import read_credentials, reconcile_with, stop_start
+from rolecall.roles.common import desired_stopped, read_credentials, reconcile_with, stop_start
 from rolecall.runs import request
 from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.targets import pods
@@ -178,7 +178,7 @@ async def reconcile(body: dict[str, Any], memory: Memory, runtime: Runtime) -> f
 
 async def _work(ctx: Ctx) -> None:
     await stop_start(ctx)
-    if not ctx.spec.stopped:
+    if not desired_stopped(ctx):
         await request.step(ctx, COMPACT)
         await _figures(ctx)
 

@@ -29,7 +29,7 @@ from rolecall.api.v1alpha1.webserver import (
 )
 from rolecall.engines import Endpoint, EngineError
 from rolecall.engines.web import WEB_ENGINES, app_users
-from rolecall.roles.common import reconcile_with, stop_start
+from rolecall.roles.common import desired_stopped, reconcile_with, stop_start
 from rolecall.runs import fanout, request, triggers
 from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.targets import pods
@@ -54,9 +54,10 @@ async def reconcile(body: dict[str, Any], memory: Memory, runtime: Runtime) -> f
 
 
 async def _work(ctx: Ctx) -> None:
-    if not ctx.spec.stopped and ctx.status.drain is not None:
+    if not desired_stopped(ctx) and ctx.status.drain is not None:
         ctx.status.drain = None
-        ctx.notify("Normal", "DrainCancelled", "stopped is false again: the draining stop was cancelled.")
+        ctx.notify("Normal", "DrainCancelled", "the role should run again (spec.stopped false, a run window or an "
+                                               "override): the draining stop was cancelled.")
     w = await stop_start(ctx, before_stop=_drained)
     if w is not None and not w.controller:
         _graceful_stop_check(ctx, w)

@@ -9,6 +9,7 @@ from pydantic import Field
 from rolecall.api.types import Model, SecretKeyRef
 from rolecall.api.v1alpha1.common import (
     STOP_NEEDS_WORKLOAD,
+    WINDOWS_NEED_WORKLOAD,
     RequestLimits,
     RequestTime,
     RoleStatus,
@@ -66,4 +67,4 @@ class CacheServer(Model):
     status: CacheServerStatus | None = None
 
 
-SPEC_RULES = [STOP_NEEDS_WORKLOAD]
+SPEC_RULES = [STOP_NEEDS_WORKLOAD, WINDOWS_NEED_WORKLOAD]

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 
-from rolecall.api.schedule import CronSchedule, TimeZone
+from rolecall.api.schedule import CronSchedule, Duration, TimeZone, WindowDays
 from rolecall.api.types import (
     MAX_NAME,
     RFC3339_PATTERN,
@@ -77,13 +77,46 @@ class TargetsSpec(Model):
                                  description="Time allowed for the action on one pod, per attempt.")
 
 
+class RunWindow(Model):
+    """One window in which the role runs: days and a local time range, or a cron start and a duration."""
+
+    days: WindowDays | None = Field(default=None, description="Days and a local time range, e.g. 'Mon-Fri "
+                                                              "07:00-20:00' or '* 22:00-06:00' (wraps midnight).")
+    cron: CronSchedule | None = Field(default=None, description="Or: when a window opens (5 cron fields, or 6 with "
+                                                                "seconds last) ...")
+    duration: Duration | None = Field(default=None, description="... and how long it stays open, e.g. 4h, 90m, 10s.")
+
+
+class RunWindows(Model):
+    """When the role should run; outside every window rolecall stops it, inside one it starts it again."""
+
+    time_zone: TimeZone | None = Field(default=None, description="IANA time zone of the windows (default UTC).")
+    windows: list[RunWindow] = Field(min_length=1, max_length=16, description="The role runs while any is open.")
+
+
+RUN_WINDOW_RULES: list[Any] = [{
+    "rule": "self.windows.all(w, has(w.days) ? !has(w.cron) && !has(w.duration) : has(w.cron) && has(w.duration))",
+    "message": "each window sets either days (e.g. 'Mon-Fri 07:00-20:00') or both cron and duration",
+    "fieldPath": ".windows", "reason": "FieldValueInvalid"}]
+
+OVERRIDE_RUNNING = "rolecall.dev/keep-running-until"
+OVERRIDE_STOPPED = "rolecall.dev/keep-stopped-until"
+
+
 class StopSpec(Model):
     workload_ref: WorkloadRef | None = Field(
         default=None, description="The Deployment or StatefulSet that runs the target pods; needed by `stopped`.")
     stopped: bool = Field(
         default=False,
         description="true scales the workload to 0 and remembers its replica count (in status and as the "
-                    "workload annotation rolecall.dev/remembered-replicas); false restores exactly that count.")
+                    "workload annotation rolecall.dev/remembered-replicas); false restores exactly that count. "
+                    "true always wins over runWindows and the keep-running-until override.")
+    run_windows: RunWindows | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-validations": RUN_WINDOW_RULES},
+        description="Hibernation: outside every window the role is stopped (replicas remembered, web "
+                    "connections drained first), inside one it is started again. An annotation "
+                    f"{OVERRIDE_RUNNING} or {OVERRIDE_STOPPED} (an RFC 3339 time) overrides the windows until "
+                    "then; spec.stopped: true beats both.")
 
 
 STOP_NEEDS_WORKLOAD = {
@@ -91,6 +124,13 @@ STOP_NEEDS_WORKLOAD = {
     "message": "stopped: true needs spec.workloadRef: rolecall stops a role by scaling its Deployment or "
                "StatefulSet to 0",
     "fieldPath": ".stopped",
+    "reason": "FieldValueRequired",
+}
+WINDOWS_NEED_WORKLOAD = {
+    "rule": "!has(self.runWindows) || has(self.workloadRef)",
+    "message": "runWindows needs spec.workloadRef: outside its windows rolecall stops the role by scaling its "
+               "Deployment or StatefulSet to 0",
+    "fieldPath": ".runWindows",
     "reason": "FieldValueRequired",
 }
 
@@ -255,6 +295,18 @@ class DryRunPlan(Model):
     pods: list[str] | None = Field(default=None, max_length=100, description="Those pods by name (the first 100).")
 
 
+class RunState(Model):
+    """The effective run state and which rule decided it (spec.stopped > override > windows > running)."""
+
+    desired: Literal["Running", "Stopped"] = Field(description="What rolecall holds the role at now.")
+    decided_by: Literal["Spec", "Override", "Window", "Default"] = Field(
+        description="Spec (stopped: true), Override (keep-running-until / keep-stopped-until), Window (runWindows), "
+                    "Default (running).")
+    reason: str = Field(max_length=512, description="Why, for people.")
+    until: str | None = Field(default=None, description="When this decision changes by itself (a window opens or "
+                                                        "closes, an override expires).")
+
+
 class RoleStatus(Model):
     """Status fields every role kind has."""
 
@@ -278,6 +330,8 @@ class RoleStatus(Model):
     history: list[HistoryEntry] | None = Field(default=None, max_length=MAX_HISTORY,
                                                description=f"The last {MAX_HISTORY} requests that ended, newest "
                                                            "first (a retried request keeps one entry).")
+    run_state: RunState | None = Field(default=None, description="With runWindows or an override: the effective "
+                                                                 "run state and why.")
     last_dry_run: DryRunPlan | None = Field(default=None, description="The last dry run handled, and its plan.")
     schedules: list[ScheduleStatus] | None = Field(default=None, max_length=8,
                                                    description="Per scheduled action: last and next slot.")

@@ -10,6 +10,7 @@ from rolecall.api.schedule import CronSchedule, TimeZone
 from rolecall.api.types import MAX_NAME, Condition, Duration, Model, ObjectName, SecretKeyRef
 from rolecall.api.v1alpha1.common import (
     STOP_NEEDS_WORKLOAD,
+    WINDOWS_NEED_WORKLOAD,
     RequestLimits,
     RequestTime,
     RoleStatus,
@@ -76,6 +77,7 @@ class DatabaseServerSpec(TargetsSpec, StopSpec, RequestLimits):
 
 DATABASE_RULES = [
     STOP_NEEDS_WORKLOAD,
+    WINDOWS_NEED_WORKLOAD,
     {"rule": "self.engine != 'sqlite' || has(self.path)",
      "message": "engine sqlite needs spec.path: the database file inside the pod, e.g. /data/app.db",
      "fieldPath": ".path", "reason": "FieldValueRequired"},

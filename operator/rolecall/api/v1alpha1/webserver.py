@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, WithJsonSchema
 
 from rolecall.api.types import MAX_NAME, Model
-from rolecall.api.v1alpha1.common import STOP_NEEDS_WORKLOAD, RoleStatus, StopSpec, TargetsSpec
+from rolecall.api.v1alpha1.common import STOP_NEEDS_WORKLOAD, WINDOWS_NEED_WORKLOAD, RoleStatus, StopSpec, TargetsSpec
 
 REFRESH_ANNOTATION = "rolecall.dev/refresh-requested-at"
 UsersSource = Literal["application", "activeConnections"]
@@ -109,4 +109,4 @@ class WebServer(Model):
     status: WebServerStatus | None = None
 
 
-SPEC_RULES = [STOP_NEEDS_WORKLOAD]
+SPEC_RULES = [STOP_NEEDS_WORKLOAD, WINDOWS_NEED_WORKLOAD]

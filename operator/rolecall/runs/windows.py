@@ -1,0 +1,81 @@
+"""Hibernation: should the role be running now, which rule says so, and until when.
+
+Precedence, fixed: `spec.stopped: true` > an unexpired override annotation (keep-running-until beats
+keep-stopped-until when both are set) > runWindows > running. Pure (a fake clock drives the unit tests); the
+caller acts on `RunState.desired` through the one stop/start path and wakes at `until`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+from croniter import croniter
+
+from rolecall.api.schedule import days_window, duration_seconds
+from rolecall.api.types import format_time, parse_time
+from rolecall.api.v1alpha1.common import OVERRIDE_RUNNING, OVERRIDE_STOPPED, RunState, RunWindow, RunWindows
+
+
+def _open_span(window: RunWindow, zone: zoneinfo.ZoneInfo, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """(start, end) of the window's latest opening at or before now (end may be in the past)."""
+    if window.days:
+        cron, seconds = days_window(window.days)
+    else:
+        assert window.cron and window.duration
+        cron, seconds = window.cron, duration_seconds(window.duration)
+    start = croniter(cron, now.astimezone(zone) + dt.timedelta(microseconds=1)).get_prev(dt.datetime)
+    start = start.astimezone(dt.UTC)
+    return start, start + dt.timedelta(seconds=seconds)
+
+
+def _next_start(window: RunWindow, zone: zoneinfo.ZoneInfo, now: dt.datetime) -> dt.datetime:
+    cron = days_window(window.days)[0] if window.days else window.cron
+    assert cron
+    start: dt.datetime = croniter(cron, now.astimezone(zone)).get_next(dt.datetime)
+    return start.astimezone(dt.UTC)
+
+
+def in_windows(windows: RunWindows, now: dt.datetime) -> tuple[bool, dt.datetime]:
+    """(open now, when that changes): the latest end of the windows open now, else the earliest next start."""
+    zone = zoneinfo.ZoneInfo(windows.time_zone or "UTC")
+    ends = [end for start, end in (_open_span(w, zone, now) for w in windows.windows) if start <= now < end]
+    if ends:
+        return True, max(ends)
+    return False, min(_next_start(w, zone, now) for w in windows.windows)
+
+
+def _override(annotations: dict[str, str], key: str, now: dt.datetime) -> tuple[dt.datetime | None, str | None]:
+    """(until, problem) of an override annotation: until only when it is a time still in the future."""
+    value = annotations.get(key)
+    if value is None:
+        return None, None
+    try:
+        until = parse_time(value)
+    except ValueError:
+        return None, f"{key}={value!r} is ignored: not an RFC 3339 time"
+    return (until, None) if until > now else (None, f"{key} expired at {value}")
+
+
+def decide(stopped: bool, windows: RunWindows | None, annotations: dict[str, str], now: dt.datetime) -> RunState:
+    if stopped:
+        return RunState(desired="Stopped", decided_by="Spec", reason="spec.stopped is true (it beats windows and "
+                                                                     "overrides)")
+    notes = []
+    for key, desired in ((OVERRIDE_RUNNING, "Running"), (OVERRIDE_STOPPED, "Stopped")):
+        until, problem = _override(annotations, key, now)
+        if problem:
+            notes.append(problem)
+        if until is not None:
+            return RunState(desired=desired, decided_by="Override", until=format_time(until),
+                            reason=f"{key} until {format_time(until)}" + "".join(f"; {n}" for n in notes))
+    suffix = "".join(f"; {n}" for n in notes)
+    if windows is None:
+        return RunState(desired="Running", decided_by="Default", reason="no runWindows" + suffix)
+    open_now, change = in_windows(windows, now)
+    zone = windows.time_zone or "UTC"
+    if open_now:
+        return RunState(desired="Running", decided_by="Window", until=format_time(change),
+                        reason=f"inside a run window ({zone}) until {format_time(change)}" + suffix)
+    return RunState(desired="Stopped", decided_by="Window", until=format_time(change),
+                    reason=f"outside every run window ({zone}); the next opens at {format_time(change)}" + suffix)
