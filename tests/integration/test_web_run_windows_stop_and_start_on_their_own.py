@@ -45,7 +45,7 @@ def test_windows_cycle_an_override_holds_and_stopped_wins(local_bed: Cluster, na
         assert started["runState"]["reason"].startswith("inside a run window"), started
 
     # keep-running-until: runs through the next closed period, then the windows decide again.
-    until = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=25)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=35)).strftime("%Y-%m-%dT%H:%M:%SZ")
     patch_web(local_bed, namespace, "web", {"metadata": {"annotations": {"rolecall.dev/keep-running-until": until}}})
     held = wait_for(lambda: _state(local_bed, namespace, "Running", "Override", 2), "the override in status", 30)
     assert held["runState"]["until"].startswith(until[:19]), held
@@ -69,6 +69,10 @@ def test_windows_cycle_an_override_holds_and_stopped_wins(local_bed: Cluster, na
     def window_opened_again() -> bool:
         return dt.datetime.now(dt.UTC).second % 20 < 8
 
+    def well_inside_the_next_window() -> bool:
+        return 3 <= dt.datetime.now(dt.UTC).second % 20 < 8
+
     wait_for(lambda: not window_opened_again(), "a closed period", 30, interval=0.2)
-    wait_for(window_opened_again, "the next window to open", 30, interval=0.2)
-    assert _state(local_bed, namespace, "Stopped", "Spec", 0), web_status(local_bed, namespace, "web")
+    wait_for(well_inside_the_next_window, "3 s into the next window", 30, interval=0.2)
+    while well_inside_the_next_window():  # all through the open window: still stopped by spec
+        assert _state(local_bed, namespace, "Stopped", "Spec", 0), web_status(local_bed, namespace, "web")

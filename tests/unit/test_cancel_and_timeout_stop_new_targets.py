@@ -50,3 +50,24 @@ def test_a_request_past_its_deadline_ends_timed_out(world: dict[str, Any]) -> No
     assert len(acted) == 3 and last is not None and last.outcome == "TimedOut", last  # 0 s, 4 s, 8 s; 12 s is late
     assert (last.done, last.failed, last.not_started) == (3, 0, 3) and "requestTimeoutSeconds" in last.message
     assert status.history is not None and status.history[0].outcome == "TimedOut"
+
+
+def test_a_cancelled_spec_time_is_not_asked_again_and_a_halted_retry_is_a_failure(
+        world: dict[str, Any]) -> None:  # noqa: F811
+    clock, acted, memory = FakeClock(), [], Memory()
+    when = "2026-11-26T04:00:00Z"
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        acted.append(t.name)
+        if t.name == "mc-1":
+            memory.annotations = {"rolecall.dev/cancel": when}  # arrives while mc-1 is tried
+            raise OSError("connection refused")  # its retry is then never made
+        return "OK"
+
+    status = CacheServerStatus()
+    for _ in range(3):  # the same spec time on every reconcile: cancelled once, never started again
+        asyncio.run(request.step(context(clock, memory=memory, status=status, concurrency=1, clearedAfter=when),
+                                 action(act)))
+    last = status.last_request
+    assert acted == ["mc-0", "mc-1"] and last is not None and last.outcome == "Cancelled", (acted, last)
+    assert (last.done, last.failed, last.not_started) == (1, 1, 4), last  # mc-1 was tried: failed, not "not started"

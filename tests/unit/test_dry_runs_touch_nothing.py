@@ -26,7 +26,7 @@ def test_a_dry_run_reports_the_targets_touches_nothing_and_is_handled_once(world
     assert acted == []
     plan = status.last_dry_run
     assert plan is not None and (plan.token, plan.targets, plan.pods) == ("look-1", 6, [p.name for p in PODS])
-    assert status.last_request is not None and status.last_request.outcome == "DryRun"
+    assert status.last_request is None  # lastRequest is the real requests' (their backoff lives there)
     assert status.last_handled_clear_request is None and status.run is None
     assert status.history is not None and status.history[0].dry_run and status.history[0].outcome == "DryRun"
     assert world["events"][-1][:2] == ("Normal", "ClearDryRun") and "mc-0, mc-1" in world["events"][-1][2]

@@ -58,3 +58,17 @@ def test_window_values_are_refused_readably() -> None:
                 {"cron": "0 7 * * *", "duration": "soon"}):
         with pytest.raises(ValidationError, match="must be"):
             RunWindows.model_validate({"windows": [bad]})
+
+
+def test_a_local_range_keeps_its_wall_clock_end_across_dst_and_a_window_that_never_opens() -> None:
+    night = RunWindows.model_validate({"timeZone": "Europe/Berlin", "windows": [{"days": "* 22:00-06:00"}]})
+    # The night of 28-29 March 2026 has no 02:00-03:00 in Berlin: 22:00 CET to 06:00 CEST is 7 hours.
+    inside = decide(False, night, {}, dt.datetime(2026, 3, 29, 3, 0, tzinfo=UTC))
+    assert inside.desired == "Running" and inside.until == "2026-03-29T04:00:00.000000Z"  # 06:00 CEST
+    never = RunWindows.model_validate({"windows": [{"cron": "0 0 30 2 *", "duration": "1h"}]})
+    state = decide(False, never, {}, THU_NOON)
+    assert (state.desired, state.until, state.reason) == ("Stopped", None, "no run window ever opens")
+    with pytest.raises(ValidationError, match="24:00 only as an end"):
+        RunWindows.model_validate({"windows": [{"days": "* 24:00-06:00"}]})
+    with pytest.raises(ValidationError, match="either days"):
+        RunWindows.model_validate({"windows": [{"cron": "0 7 * * *"}]})

@@ -89,3 +89,25 @@ def test_suspend_and_the_starting_deadline_skip_slots(world: dict[str, Any]) -> 
     asyncio.run(request.step(context(clock, status=status, clearSchedule=late), _scheduled(act)))
     assert acted == [p.name for p in PODS]
 
+
+
+def test_a_token_and_a_slot_due_together_run_one_after_the_other_and_missed_is_exact(
+        world: dict[str, Any]) -> None:  # noqa: F811
+    clock, acted = FakeClock(), []
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        acted.append(t.name)
+        return "OK"
+
+    status, schedule = CacheServerStatus(), {"cron": EVERY_10S}
+    asyncio.run(request.step(context(clock, status=status, clearSchedule=schedule), _scheduled(act)))
+    clock.advance(31)  # 04:38:00.1: slots :30, :40, :50, :00 passed; the token arrives too
+    token = {"rolecall.dev/clear-requested-at": "t1"}
+    first = context(clock, annotations=token, status=status, clearSchedule=schedule)
+    asyncio.run(request.step(first, _scheduled(act)))
+    assert status.last_request is not None and status.last_request.token == "t1" and min(first.delays) <= 0.5
+    for _ in range(3):  # the slot, then nothing more however often it is reconciled
+        asyncio.run(request.step(context(clock, annotations=token, status=status, clearSchedule=schedule),
+                                 _scheduled(act)))
+    assert len(acted) == 2 * len(PODS)
+    assert status.schedules is not None and status.schedules[0].missed == 3  # :30, :40, :50; :00 ran

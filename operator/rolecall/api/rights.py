@@ -107,8 +107,8 @@ def _cancel(action: str, plural: str, says: str) -> Action:
 
 def _stop(plural: str) -> Action:
     # Run windows and overrides are stop and start requests for every future change they cause.
-    trigger = (f"(has(object.spec.workloadRef) && {STOP_CHANGED}) || {field_changed('runWindows')} || "
-               f"{token_changed(OVERRIDE_RUNNING)} || {token_changed(OVERRIDE_STOPPED)}")
+    trigger = (f"has(object.spec.workloadRef) && ({STOP_CHANGED} || {field_changed('runWindows')} || "
+               f"{token_changed(OVERRIDE_RUNNING)} || {token_changed(OVERRIDE_STOPPED)})")
     return Action("stop", trigger, (SCALE, _narrow(plural, "stop")),
                   "stopping or starting (spec.stopped, spec.runWindows, keep-running-until or keep-stopped-until, "
                   "or spec.workloadRef while stopped)")

@@ -75,11 +75,12 @@ TimeZone = Annotated[str, AfterValidator(_zone), WithJsonSchema({
 # --- run windows: "when should this role run", as days and a local time range, or a cron start and a duration ---
 _DAY = f"({_DAYS})"
 _DAY_SET = rf"(\*|{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*)"
-_CLOCK = r"(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)"
-DAYS_PATTERN = rf"(?i)^{_DAY_SET} {_CLOCK}-{_CLOCK}$"
+_START = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+_CLOCK = rf"({_START}|24:00)"
+DAYS_PATTERN = rf"(?i)^{_DAY_SET} {_START}-{_CLOCK}$"
 DAYS_WORDS = ("must be days and a local time range, e.g. 'Mon-Fri 07:00-20:00', 'Sat,Sun 10:00-16:00' or "
               "'* 22:00-06:00' (days: * or mon..sun as ranges and lists; times HH:MM, up to 24:00; a range "
-              "may wrap midnight)")
+              "may wrap midnight; 24:00 only as an end)")
 _DAYS_RE = re.compile(DAYS_PATTERN.removeprefix("(?i)"), re.IGNORECASE)
 DURATION_PATTERN = r"^([0-9]{1,3}h)?([0-9]{1,4}m)?([0-9]{1,6}s)?$"
 DURATION_WORDS = "must be a duration of hours, minutes and seconds, e.g. 10s, 90m, 4h or 1h30m (more than 0)"

@@ -140,13 +140,20 @@ BeforeStop = Callable[[Context[Any, Any], workload.WorkloadState], Awaitable[boo
 def desired_stopped(ctx: Context[Any, Any]) -> bool:
     """Whether the role should be stopped now: spec.stopped > an override annotation > runWindows > running.
     Records the decision in status.runState (with runWindows or an override) and wakes when it changes."""
+    if ctx.stop_decision is not None:
+        return ctx.stop_decision  # one decision per reconcile, whoever asks (drain, stop/start, compaction)
     s, now = ctx.role_status, ctx.clock.wall()
+    if ctx.spec.workload_ref is None:  # nothing to stop or start: windows need a workloadRef (admission says)
+        s.run_state = None
+        ctx.stop_decision = bool(ctx.spec.stopped)
+        return ctx.stop_decision
     state = windows.decide(ctx.spec.stopped, ctx.spec.run_windows, ctx.annotations, now)
     overridden = OVERRIDE_RUNNING in ctx.annotations or OVERRIDE_STOPPED in ctx.annotations
     s.run_state = state if ctx.spec.run_windows is not None or overridden else None
     if state.until:
         ctx.wake_in(max(0.05, (parse_time(state.until) - now).total_seconds()))
-    return state.desired == "Stopped"
+    ctx.stop_decision = state.desired == "Stopped"
+    return ctx.stop_decision
 
 
 async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = None) -> workload.WorkloadState | None:

@@ -11,7 +11,7 @@ import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 # Counting missed slots stops here (a seconds schedule after a week's outage): the figure says "at least".
 MAX_COUNTED = 1000
@@ -21,22 +21,39 @@ MAX_COUNTED = 1000
 class Due:
     slot: dt.datetime | None  # the latest slot after `since` and not after now: run it once (None: nothing due)
     missed: int  # earlier slots after `since` that will not run (they are superseded by `slot`)
-    next: dt.datetime  # the first slot after now
+    next: dt.datetime | None  # the first slot after now (None: the schedule never fires, e.g. 30 February)
 
 
 def due(cron: str, zone: str | None, since: dt.datetime, now: dt.datetime) -> Due:
     """The slot to run now: the latest one in (since, now]; earlier ones in that span count as missed."""
     tz = zoneinfo.ZoneInfo(zone or "UTC")
-    local_now = now.astimezone(tz)
-    next_slot = croniter(cron, local_now).get_next(dt.datetime).astimezone(dt.UTC)
-    latest = croniter(cron, local_now + dt.timedelta(microseconds=1)).get_prev(dt.datetime).astimezone(dt.UTC)
-    if latest <= since:
-        return Due(None, 0, next_slot)
-    missed = 0
+    try:
+        next_slot = croniter(cron, now.astimezone(tz)).get_next(dt.datetime).astimezone(dt.UTC)
+    except CroniterBadDateError:
+        return Due(None, 0, None)  # admission cannot know that no date matches; nothing is ever due
+    slots, latest = 0, None
     walk = croniter(cron, since.astimezone(tz))
-    while missed < MAX_COUNTED:
+    while slots < MAX_COUNTED:
         slot = walk.get_next(dt.datetime).astimezone(dt.UTC)
-        if slot >= latest:
+        if slot > now:
             break
-        missed += 1
-    return Due(latest, missed, next_slot)
+        slots, latest = slots + 1, slot
+    if slots == MAX_COUNTED:  # a long gap: the latest slot directly, the count says "at least"
+        latest = croniter(cron, now.astimezone(tz) + dt.timedelta(microseconds=1)).get_prev(dt.datetime)
+        latest = latest.astimezone(dt.UTC)
+    if latest is None or latest <= since:
+        return Due(None, 0, next_slot)
+    return Due(latest, slots - 1, next_slot)
+
+
+def between(cron: str, zone: str | None, after: dt.datetime, before: dt.datetime) -> int:
+    """Slots strictly between two times (counted up to MAX_COUNTED)."""
+    tz = zoneinfo.ZoneInfo(zone or "UTC")
+    count = 0
+    try:
+        walk = croniter(cron, after.astimezone(tz))
+        while count < MAX_COUNTED and walk.get_next(dt.datetime).astimezone(dt.UTC) < before:
+            count += 1
+    except CroniterBadDateError:
+        return 0
+    return count

@@ -79,6 +79,7 @@ class Context(Generic[SpecT, StatusT]):
     busy: tuple[str, str] | None = None  # Reconciling: (reason, message)
     stalled: tuple[str, str] | None = None  # Stalled: (reason, message)
     busy_phase: str | None = None
+    stop_decision: bool | None = None  # stopped now (spec, override, windows): decided once per reconcile
     starting: bool = False  # the workload was scaled up and its pods are not all ready yet
     stopping: bool = False  # a stop is under way (e.g. draining connections before scaling down)
 

@@ -87,7 +87,12 @@ async def _with_retries(target: T, act: Callable[[T], Awaitable[str]], attempts:
                         timeout: float, before_act: Callable[[], Awaitable[None]]) -> Outcome[T]:
     message = ""
     for attempt in range(1, attempts + 1):
-        await before_act()  # outside the try: its exceptions abort the fan-out, they are no outcome
+        try:
+            await before_act()  # outside the try below: its exceptions abort the fan-out, they are no outcome
+        except Halt:
+            if attempt == 1:
+                raise  # never started: no outcome
+            return Outcome(target, "Failed", f"{message} (not retried: {_reason(attempt)})", attempt - 1)
         try:
             answer = await asyncio.wait_for(act(target), timeout)
             return Outcome(target, "Done", answer, attempt)
@@ -104,6 +109,10 @@ async def _with_retries(target: T, act: Callable[[T], Awaitable[str]], attempts:
         if attempt < attempts:
             await asyncio.sleep(backoff * 2 ** (attempt - 1))
     return Outcome(target, "Failed", message, attempts)
+
+
+def _reason(attempt: int) -> str:
+    return f"the request was stopped after attempt {attempt - 1}"
 
 
 def _aborts(e: Exception) -> bool:

@@ -107,12 +107,20 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
     s = ctx.role_status
     run = s.run if s.run is not None and s.run.action == action.name else None
     token, after = token_due(ctx, action), after_due(ctx, action)
-    slot = schedule_due(ctx, action) if not (token or after) else None  # one request at a time; it stays due
+    slot = schedule_due(ctx, action)  # always: it keeps status.schedules and the wake-up for the next slot
     if run is not None and run.first_pass_done and (token or (after and after != run.cleared_after)
                                                     or (slot and slot != run.scheduled_at)):
         run = s.run = None  # a new request supersedes retries of an earlier one: it covers every target again
+    if (token or after) and slot:
+        ctx.wake_in(0.5)  # one request at a time: the due slot runs right after this one
+        slot = None
     if run is None and not (token or after or slot):
         return
+    if run is not None and (halt := _halted(ctx, run)):
+        await _stop_run(ctx, action, run, *halt)  # a cancel or a deadline does not wait out a retry backoff
+        return
+    if run is not None and run.deadline:
+        ctx.wake_in(max(0.05, (parse_time(run.deadline) - ctx.clock.wall()).total_seconds()))
     if run is not None and run.first_pass_done and run.retry_at:
         wait = (parse_time(run.retry_at) - ctx.clock.wall()).total_seconds()
         if wait > 0:
@@ -126,9 +134,6 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
     refused = await authz.refusal(ctx.plural, ctx.obj, requester, *action.rights(ctx))
     if refused:
         await _end(ctx, action, run, trigger, "Refused", *refused)
-        return
-    if run is not None and (halt := _halted(ctx, run)):
-        await _stop_run(ctx, action, run, *halt)
         return
     try:
         prepared = await action.prepare(ctx)
@@ -423,11 +428,8 @@ def _acknowledge(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | N
 
 def _record(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, trigger: Trigger, outcome: str,
             reason: str, message: str, dry_run: bool = False, targets: int | None = None) -> None:
-    """A dry run's acknowledgement: lastRequest and history, without touching the real requests' echo."""
-    ctx.role_status.last_request = LastRequest(
-        action=action.name, token=trigger.token, outcome=outcome, reason=reason, message=message[:2048],
-        accepted_at=ctx.clock.now(), finished_at=ctx.clock.now(), targets=targets, done=0 if dry_run else None,
-        failed=0 if dry_run else None, observed_generation=ctx.generation)
+    """A dry run's acknowledgement: history (and lastDryRun, set by the caller). Not lastRequest, whose backoff
+    and retry bookkeeping belong to the real requests."""
     _remember(ctx, action, run, trigger, outcome, dry_run=dry_run, targets=targets)
     metrics.REQUEST_OUTCOMES.labels(ctx.kind.kind, action.name, outcome).inc()
 
@@ -444,9 +446,8 @@ def _remember(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None
         targets=run.targets if run else targets, done=s.done if run else None, failed=s.failed if run else None,
         failed_pods=[p.pod for p in s.failed_pods or []][:5] or None if run else None, outcome=outcome,
         dry_run=dry_run)
-    history = list(s.history or [])
-    if history and run is not None and (history[0].action, history[0].accepted_at) == (action.name, run.accepted_at):
-        history.pop(0)
+    history = [h for h in s.history or []
+               if run is None or (h.action, h.accepted_at) != (action.name, run.accepted_at)]
     s.history = [entry, *history][:MAX_HISTORY]
 
 
@@ -462,7 +463,7 @@ async def _end(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | Non
         retry_at = format_time(ctx.clock.wall() + dt.timedelta(seconds=ledger.retry_delay(attempts)))
     full = f"{action.noun.capitalize()} for {trigger.describe()}: {message}"
     repeat = (s.last_request is not None and s.last_request.reason == reason
-              and s.last_request.requested_after == trigger.after and not trigger.token)
+              and s.last_request.requested_after == trigger.after and not trigger.token and not trigger.scheduled)
     if run is not None:
         s.run = None
     ctx.condition(action.condition, False, reason, message)

@@ -7,6 +7,7 @@ Pure reads of the object and its status (plus a timer for a time still in the fu
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -90,6 +91,9 @@ def after_due(ctx: Context[Any, Any], action: Triggered) -> str | None:
         ctx.wake_in((t - now).total_seconds())  # an in-process timer, rebuilt from spec on restart
         return None
     tried = ctx.role_status.last_request
+    if (tried is not None and tried.action == action.name and tried.requested_after == wanted
+            and tried.outcome in ("Cancelled", "TimedOut")):
+        return None  # ended on purpose: a new spec time asks again
     if tried is not None and tried.action == action.name and tried.requested_after == wanted and tried.retry_at:
         wait = (parse_time(tried.retry_at) - now).total_seconds()
         if wait > 0:
@@ -119,28 +123,48 @@ def schedule_due(ctx: Context[Any, Any], action: Triggered) -> str | None:
     if entry is None or (entry.cron, entry.time_zone) != (spec.cron, spec.time_zone):
         entry = ScheduleStatus(action=action.name, cron=spec.cron, time_zone=spec.time_zone, since=format_time(now))
     ctx.role_status.schedules = [*entries, entry]
-    since = parse_time(entry.last_schedule_time or entry.since)
-    found = calendar.due(spec.cron, spec.time_zone, since, now)
-    entry.next_schedule_time = format_time(found.next)
+    found = calendar.due(spec.cron, spec.time_zone, _handled_until(ctx, action, entry), now)
+    entry.next_schedule_time = format_time(found.next) if found.next else None
     entry.suspended = spec.suspend
-    ctx.wake_in(max(0.05, (found.next - now).total_seconds()))
+    if found.next is not None:
+        ctx.wake_in(max(0.05, (found.next - now).total_seconds()))
     if found.slot is None:
         return None
     late = (now - found.slot).total_seconds()
     if spec.suspend or (spec.starting_deadline_seconds is not None and late > spec.starting_deadline_seconds):
-        entry.missed += found.missed + 1  # never run: suspended, or too late to start
-        entry.last_schedule_time = format_time(found.slot)
+        _advance(entry, spec, found.slot, ran=False)  # never run: suspended, or too late to start
         return None
-    entry.missed += found.missed
     return format_time(found.slot)
 
 
+def _handled_until(ctx: Context[Any, Any], action: Triggered, entry: ScheduleStatus) -> dt.datetime:
+    """Slots up to this time are handled: before the schedule was first seen (or changed), already ended, or
+    the one a run in progress carries (resumed after a restart, it is not due again)."""
+    marks = [parse_time(entry.since)]
+    if entry.last_schedule_time:
+        marks.append(parse_time(entry.last_schedule_time))
+    run = ctx.role_status.run
+    if run is not None and run.action == action.name and run.scheduled_at:
+        marks.append(parse_time(run.scheduled_at))
+    return max(marks)
+
+
+def _advance(entry: ScheduleStatus, spec: ScheduleSpec, slot: dt.datetime, ran: bool) -> None:
+    """Moves lastScheduleTime to `slot`, counting the slots passed over since the last one (exactly, once)."""
+    last = parse_time(entry.last_schedule_time or entry.since)
+    if slot <= last:
+        return
+    entry.missed += calendar.between(spec.cron, spec.time_zone, last, slot) + (0 if ran else 1)
+    entry.last_schedule_time = format_time(slot)
+
+
 def schedule_handled(ctx: Context[Any, Any], action: Triggered, slot: str) -> None:
-    """Records a slot as handled (its request ended), so no process runs it again."""
+    """Records a slot as handled (its request ended), so no process runs it again; slots before the schedule
+    was (last) seen are never recorded."""
+    spec: ScheduleSpec | None = getattr(ctx.spec, action.schedule_field) if action.schedule_field else None
     entry = schedule_status(ctx, action)
-    if entry is not None and (entry.last_schedule_time is None
-                              or parse_time(entry.last_schedule_time) < parse_time(slot)):
-        entry.last_schedule_time = slot
+    if entry is not None and spec is not None and parse_time(slot) > parse_time(entry.since):
+        _advance(entry, spec, parse_time(slot), ran=True)
 
 
 def _camel(attr: str) -> str:

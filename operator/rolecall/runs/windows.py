@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from rolecall.api.schedule import days_window, duration_seconds
 from rolecall.api.types import format_time, parse_time
@@ -24,9 +24,12 @@ def _open_span(window: RunWindow, zone: zoneinfo.ZoneInfo, now: dt.datetime) -> 
     else:
         assert window.cron and window.duration
         cron, seconds = window.cron, duration_seconds(window.duration)
-    start = croniter(cron, now.astimezone(zone) + dt.timedelta(microseconds=1)).get_prev(dt.datetime)
-    start = start.astimezone(dt.UTC)
-    return start, start + dt.timedelta(seconds=seconds)
+    local: dt.datetime = croniter(cron, now.astimezone(zone) + dt.timedelta(microseconds=1)).get_prev(dt.datetime)
+    if window.days:  # a local time range: its end is wall-clock time too (a DST night is an hour shorter/longer)
+        end = (local.replace(tzinfo=None) + dt.timedelta(seconds=seconds)).replace(tzinfo=zone)
+    else:  # a duration is elapsed time
+        end = local + dt.timedelta(seconds=seconds)
+    return local.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
 def _next_start(window: RunWindow, zone: zoneinfo.ZoneInfo, now: dt.datetime) -> dt.datetime:
@@ -36,13 +39,22 @@ def _next_start(window: RunWindow, zone: zoneinfo.ZoneInfo, now: dt.datetime) ->
     return start.astimezone(dt.UTC)
 
 
-def in_windows(windows: RunWindows, now: dt.datetime) -> tuple[bool, dt.datetime]:
-    """(open now, when that changes): the latest end of the windows open now, else the earliest next start."""
+def in_windows(windows: RunWindows, now: dt.datetime) -> tuple[bool, dt.datetime | None]:
+    """(open now, when that changes): the latest end of the windows open now, else the earliest next start
+    (None: no window ever opens, e.g. a cron for 30 February, which admission cannot know)."""
     zone = zoneinfo.ZoneInfo(windows.time_zone or "UTC")
-    ends = [end for start, end in (_open_span(w, zone, now) for w in windows.windows) if start <= now < end]
+    ends, starts = [], []
+    for w in windows.windows:
+        try:
+            start, end = _open_span(w, zone, now)
+            starts.append(_next_start(w, zone, now))
+        except CroniterBadDateError:
+            continue  # this window never opens
+        if start <= now < end:
+            ends.append(end)
     if ends:
         return True, max(ends)
-    return False, min(_next_start(w, zone, now) for w in windows.windows)
+    return False, min(starts, default=None)
 
 
 def _override(annotations: dict[str, str], key: str, now: dt.datetime) -> tuple[dt.datetime | None, str | None]:
@@ -74,8 +86,10 @@ def decide(stopped: bool, windows: RunWindows | None, annotations: dict[str, str
         return RunState(desired="Running", decided_by="Default", reason="no runWindows" + suffix)
     open_now, change = in_windows(windows, now)
     zone = windows.time_zone or "UTC"
-    if open_now:
+    if open_now and change is not None:
         return RunState(desired="Running", decided_by="Window", until=format_time(change),
                         reason=f"inside a run window ({zone}) until {format_time(change)}" + suffix)
+    if change is None:
+        return RunState(desired="Stopped", decided_by="Window", reason="no run window ever opens" + suffix)
     return RunState(desired="Stopped", decided_by="Window", until=format_time(change),
                     reason=f"outside every run window ({zone}); the next opens at {format_time(change)}" + suffix)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from rolecall.api.schedule import CronSchedule, Duration, TimeZone, WindowDays
 from rolecall.api.types import (
@@ -77,6 +77,12 @@ class TargetsSpec(Model):
                                  description="Time allowed for the action on one pod, per attempt.")
 
 
+RUN_WINDOW_RULES: list[Any] = [{
+    "rule": "self.windows.all(w, has(w.days) ? !has(w.cron) && !has(w.duration) : has(w.cron) && has(w.duration))",
+    "message": "each window sets either days (e.g. 'Mon-Fri 07:00-20:00') or both cron and duration",
+    "fieldPath": ".windows", "reason": "FieldValueInvalid"}]
+
+
 class RunWindow(Model):
     """One window in which the role runs: days and a local time range, or a cron start and a duration."""
 
@@ -86,6 +92,13 @@ class RunWindow(Model):
                                                                 "seconds last) ...")
     duration: Duration | None = Field(default=None, description="... and how long it stays open, e.g. 4h, 90m, 10s.")
 
+    @model_validator(mode="after")
+    def _one_form(self) -> RunWindow:
+        if (self.days is not None) == (self.cron is not None or self.duration is not None) or (
+                self.days is None and (self.cron is None or self.duration is None)):
+            raise ValueError(RUN_WINDOW_RULES[0]["message"])
+        return self
+
 
 class RunWindows(Model):
     """When the role should run; outside every window rolecall stops it, inside one it starts it again."""
@@ -94,10 +107,7 @@ class RunWindows(Model):
     windows: list[RunWindow] = Field(min_length=1, max_length=16, description="The role runs while any is open.")
 
 
-RUN_WINDOW_RULES: list[Any] = [{
-    "rule": "self.windows.all(w, has(w.days) ? !has(w.cron) && !has(w.duration) : has(w.cron) && has(w.duration))",
-    "message": "each window sets either days (e.g. 'Mon-Fri 07:00-20:00') or both cron and duration",
-    "fieldPath": ".windows", "reason": "FieldValueInvalid"}]
+
 
 OVERRIDE_RUNNING = "rolecall.dev/keep-running-until"
 OVERRIDE_STOPPED = "rolecall.dev/keep-stopped-until"
