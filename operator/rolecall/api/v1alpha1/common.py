@@ -208,7 +208,8 @@ class RequestLimits(Model):
         default=None, ge=1, le=604800,
         description="A request still running this long after it was accepted ends TimedOut: no target starts "
                     "after that, targets in flight finish (at most `concurrency`), and status counts the ones "
-                    "not started. Default: no limit.")
+                    "not started. A timed-out or cancelled spec time is not asked again (set a new one). "
+                    "Default: no limit.")
 
 
 class LastRequest(Model):
@@ -226,8 +227,9 @@ class LastRequest(Model):
     scheduled_at: str | None = Field(default=None, max_length=40,
                                      description="The schedule slot it ran for (a scheduled request).")
     outcome: RequestOutcome = Field(description="Succeeded, Failed (some targets failed; they are retried), "
-                                                "Refused (the requester lacks the right) or Stalled (retrying "
-                                                "cannot help until something is fixed).")
+                                                "Refused (the requester lacks the right), Stalled (retrying "
+                                                "cannot help until something is fixed), Cancelled or TimedOut "
+                                                "(no target started after that; see notStarted).")
     reason: str = Field(max_length=128, description="A CamelCase reason from the documented list.")
     message: str = Field(default="", max_length=2048, description="What happened, for people.")
     accepted_at: str | None = Field(default=None, description="When the operator accepted it.")
@@ -292,7 +294,8 @@ class HistoryEntry(Model):
     failed: int | None = Field(default=None, description="Targets failed.")
     failed_pods: list[str] | None = Field(default=None, max_length=5, description="Up to 5 failed pods by name.")
     dry_run: bool = Field(default=False, description="A dry run: nothing was changed.")
-    outcome: str = Field(max_length=32, description="How it ended: Succeeded, Failed, Refused, Stalled, DryRun.")
+    outcome: str = Field(max_length=32, description="How it ended: Succeeded, Failed, Refused, Stalled, DryRun, "
+                                                   "Cancelled, TimedOut.")
 
 
 class DryRunPlan(Model):
@@ -308,7 +311,7 @@ class DryRunPlan(Model):
 class RunState(Model):
     """The effective run state and which rule decided it (spec.stopped > override > windows > running)."""
 
-    desired: Literal["Running", "Stopped"] = Field(description="What rolecall holds the role at now.")
+    desired: Literal["Running", "Stopped"] = Field(description="What rolecall holds the role's workload at now.")
     decided_by: Literal["Spec", "Override", "Window", "Default"] = Field(
         description="Spec (stopped: true), Override (keep-running-until / keep-stopped-until), Window (runWindows), "
                     "Default (running).")
