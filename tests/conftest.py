@@ -12,9 +12,8 @@ from harness import (
     REPO,
     Cluster,
     Operator,
-    delete_namespace,
     install,
-    new_namespace,
+    namespace_for_test,
     operator_kubeconfig,
     start_cluster,
 )
@@ -57,9 +56,7 @@ def incluster_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
 
 @pytest.fixture
 def fault_namespace(request: pytest.FixtureRequest, fault_bed: Cluster) -> Iterator[str]:
-    name = new_namespace(fault_bed, request.node.name.removeprefix("test_")[:30])
-    yield name
-    delete_namespace(fault_bed, name)
+    yield from namespace_for_test(fault_bed, request)
 
 
 @pytest.fixture
@@ -78,9 +75,7 @@ def local_bed(cluster: Cluster) -> Cluster:
 
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[str]:
-    name = new_namespace(cluster, request.node.name.removeprefix("test_")[:30])
-    yield name
-    delete_namespace(cluster, name)
+    yield from namespace_for_test(cluster, request)
 
 
 @pytest.fixture(scope="session")

@@ -168,6 +168,13 @@ def new_namespace(cluster: Cluster, prefix: str) -> str:
     return name
 
 
+def namespace_for_test(cluster: Cluster, request: Any) -> Iterator[str]:
+    """A fresh namespace named after the test, deleted after it (the body of the namespace fixtures)."""
+    name = new_namespace(cluster, request.node.name.removeprefix("test_")[:30])
+    yield name
+    delete_namespace(cluster, name)
+
+
 def delete_namespace(cluster: Cluster, name: str) -> None:
     try:
         client.CoreV1Api(cluster.api_client).delete_namespace(name)

@@ -33,7 +33,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -46,10 +45,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import yaml
-from kubernetes import client, config, watch  # type: ignore[import-untyped]
+from kubernetes import client, config  # type: ignore[import-untyped]
 from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
 
-from testbed import podspec
+from testbed import podspec, podwatch
 
 RUNTIME_LABEL = "testbed.rolecall.dev/runtime"
 RUNTIME_SELECTOR = f"{RUNTIME_LABEL}=podman"
@@ -685,29 +684,7 @@ class ContainerStandIns:
         return str(pods.metadata.resource_version)
 
     def run(self) -> None:
-        rv = self._resync_until_it_works()
-        while True:
-            try:
-                for ev in watch.Watch().stream(self.api.list_pod_for_all_namespaces, label_selector=RUNTIME_SELECTOR,
-                                               resource_version=rv, timeout_seconds=300,
-                                               allow_watch_bookmarks=True, _request_timeout=(5, 330)):
-                    if isinstance(ev["object"], dict):  # an ERROR event (e.g. 410 Gone): start from a relist
-                        raise RuntimeError(f"watch error: {ev['object'].get('message', ev['object'])}")
-                    rv = ev["object"].metadata.resource_version
-                    if ev["type"] != "BOOKMARK":
-                        self.observe(ev["object"], deleted=ev["type"] == "DELETED")
-            except Exception as e:  # the stand-in outlives apiserver outages, as the engine stand-ins do
-                log.warning("watch interrupted: %s; relisting", e)
-                time.sleep(1)
-                rv = self._resync_until_it_works()
-
-    def _resync_until_it_works(self) -> str:
-        while True:
-            try:
-                return self.resync()
-            except Exception as e:
-                log.warning("relist failed (%s); trying again in 1s", e)
-                time.sleep(1)
+        podwatch.watch_pods(self.api, RUNTIME_SELECTOR, self.resync, lambda pod, deleted: self.observe(pod, deleted))
 
     def stop_all(self) -> None:
         """On SIGTERM (the bed going down): stop every container. A SIGKILLed stand-in leaves them running."""
@@ -736,14 +713,7 @@ def main() -> None:
     ca = Path(cluster["certificate-authority"]).read_text()
     stand_ins = ContainerStandIns(client.CoreV1Api(), client.CustomObjectsApi(), args.dir, args.bed_dir,
                                   cluster["server"], ca, args.pod_cidr)
-
-    def stop(*_: object) -> None:
-        stand_ins.stop_all()
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    stand_ins.run()
+    podwatch.run_until_signalled(stand_ins)
 
 
 if __name__ == "__main__":

@@ -29,47 +29,33 @@ VERSION = tomllib.loads((cluster.REPO / "pyproject.toml").read_text())["project"
 IMAGE_REPOSITORY = "localhost/rolecall/operator"
 PG_SECRET = "demo-pg-credentials"  # noqa: S105 - the name of a Secret, not a secret
 
-DEMO = f"""
+def _role(kind: str, name: str, engine: str, replicas: int, image: str) -> str:
+    """A Deployment whose pods get a real `engine` stand-in, and the rolecall resource for it."""
+    return f"""
 apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: demo-cache, namespace: default}}
+metadata: {{name: {name}, namespace: default}}
 spec:
-  replicas: 3
-  selector: {{matchLabels: {{app: demo-cache}}}}
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
   template:
     metadata:
-      labels: {{app: demo-cache, testbed.rolecall.dev/engine: memcached}}
+      labels: {{app: {name}, testbed.rolecall.dev/engine: {engine}}}
     spec:
-      containers: [{{name: memcached, image: "memcached:1.6"}}]
+      containers: [{{name: {engine}, image: "{image}"}}]
 ---
 apiVersion: rolecall.dev/v1alpha1
-kind: CacheServer
-metadata: {{name: demo-cache, namespace: default}}
+kind: {kind}
+metadata: {{name: {name}, namespace: default}}
 spec:
-  engine: memcached
-  selector: {{matchLabels: {{app: demo-cache}}}}
-  workloadRef: {{kind: Deployment, name: demo-cache}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: demo-web, namespace: default}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: demo-web}}}}
-  template:
-    metadata:
-      labels: {{app: demo-web, testbed.rolecall.dev/engine: nginx}}
-    spec:
-      containers: [{{name: nginx, image: "nginx:1.27"}}]
----
-apiVersion: rolecall.dev/v1alpha1
-kind: WebServer
-metadata: {{name: demo-web, namespace: default}}
-spec:
-  engine: nginx
-  selector: {{matchLabels: {{app: demo-web}}}}
-  workloadRef: {{kind: Deployment, name: demo-web}}
----
+  engine: {engine}
+  selector: {{matchLabels: {{app: {name}}}}}
+  workloadRef: {{kind: Deployment, name: {name}}}
+"""
+
+
+DEMO = _role("CacheServer", "demo-cache", "memcached", 3, "memcached:1.6") + "---" + _role(
+    "WebServer", "demo-web", "nginx", 2, "nginx:1.27") + f"""---
 apiVersion: v1
 kind: Secret
 metadata: {{name: {PG_SECRET}, namespace: default}}
@@ -103,7 +89,7 @@ spec:
 
 def _helm(bed: cluster.Bed, *args: str) -> None:
     env = {**os.environ, "KUBECONFIG": str(bed.kubeconfig)}
-    done = subprocess.run([str(cluster.cache_bin_dir() / "helm"), *args], env=env, text=True, capture_output=True,
+    done = subprocess.run([install.tool_path("helm"), *args], env=env, text=True, capture_output=True,
                           timeout=300, check=False)
     if done.returncode != 0:
         raise SystemExit(f"helm {args[0]} failed: {done.stderr.strip()}")

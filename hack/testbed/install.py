@@ -20,9 +20,14 @@ OPERATOR_NAMESPACE = "rolecall-system"
 OPERATOR_SA = "rolecall-operator"
 
 
+def tool_path(name: str) -> str:
+    """A command built with the bed (kubectl, helm), else the one on PATH."""
+    built = cache_bin_dir() / name
+    return str(built) if built.exists() else name
+
+
 def kubectl_path() -> str:
-    built = cache_bin_dir() / "kubectl"
-    return str(built) if built.exists() else "kubectl"
+    return tool_path("kubectl")
 
 
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None,

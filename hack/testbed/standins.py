@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, watch  # type: ignore[import-untyped]
+from kubernetes import client, config  # type: ignore[import-untyped]
 from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
 
-from testbed import servers
+from testbed import podwatch, servers
 from testbed.cluster import BED_USER
 
 ENGINE_LABEL = "testbed.rolecall.dev/engine"
@@ -161,38 +161,7 @@ class StandIns:
         return str(pods.metadata.resource_version)
 
     def run(self) -> None:
-        rv = self._resync_until_it_works()
-        while True:
-            w = watch.Watch()
-            try:
-                # A read timeout too: a frozen apiserver (SIGSTOP in the fault tests) must not hang the watch.
-                for ev in w.stream(self.api.list_pod_for_all_namespaces, label_selector=ENGINE_LABEL,
-                                   resource_version=rv, timeout_seconds=300, allow_watch_bookmarks=True,
-                                   _request_timeout=(5, 330)):
-                    obj = ev["object"]
-                    rv = obj.metadata.resource_version
-                    if ev["type"] == "BOOKMARK":
-                        continue
-                    self.observe(obj, deleted=ev["type"] == "DELETED")
-            except ApiException as e:
-                if e.status != 410:
-                    log.warning("watch failed: %s; relisting", e.reason)
-                    time.sleep(1)
-                rv = self._resync_until_it_works()
-            except Exception as e:  # the bed's stand-ins must outlive a dropped connection
-                log.warning("watch interrupted: %s; relisting", e)
-                time.sleep(1)
-                rv = self._resync_until_it_works()
-
-    def _resync_until_it_works(self) -> str:
-        """The stand-ins outlive an apiserver outage (the fault tests cause them): while the apiserver is
-        unreachable the servers keep running on their pod IPs, and the stand-ins relist once it is back."""
-        while True:
-            try:
-                return self.resync()
-            except Exception as e:
-                log.warning("relist failed (%s); trying again in 1s", e)
-                time.sleep(1)
+        podwatch.watch_pods(self.api, ENGINE_LABEL, self.resync, lambda pod, deleted: self.observe(pod, deleted))
 
     def stop_all(self) -> None:
         for uid in list(self.running):
@@ -227,15 +196,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config.load_kube_config(args.kubeconfig)
-    stand_ins = StandIns(client.CoreV1Api(), args.dir)
-
-    def stop(*_: object) -> None:
-        stand_ins.stop_all()
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    stand_ins.run()
+    podwatch.run_until_signalled(StandIns(client.CoreV1Api(), args.dir))
 
 
 if __name__ == "__main__":

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from harness import REPO, Cluster, wait_for
-from testbed.cluster import cache_bin_dir
 from testbed.containers import POD_UID_LABEL, podman
+from testbed.install import tool_path
 
 CHART = REPO / "charts" / "rolecall"
 NAMESPACE = "rolecall-system"
@@ -31,10 +30,8 @@ def image_id(ref: str = IMAGE) -> str:
 
 
 def helm(cluster: Cluster, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("helm", path=f"{cache_bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}")
-    assert binary, "helm is built by hack/build-cluster-bins.sh (make cluster-bins)"
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    return subprocess.run([binary, *args], text=True, capture_output=True, timeout=timeout, env=env)
+    return subprocess.run([tool_path("helm"), *args], text=True, capture_output=True, timeout=timeout, env=env)
 
 
 def bed_values(*extra: str, tag: str = VERSION) -> list[str]:
@@ -68,11 +65,7 @@ def container(pod: dict[str, Any]) -> dict[str, Any]:
 def process_facts(pid: int) -> tuple[int, str]:
     """(effective uid, root mount options) of a process, read from /proc as the host sees it."""
     uids = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:"))
-    for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
-        fields = line.split()
-        if fields[4] == "/":
-            return int(uids.split()[2]), fields[5]
-    raise AssertionError(f"no root mount in /proc/{pid}/mountinfo")
+    return int(uids.split()[2]), mount_points(pid)["/"]
 
 
 def lease_holder(cluster: Cluster) -> str:

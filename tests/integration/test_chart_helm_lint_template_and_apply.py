@@ -9,7 +9,6 @@ ServiceAccount token carries out a request. Only the last two need a cluster."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -29,16 +28,13 @@ from cachekit import (
     wait_memcached,
 )
 from harness import REPO, Cluster, Operator, running_pods
-from testbed.cluster import cache_bin_dir
-from testbed.install import kubectl, operator_kubeconfig
+from testbed.install import kubectl, operator_kubeconfig, tool_path
 
 CHART = REPO / "charts" / "rolecall"
 
 
 def _tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    path = shutil.which(name, path=f"{cache_bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}")
-    assert path, f"{name} is built by hack/build-cluster-bins.sh (make cluster-bins)"
-    return subprocess.run([path, *args], text=True, capture_output=True, timeout=120)
+    return subprocess.run([tool_path(name), *args], text=True, capture_output=True, timeout=120)
 
 
 def _helm(*args: str) -> subprocess.CompletedProcess[str]:

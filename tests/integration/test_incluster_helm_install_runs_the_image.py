@@ -63,7 +63,7 @@ from dbkit import (
     seed_events,
 )
 from dbkit import wait_finished as wait_maintenance
-from harness import REPO, Cluster, delete_namespace, deployment, new_namespace, running_pods, wait_for
+from harness import REPO, Cluster, deployment, namespace_for_test, running_pods, wait_for
 from testbed.containers import podman
 from testbed.podspec import TOKEN_DIR
 from webkit import create_web, held_connections, request_refresh, webserver
@@ -82,9 +82,7 @@ def installed(incluster_bed: Cluster) -> Iterator[Cluster]:
 
 @pytest.fixture
 def ns(request: pytest.FixtureRequest, installed: Cluster) -> Iterator[str]:
-    name = new_namespace(installed, request.node.name.removeprefix("test_")[:30])
-    yield name
-    delete_namespace(installed, name)
+    yield from namespace_for_test(installed, request)
 
 
 def _memcached(cluster: Cluster, ns: str, pods: int, **annotations: str) -> dict[str, str]:

@@ -158,24 +158,22 @@ async def _dry_run(ctx: Context[Any, Any], action: Action[Any]) -> None:
     s, last = ctx.role_status, ctx.role_status.last_dry_run
     if token is None or (last is not None and (last.action, last.token) == (action.name, token)):
         return
-    now = ctx.clock.now()
+    # Acknowledged in history and lastDryRun, not in lastRequest: its backoff bookkeeping is the real requests'.
+    names: list[str] = []
     try:
-        targets = sorted(await action.resolve(ctx), key=lambda t: t.name)
+        names = sorted(t.name for t in await action.resolve(ctx))
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        outcome, kind, reason = "DryRun", "Normal", f"{action.name.title()}DryRun"
+        message = (f"Dry run {token!r}: a {action.noun} now would act on {len(names)} pods"
+                   + (f": {shown}." if names else ".") + " Nothing was changed.")
     except Stall as e:
-        s.last_dry_run = DryRunPlan(action=action.name, token=str(token), planned_at=now, targets=0)
-        message = f"Dry run {token!r} of a {action.noun}: {e}"
-        _record(ctx, action, None, Trigger(str(token), None), "Stalled", e.reason, message, dry_run=True)
-        await events.post(ctx.obj, "Warning", e.reason, message)
-        return
-    names = [t.name for t in targets]
-    s.last_dry_run = DryRunPlan(action=action.name, token=str(token), planned_at=now, targets=len(targets),
+        outcome, kind, reason, message = "Stalled", "Warning", e.reason, f"Dry run {token!r} of a {action.noun}: {e}"
+    s.last_dry_run = DryRunPlan(action=action.name, token=str(token), planned_at=ctx.clock.now(), targets=len(names),
                                 pods=names[:100] or None)
-    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-    message = (f"Dry run {token!r}: a {action.noun} now would act on {len(names)} pods"
-               + (f": {shown}." if names else ".") + " Nothing was changed.")
-    _record(ctx, action, None, Trigger(str(token), None), "DryRun", "DryRun", message, dry_run=True,
-            targets=len(names))
-    await events.post(ctx.obj, "Normal", f"{action.name.title()}DryRun", message)
+    _remember(ctx, action, None, Trigger(str(token), None), outcome, dry_run=True,
+              targets=len(names) if outcome == "DryRun" else None)
+    metrics.REQUEST_OUTCOMES.labels(ctx.kind.kind, action.name, outcome).inc()
+    await events.post(ctx.obj, kind, reason, message)
 
 
 async def _accept(ctx: Context[Any, Any], action: Action[Any], trigger: Trigger, targets: list[Target],
@@ -423,14 +421,6 @@ def _acknowledge(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | N
         failed=s.failed if run else None, retry_at=retry_at, attempts=attempts,
         observed_generation=ctx.generation)
     _remember(ctx, action, run, trigger, outcome)
-    metrics.REQUEST_OUTCOMES.labels(ctx.kind.kind, action.name, outcome).inc()
-
-
-def _record(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, trigger: Trigger, outcome: str,
-            reason: str, message: str, dry_run: bool = False, targets: int | None = None) -> None:
-    """A dry run's acknowledgement: history (and lastDryRun, set by the caller). Not lastRequest, whose backoff
-    and retry bookkeeping belong to the real requests."""
-    _remember(ctx, action, run, trigger, outcome, dry_run=dry_run, targets=targets)
     metrics.REQUEST_OUTCOMES.labels(ctx.kind.kind, action.name, outcome).inc()
 
 

@@ -109,11 +109,15 @@ def schedule_status(ctx: Context[Any, Any], action: Triggered) -> ScheduleStatus
     return next((e for e in ctx.role_status.schedules or [] if e.action == action.name), None)
 
 
+def _schedule_spec(ctx: Context[Any, Any], action: Triggered) -> ScheduleSpec | None:
+    return getattr(ctx.spec, action.schedule_field) if action.schedule_field else None
+
+
 def schedule_due(ctx: Context[Any, Any], action: Triggered) -> str | None:
     """The schedule slot to run now, if any. Keeps status.schedules current (since, next slot, missed) and wakes
     the object at the next slot. Slots before the schedule was first seen never run; of the slots missed
     since the last one handled, only the latest runs (once), unless it is past the starting deadline."""
-    spec: ScheduleSpec | None = getattr(ctx.spec, action.schedule_field) if action.schedule_field else None
+    spec = _schedule_spec(ctx, action)
     entries = [e for e in ctx.role_status.schedules or [] if e.action != action.name]
     if spec is None:
         ctx.role_status.schedules = entries or None
@@ -161,8 +165,7 @@ def _advance(entry: ScheduleStatus, spec: ScheduleSpec, slot: dt.datetime, ran: 
 def schedule_handled(ctx: Context[Any, Any], action: Triggered, slot: str) -> None:
     """Records a slot as handled (its request ended), so no process runs it again; slots before the schedule
     was (last) seen are never recorded."""
-    spec: ScheduleSpec | None = getattr(ctx.spec, action.schedule_field) if action.schedule_field else None
-    entry = schedule_status(ctx, action)
+    spec, entry = _schedule_spec(ctx, action), schedule_status(ctx, action)
     if entry is not None and spec is not None and parse_time(slot) > parse_time(entry.since):
         _advance(entry, spec, parse_time(slot), ran=True)
 

@@ -17,13 +17,17 @@ from rolecall.api.types import format_time, parse_time
 from rolecall.api.v1alpha1.common import OVERRIDE_RUNNING, OVERRIDE_STOPPED, RunState, RunWindow, RunWindows
 
 
+def _cron_and_length(window: RunWindow) -> tuple[str, int]:
+    """When the window opens (a cron) and for how many seconds."""
+    if window.days:
+        return days_window(window.days)
+    assert window.cron and window.duration  # the model's validator guarantees one form
+    return window.cron, duration_seconds(window.duration)
+
+
 def _open_span(window: RunWindow, zone: zoneinfo.ZoneInfo, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """(start, end) of the window's latest opening at or before now (end may be in the past)."""
-    if window.days:
-        cron, seconds = days_window(window.days)
-    else:
-        assert window.cron and window.duration
-        cron, seconds = window.cron, duration_seconds(window.duration)
+    cron, seconds = _cron_and_length(window)
     local: dt.datetime = croniter(cron, now.astimezone(zone) + dt.timedelta(microseconds=1)).get_prev(dt.datetime)
     if window.days:  # a local time range: its end is wall-clock time too (a DST night is an hour shorter/longer)
         end = (local.replace(tzinfo=None) + dt.timedelta(seconds=seconds)).replace(tzinfo=zone)
@@ -33,9 +37,7 @@ def _open_span(window: RunWindow, zone: zoneinfo.ZoneInfo, now: dt.datetime) -> 
 
 
 def _next_start(window: RunWindow, zone: zoneinfo.ZoneInfo, now: dt.datetime) -> dt.datetime:
-    cron = days_window(window.days)[0] if window.days else window.cron
-    assert cron
-    start: dt.datetime = croniter(cron, now.astimezone(zone)).get_next(dt.datetime)
+    start: dt.datetime = croniter(_cron_and_length(window)[0], now.astimezone(zone)).get_next(dt.datetime)
     return start.astimezone(dt.UTC)
 
 
