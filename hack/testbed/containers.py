@@ -149,6 +149,21 @@ class Running:
     started_at: str
     started_mono: float
     probes: dict[str, Probe] = field(default_factory=dict)
+    process: tuple[int, str] | None = None  # (host pid, start time) of its main process, from podman
+
+    def alive(self) -> bool:
+        """Checked twice a second without spawning podman: the main process is still the one podman started
+        (a reused pid has another start time). When it is gone, podman is asked how it ended."""
+        if self.process is None:
+            return False
+        return _start_time(self.process[0]) == self.process[1]
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 class IpPool:
@@ -262,10 +277,14 @@ class PodRunner(threading.Thread):
             return
         clock = time.monotonic()
         if self.running is not None:
+            if self.running.alive():
+                self._probe(clock)
+                return
             state = self._inspect()
             if state is None or state["Status"] not in ("running", "created", "configured"):
                 self._exited(state)
-            else:
+            else:  # podman says running: (re)learn its main process
+                self.running.process = _process(state)
                 self._probe(clock)
             return
         if clock < self.not_before:
@@ -292,7 +311,8 @@ class PodRunner(threading.Thread):
         state = self._inspect()
         if state is not None and state["Status"] == "running":
             self.image = find_image(self.container["image"])
-            self.running = Running(state["Id"], state["StartedAt"], time.monotonic(), self._new_probes())
+            self.running = Running(state["Id"], state["StartedAt"], time.monotonic(), self._new_probes(),
+                                   _process(state))
             self.waiting, self.phase = None, "Running"
             self._write_token()
             log.info("%s/%s: adopted running container %s", self.ns, self.pod_name, state["Id"][:12])
@@ -304,6 +324,7 @@ class PodRunner(threading.Thread):
         data = json.loads(out.stdout)[0]
         state = data["State"]
         return {"Id": data["Id"], "Status": state["Status"], "ExitCode": state.get("ExitCode", 0),
+                "Pid": state.get("Pid") or 0,
                 "StartedAt": _rfc3339(state.get("StartedAt")), "FinishedAt": _rfc3339(state.get("FinishedAt")),
                 "OOMKilled": state.get("OOMKilled", False)}
 
@@ -407,7 +428,7 @@ class PodRunner(threading.Thread):
             return
         state = self._inspect()
         self.running = Running(out.stdout.strip(), (state or {}).get("StartedAt") or now(), time.monotonic(),
-                               self._new_probes())
+                               self._new_probes(), _process(state))
         self.waiting, self.phase = None, "Running"
         self._event("Normal", "Started", f"Started container {self.container['name']} (podman, image "
                                          f"{self.image.ref})")
@@ -606,6 +627,12 @@ class PodRunner(threading.Thread):
                     # left by an earlier pod of the same name, pointing at its files: replace it
                     body["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
                     custom.replace_namespaced_custom_object(*args, self.pod_name, body, _request_timeout=TIMEOUT)
+
+
+def _process(state: dict[str, Any] | None) -> tuple[int, str] | None:
+    pid = int((state or {}).get("Pid") or 0)
+    started = _start_time(pid) if pid else None
+    return (pid, started) if started else None
 
 
 def _rfc3339(value: str | None) -> str | None:
