@@ -17,7 +17,7 @@ from rolecall.api.kinds import CACHE_SERVER
 from rolecall.api.v1alpha1.cacheserver import CLEAR_ANNOTATION, CacheServerSpec, CacheServerStatus, CacheStats
 from rolecall.engines import CACHE_ENGINES, Credentials, Endpoint, EngineError
 from rolecall.engines.base import CacheFigures
-from rolecall.roles.common import read_credentials, reconcile_with, stop_start
+from rolecall.roles.common import figures_due, next_figures_in, read_credentials, reconcile_with, stop_start
 from rolecall.runs import fanout, request
 from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.runs.reasons import Stall
@@ -68,13 +68,10 @@ async def _work(ctx: Ctx) -> None:
 
 async def _stats(ctx: Ctx) -> None:
     """Aggregated engine figures every statsIntervalSeconds (read-only; written only when they change)."""
-    clock, interval = ctx.clock, float(ctx.spec.stats_interval_seconds)
-    if clock.monotonic() < ctx.memory.figures_due:
-        ctx.wake_in(ctx.memory.figures_due - clock.monotonic())
+    if not figures_due(ctx):
         return
-    targets = await _targets(ctx)  # a failure (e.g. 403) is looked at again with backoff, not in `interval`
-    ctx.memory.figures_due = clock.monotonic() + interval
-    ctx.wake_in(interval)
+    with next_figures_in(ctx, float(ctx.spec.stats_interval_seconds)):
+        targets = await _targets(ctx)
     try:
         creds = await _credentials(ctx)
     except Stall:

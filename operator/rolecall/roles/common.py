@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pydantic
@@ -135,6 +136,24 @@ def _stalled(ctx: Context[Any, Any], reason: str, message: str) -> None:
 
 # Called before scaling a workload down; returns True when it may go now (e.g. connections drained).
 BeforeStop = Callable[[Context[Any, Any], workload.WorkloadState], Awaitable[bool]]
+
+
+def figures_due(ctx: Context[Any, Any]) -> bool:
+    """Whether the periodic figures (cache stats, web figures, database size) are due; if not, wake then."""
+    left = ctx.memory.figures_due - ctx.clock.monotonic()
+    if left > 0:
+        ctx.wake_in(left)
+    return left <= 0
+
+
+@contextlib.contextmanager
+def next_figures_in(ctx: Context[Any, Any], interval: float) -> Iterator[None]:
+    """Schedules the next periodic read only when this one got through (a return is fine): an exception, e.g.
+    the operator's pod listing refused (403), is looked at again with the error boundary's backoff, so its
+    Stalled reason stays in status instead of being cleared by the next reconcile."""
+    yield
+    ctx.memory.figures_due = ctx.clock.monotonic() + interval
+    ctx.wake_in(interval)
 
 
 def desired_stopped(ctx: Context[Any, Any]) -> bool:

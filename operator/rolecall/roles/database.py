@@ -33,7 +33,14 @@ from rolecall.api.v1alpha1.database import (
 )
 from rolecall.engines import DATABASE_ENGINES, Credentials, EngineError
 from rolecall.engines.database import Connection, DatabaseSession, Where
-from rolecall.roles.common import desired_stopped, read_credentials, reconcile_with, stop_start
+from rolecall.roles.common import (
+    desired_stopped,
+    figures_due,
+    next_figures_in,
+    read_credentials,
+    reconcile_with,
+    stop_start,
+)
 from rolecall.runs import request
 from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.targets import pods
@@ -184,28 +191,25 @@ async def _work(ctx: Ctx) -> None:
 
 
 async def _figures(ctx: Ctx) -> None:
-    m, clock = ctx.memory, ctx.clock
-    if clock.monotonic() < m.figures_due:
-        ctx.wake_in(m.figures_due - clock.monotonic())
+    if not figures_due(ctx):
         return
-    interval = float(ctx.spec.status_interval_seconds)
-    m.figures_due = clock.monotonic() + interval
-    ctx.wake_in(interval)
     s = ctx.status
-    try:
-        # A database that stops answering must not hold the reconcile: the figures wait at most this long.
-        async with asyncio.timeout(float(ctx.spec.timeout_seconds) + 10), open_database(ctx.ns, ctx.spec) as db:
-            figures = await db.session.figures()
-            pod = db.pod
-    except TimeoutError:
-        ctx.condition("Degraded", True, "DatabaseUnreachable", f"no answer within {ctx.spec.timeout_seconds + 10}s")
-        return
-    except NoTarget as e:
-        ctx.condition("Degraded", True, e.reason, str(e))
-        return
-    except (EngineError, NotActionable) as e:
-        ctx.condition("Degraded", True, "DatabaseUnreachable", str(e))
-        return
+    with next_figures_in(ctx, float(ctx.spec.status_interval_seconds)):  # also after a Degraded answer below
+        try:
+            # A database that stops answering must not hold the reconcile: the figures wait at most this long.
+            async with asyncio.timeout(float(ctx.spec.timeout_seconds) + 10), open_database(ctx.ns, ctx.spec) as db:
+                figures = await db.session.figures()
+                pod = db.pod
+        except TimeoutError:
+            ctx.condition("Degraded", True, "DatabaseUnreachable",
+                          f"no answer within {ctx.spec.timeout_seconds + 10}s")
+            return
+        except NoTarget as e:
+            ctx.condition("Degraded", True, e.reason, str(e))
+            return
+        except (EngineError, NotActionable) as e:
+            ctx.condition("Degraded", True, "DatabaseUnreachable", str(e))
+            return
     tables = [TableFigures(table=t.table, dead_tuples=t.dead_tuples, live_tuples=t.live_tuples)
               for t in figures.largest_tables] or None
     before = (s.primary, s.size_bytes, s.connections, s.largest_tables)

@@ -29,7 +29,7 @@ from rolecall.api.v1alpha1.webserver import (
 )
 from rolecall.engines import Endpoint, EngineError
 from rolecall.engines.web import WEB_ENGINES, app_users
-from rolecall.roles.common import desired_stopped, reconcile_with, stop_start
+from rolecall.roles.common import desired_stopped, next_figures_in, reconcile_with, stop_start
 from rolecall.runs import fanout, request, triggers
 from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.targets import pods
@@ -83,11 +83,9 @@ async def _refresh(ctx: Ctx) -> None:
 
 async def _read_figures(ctx: Ctx) -> list[WebPodStatus]:
     """Reads every target pod's status page (and user count), updates status; returns per-pod results."""
-    interval = float(ctx.spec.refresh_interval_seconds)
-    ctx.memory.figures_due = ctx.clock.monotonic() + interval
     ctx.memory.figures_generation = ctx.generation
-    ctx.wake_in(interval)
-    targets = await pods.resolve(ctx.ns, ctx.spec.selector.to_label_selector(), ctx.spec.node_selector)
+    with next_figures_in(ctx, float(ctx.spec.refresh_interval_seconds)):
+        targets = await pods.resolve(ctx.ns, ctx.spec.selector.to_label_selector(), ctx.spec.node_selector)
     results: dict[str, WebPodStatus] = {}
 
     async def read(t: Target) -> str:
