@@ -50,10 +50,27 @@ def pod_cidr_for(dir: Path) -> str:
     return f"127.{10 + zlib.crc32(str(dir).encode()) % 200}.0.0/16"
 
 
+_PORTS_GIVEN: set[int] = set()
+_PORT_RANGE = (20000, 32767)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, never handed out before by this process, and below the kernel's
+    ephemeral range (32768 up here), so an outgoing connection cannot take it between this pick and the bind of
+    the component it is for. Asking the kernel for port 0 twice can give the same port (one CI run gave the
+    apiserver's port to KWOK as well)."""
+    for _ in range(1000):
+        port = secrets.randbelow(_PORT_RANGE[1] - _PORT_RANGE[0]) + _PORT_RANGE[0]
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {_PORT_RANGE}")
 
 
 @dataclass
