@@ -99,6 +99,8 @@ VALID = {
     "WebServer": {"engine": st.sampled_from(["nginx", "apache"]), **COMMON,
                   "statusPath": st.sampled_from(["/nginx_status", "/server-status"]), "port": st.integers(1, 65535),
                   "refreshIntervalSeconds": st.integers(5, 86400), "drainTimeoutSeconds": st.integers(0, 3600),
+                  "drainOn": st.sampled_from(["activeConnections", "currentUsers"]),
+                  "drainOnTimeout": st.sampled_from(["proceed", "abort"]), "drainThreshold": st.integers(0, 100),
                   "userCount": st.fixed_dictionaries({"path": st.just("/stats"), "field": st.just("a.b")})},
     "DatabaseServer": {"engine": st.just("postgresql"), **COMMON, "database": st.just("orders"),
                        "compactedAfter": times, "compactSchedule": schedule, "credentialsSecretRef": secret,
@@ -120,6 +122,7 @@ BAD = {
                     "port": st.sampled_from([0, 70000])},
     "WebServer": {**BAD_COMMON, "engine": st.just("iis"), "statusPath": st.sampled_from(["no-slash", "/a b"]),
                   "refreshIntervalSeconds": st.just(1), "drainTimeoutSeconds": st.just(-1),
+                  "drainOn": st.just("requests"), "drainOnTimeout": st.just("wait"),
                   "userCount": st.sampled_from([{"path": "stats", "field": "a.b"}, {"path": "/s", "field": "a..b"}])},
     "DatabaseServer": {**BAD_COMMON, "engine": st.just("mysql"), "path": st.sampled_from(["rel.db", "/a/../b"]),
                        "database": st.just("x" * 70), "compactedAfter": bad_times, "compactSchedule": bad_schedule,
@@ -182,6 +185,8 @@ def _settled(kind: str, obj: dict[str, Any]) -> str | None:
         assert reason in STALLED, f"{kind} Stalled with an undocumented reason {reason}: {conds['Stalled']}"
         # Admission must refuse what the operator cannot process: an admitted spec is never InvalidSpec.
         assert reason != "InvalidSpec", f"{kind} admitted, then refused by the operator: {conds['Stalled']}"
+        # An exception rolecall did not expect is a bug, never a settled state.
+        assert reason != "InternalError", f"{kind} hit a bug in rolecall: {conds['Stalled']}"
         return f"Stalled/{reason}"
     if conds.get("Ready", {}).get("status") == "True":
         return "Ready"

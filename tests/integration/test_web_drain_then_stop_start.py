@@ -12,9 +12,10 @@ from kubernetes import client  # type: ignore[import-untyped]
 
 from cachekit import condition, create_deployment, pod_ips
 from harness import Cluster, Operator, deployment, pods, running_pods, wait_for
-from webkit import create_web, held_connections, patch_web, web_events, web_status, webserver
+from webkit import create_web, held_connections, patch_web, request_refresh, web_events, web_status, webserver
 
 REF = {"kind": "Deployment", "name": "web"}
+USERS = "testbed.rolecall.dev/app-users"  # the stand-in's application reports this many users
 
 
 def _replicas(cluster: Cluster, ns: str) -> int:
@@ -39,8 +40,9 @@ def test_drain_waits_for_connections_then_stops_and_start_restores(local_bed: Cl
         st = wait_for(lambda: (s := web_status(local_bed, namespace, "web")).get("drain", {})
                       .get("activeConnections") == 2 and s, "the drain to report 2 open connections")
         assert st["phase"] == "Stopping"
-        assert condition(st, "Stopped")["reason"] == "Draining"
-        assert "2 connections open (threshold 0)" in condition(st, "Stopped")["message"]
+        assert condition(st, "Stopped")["reason"] == "WaitingForDrain"
+        assert condition(st, "Reconciling")["reason"] == "WaitingForDrain"
+        assert "activeConnections 2 (threshold 0)" in condition(st, "Stopped")["message"]
         assert _replicas(local_bed, namespace) == 2, "scaled down before the connections closed"
     st = wait_for(lambda: (s := web_status(local_bed, namespace, "web")).get("phase") == "Stopped" and s,
                   "Stopped once the connections closed")
@@ -82,4 +84,45 @@ def test_drain_timeout_scales_down_with_connections_still_open(local_bed: Cluste
         wait_for(lambda: web_status(local_bed, namespace, "web").get("phase") == "Stopped", "Stopped after timeout")
         assert _replicas(local_bed, namespace) == 0
     timed_out = [e for e in web_events(local_bed, namespace, "web") if e.reason == "DrainTimedOut"]
-    assert timed_out and "2 connections still open after 2s" in timed_out[0].message, timed_out
+    assert timed_out and "activeConnections 2 (threshold 0) after 2s" in timed_out[0].message, timed_out
+
+
+def test_drain_on_current_users_with_abort_keeps_running_until_the_spec_changes(
+        local_bed: Cluster, namespace: str, operator: Operator) -> None:
+    """drainOn currentUsers waits on the application's count (no connection is open here), and
+    drainOnTimeout abort leaves the workload running, Stalled, until a spec change starts a new drain."""
+    create_deployment(local_bed, namespace, deployment("web", "nginx", 1, annotations={USERS: "3"}))
+    running_pods(local_bed, namespace, "app=web", 1)
+    operator.start()
+    create_web(local_bed, namespace, webserver(
+        "web", "nginx", {"app": "web"}, workloadRef=REF, userCount={"path": "/internal/stats", "field":
+                                                                    "sessions.active"},
+        drainOn="currentUsers", drainThreshold=1, drainTimeoutSeconds=2, drainOnTimeout="abort"))
+    wait_for(lambda: web_status(local_bed, namespace, "web").get("currentUsers") == 3, "currentUsers 3")
+    patch_web(local_bed, namespace, "web", {"spec": {"stopped": True}})
+    st = wait_for(lambda: (s := web_status(local_bed, namespace, "web")).get("phase") == "Stalled" and s,
+                  "the drain to abort")
+    assert condition(st, "Stalled")["reason"] == "DrainAborted", condition(st, "Stalled")
+    assert st["drain"]["figure"] == "currentUsers" and st["drain"]["value"] == 3 and st["drain"]["abortedAt"]
+    assert st["activeConnections"] == 0  # it was the users that held the stop, not connections
+    wait_for(lambda: "DrainAborted" in [e.reason for e in web_events(local_bed, namespace, "web")],
+             "the DrainAborted Event")
+    # Still running after a later reconcile (a handled refresh request is one): the abort holds.
+    request_refresh(local_bed, namespace, "web", "after-abort")
+    wait_for(lambda: web_status(local_bed, namespace, "web").get("lastHandledRefreshRequest") == "after-abort",
+             "the refresh after the abort")
+    assert _replicas(local_bed, namespace) == 1
+    assert condition(web_status(local_bed, namespace, "web"), "Stalled")["reason"] == "DrainAborted"
+
+    # The users leave and the spec changes: a new drain, which passes, and the stop goes through.
+    pod = pods(local_bed, namespace, "app=web")[0]
+    client.CoreV1Api(local_bed.api_client).patch_namespaced_pod(
+        pod.metadata.name, namespace, {"metadata": {"annotations": {USERS: "1"}}})
+    patch_web(local_bed, namespace, "web", {"spec": {"drainTimeoutSeconds": 600}})
+    st = wait_for(lambda: (s := web_status(local_bed, namespace, "web")).get("phase") == "Stopped" and s,
+                  "Stopped after the spec change")
+    assert st["rememberedReplicas"] == 1 and "drain" not in st
+    assert _replicas(local_bed, namespace) == 0
+    drained = wait_for(lambda: [e for e in web_events(local_bed, namespace, "web") if e.reason == "Drained"],
+                       "the Drained Event")
+    assert "currentUsers 1 (threshold 1)" in drained[0].message, drained[0].message

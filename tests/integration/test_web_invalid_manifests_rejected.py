@@ -37,6 +37,12 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("negative-drain", {**VALID, "drainTimeoutSeconds": -1},
      "spec.drainTimeoutSeconds: Invalid value: -1: spec.drainTimeoutSeconds in body should be greater than "
      "or equal to 0"),
+    ("drainOn-currentUsers-without-userCount", {**VALID, "drainOn": "currentUsers"},
+     "spec.drainOn: Required value: drainOn: currentUsers needs spec.userCount"),
+    ("drainOn-bad-figure", {**VALID, "drainOn": "requests"},
+     'spec.drainOn: Unsupported value: "requests": supported values: "activeConnections", "currentUsers"'),
+    ("drainOnTimeout-bad", {**VALID, "drainOnTimeout": "wait"},
+     'spec.drainOnTimeout: Unsupported value: "wait": supported values: "proceed", "abort"'),
     ("stopped-without-workloadRef", {**VALID, "stopped": True},
      "spec.stopped: Required value: stopped: true needs spec.workloadRef"),
     ("empty-selector", {**VALID, "selector": {}},

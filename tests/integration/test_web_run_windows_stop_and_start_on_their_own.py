@@ -1,7 +1,8 @@
 """Hibernation on the bed: a WebServer with a run window of 10 s every 20 s stops (replicas remembered) and
 starts (the same replicas restored) on its own, cycle after cycle; a keep-running-until override keeps it
 running past a window and then expires; spec.stopped: true during a window keeps it stopped. Each state's
-status (runState: desired, decidedBy, until) is asserted, and the Deployment's replicas are the evidence."""
+status (runState: desired, decidedBy, until) is asserted, and the Deployment's replicas are the evidence.
+A window closing drains connections first, as a stop by spec does."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 
 from kubernetes import client  # type: ignore[import-untyped]
 
-from cachekit import create_deployment
+from cachekit import condition, create_deployment, pod_ips
 from harness import Cluster, Operator, deployment, running_pods, wait_for
-from webkit import create_web, patch_web, web_status, webserver
+from webkit import create_web, held_connections, patch_web, web_events, web_status, webserver
 
 WINDOW = {"windows": [{"cron": "* * * * * */20", "duration": "10s"}]}  # open :00-:10, :20-:30, :40-:50
 
@@ -76,3 +77,31 @@ def test_windows_cycle_an_override_holds_and_stopped_wins(local_bed: Cluster, na
     wait_for(well_inside_the_next_window, "3 s into the next window", 30, interval=0.2)
     while well_inside_the_next_window():  # all through the open window: still stopped by spec
         assert _state(local_bed, namespace, "Stopped", "Spec", 0), web_status(local_bed, namespace, "web")
+
+
+def test_a_window_closing_drains_connections_before_the_stop(local_bed: Cluster, namespace: str,
+                                                             operator: Operator) -> None:
+    """A stop by a window honours the drain like a stop by spec: a held connection keeps the workload up
+    (WaitingForDrain) after the window closed, and the stop follows once it is closed."""
+    create_deployment(local_bed, namespace, deployment("web", "nginx", 2))
+    running_pods(local_bed, namespace, "app=web", 2)
+    operator.start()
+    window = {"windows": [{"cron": "* * * * * */30", "duration": "10s"}]}  # open :00-:10 and :30-:40
+    create_web(local_bed, namespace, webserver("web", "nginx", {"app": "web"}, refreshIntervalSeconds=3600,
+                                               workloadRef={"kind": "Deployment", "name": "web"}, runWindows=window,
+                                               drainTimeoutSeconds=600))
+    wait_for(lambda: _state(local_bed, namespace, "Running", "Window", 2), "running inside a window", 60, interval=0.2)
+    running_pods(local_bed, namespace, "app=web", 2)
+    ip = next(iter(pod_ips(local_bed, namespace, "app=web").values()))
+    with held_connections(ip, idle=1, in_flight=0):
+        st = wait_for(lambda: (s := _state(local_bed, namespace, "Stopped", "Window", 2)) and
+                      (s.get("drain") or {}).get("value") == 1 and s, "the window closed, draining", 40, interval=0.2)
+        assert condition(st, "Reconciling")["reason"] == "WaitingForDrain", condition(st, "Reconciling")
+        assert st["phase"] == "Stopping" and "activeConnections 1 (threshold 0)" in condition(st, "Stopped")["message"]
+        assert _replicas(local_bed, namespace) == 2, "scaled down with a connection still open"
+    stopped = wait_for(lambda: _state(local_bed, namespace, "Stopped", "Window", 0), "stopped once drained", 15,
+                       interval=0.2)
+    assert stopped["rememberedReplicas"] == 2 and "drain" not in stopped
+    reasons = wait_for(lambda: "Stopped" in (rs := [e.reason for e in web_events(local_bed, namespace, "web")])
+                       and rs, "the Stopped Event")
+    assert reasons.index("DrainStarted") < reasons.index("Drained") < reasons.index("Stopped"), reasons

@@ -55,9 +55,10 @@ async def reconcile(body: dict[str, Any], memory: Memory, runtime: Runtime) -> f
 
 async def _work(ctx: Ctx) -> None:
     if not desired_stopped(ctx) and ctx.status.drain is not None:
+        if ctx.status.drain.aborted_at is None:
+            ctx.notify("Normal", "DrainCancelled", "the role should run again (spec.stopped false, a run window or "
+                                                   "an override): the draining stop was cancelled.")
         ctx.status.drain = None
-        ctx.notify("Normal", "DrainCancelled", "the role should run again (spec.stopped false, a run window or an "
-                                               "override): the draining stop was cancelled.")
     w = await stop_start(ctx, before_stop=_drained)
     if w is not None and not w.controller:
         _graceful_stop_check(ctx, w)
@@ -180,39 +181,66 @@ def _health(r: Ctx, per_pod: list[WebPodStatus]) -> None:
 # --- draining stop ------------------------------------------------------------------------------------
 
 async def _drained(r: Ctx, w: WorkloadState) -> bool:
-    """Before scaling to 0: True once connections fell to the threshold or the drain deadline passed."""
-    timeout = r.spec.drain_timeout_seconds
+    """Before scaling to 0: True once the drain figure fell to the threshold, or the deadline passed with
+    drainOnTimeout proceed. With abort, a timed-out drain holds the workload running (Stalled, DrainAborted)
+    until the spec changes; a role that should run again clears the drain (see _work)."""
+    spec, s, ref = r.spec, r.status, r.spec.workload_ref
+    timeout = spec.drain_timeout_seconds
     if not timeout:
         return True
-    s, ref = r.status, r.spec.workload_ref
     what = f"{ref.kind} {ref.name}" if ref else "the workload"
+    if s.drain is not None and s.drain.aborted_at is not None:
+        if s.drain.generation == r.generation:
+            _drain_aborted(r, s.drain, what)
+            return False
+        s.drain = None  # the spec changed since: a new stop, a new drain
     started = r.clock.wall()
     if s.drain is None:
-        s.drain = Drain(started_at=format_time(started), deadline=format_time(started + dt.timedelta(seconds=timeout)))
+        s.drain = Drain(started_at=format_time(started), deadline=format_time(started + dt.timedelta(seconds=timeout)),
+                        figure=spec.drain_on, generation=r.generation)
         r.notify("Normal", "DrainStarted",
-                 f"Waiting up to {timeout}s for connections to fall to {r.spec.drain_threshold} before scaling "
+                 f"Waiting up to {timeout}s for {spec.drain_on} to fall to {spec.drain_threshold} before scaling "
                  f"{what} to 0.")
     drain = s.drain
     per_pod = await _read_figures(r)
-    unreadable = [p for p in per_pod if not p.healthy]
-    active = sum(p.active_connections or 0 for p in per_pod if p.healthy)
-    drain.active_connections, drain.unreadable_pods = active, len(unreadable) or None
-    if active <= r.spec.drain_threshold and not unreadable:
+    if drain.figure == "currentUsers":
+        unreadable = [p for p in per_pod if not p.healthy or p.current_users is None]
+        value = s.current_users or 0
+    else:
+        unreadable = [p for p in per_pod if not p.healthy]
+        value = sum(p.active_connections or 0 for p in per_pod if p.healthy)
+    drain.value, drain.unreadable_pods = value, len(unreadable) or None
+    drain.active_connections = s.active_connections
+    left = f"{drain.figure} {value} (threshold {spec.drain_threshold})"
+    if value <= spec.drain_threshold and not unreadable:
         s.drain = None
-        r.notify("Normal", "Drained", f"{active} connections left on {what} (threshold {r.spec.drain_threshold}); "
-                                      "scaling to 0.")
+        r.notify("Normal", "Drained", f"{left} on {what}; scaling to 0.")
         return True
+    unread = f", {len(unreadable)} pods unreadable" if unreadable else ""
     if r.clock.wall() >= parse_time(drain.deadline):
+        if spec.drain_on_timeout == "abort":
+            drain.aborted_at = r.clock.now()
+            r.notify("Warning", "DrainAborted", f"{left}{unread} after {timeout}s; drainOnTimeout is abort, so "
+                                                f"{what} keeps running.")
+            _drain_aborted(r, drain, what)
+            return False
         s.drain = None
-        left = f"{active} connections still open" + (f", {len(unreadable)} pods unreadable" if unreadable else "")
-        r.notify("Warning", "DrainTimedOut", f"{left} after {timeout}s; scaling {what} to 0 anyway.")
+        r.notify("Warning", "DrainTimedOut", f"{left}{unread} after {timeout}s; scaling {what} to 0 anyway.")
         return True
-    waiting = f"{active} connections open (threshold {r.spec.drain_threshold})" + (
-        f"; {len(unreadable)} pods unreadable, waited for until the deadline" if unreadable else "")
-    r.condition("Stopped", False, "Draining", f"Draining {what}: {waiting}; scaling to 0 by {drain.deadline}.")
-    r.mark_busy("Draining", f"Draining {what}: {waiting}; scaling to 0 by {drain.deadline}.")
+    waiting = f"{left}" + (f"; {len(unreadable)} pods unreadable, waited for until the deadline" if unreadable else "")
+    message = f"Draining {what}: {waiting}; scaling to 0 by {drain.deadline}."
+    r.condition("Stopped", False, "WaitingForDrain", message)
+    r.mark_busy("WaitingForDrain", message)
     r.wake_in(DRAIN_CHECK_SECONDS)
     return False
+
+
+def _drain_aborted(r: Ctx, drain: Drain, what: str) -> None:
+    message = (f"The drain before stopping {what} timed out at {drain.aborted_at} with {drain.figure} {drain.value} "
+               f"and drainOnTimeout abort: it keeps running. Change the spec (e.g. raise drainTimeoutSeconds) to "
+               "try again, or set drainOnTimeout: proceed.")
+    r.condition("Stopped", False, "DrainAborted", message)
+    r.mark_stalled("DrainAborted", message)
 
 
 def _graceful_stop_check(r: Ctx, w: WorkloadState) -> None:

@@ -26,6 +26,8 @@ STALLED = {
     "InvalidSpec": "the spec is one the operator cannot act on, and the schema could not refuse it",
     "OperatorForbidden": "the operator's own ServiceAccount lacks a right it needs",
     "DatabaseServerNotFound": "spec.databaseServerRef names a DatabaseServer that does not exist",
+    "DrainAborted": "a web stop's drain timed out with drainOnTimeout abort: the workload keeps running until "
+                    "the spec changes or the role should run again",
     "ScheduleNeverFires": "the schedule names no time that exists (e.g. 30 February)",
     "RunFailed": "a one-shot DatabaseMaintenance run failed (status.operations says which step and why); "
                  "create a new one to try again",
@@ -51,7 +53,7 @@ RECONCILING = {
     "RetryingFailedTargets": "some targets failed; they are retried with backoff",
     "ResumingInterruptedRun": "a run interrupted by a restart or takeover is being resumed",
     "Stopping": "the workload is being scaled to 0",
-    "Draining": "a stop waits for connections to drain",
+    "WaitingForDrain": "a stop waits for connections (or users, spec.drainOn) to fall to drainThreshold",
     "Starting": "the workload was scaled up and its pods are not all ready yet",
     "ApiServerUnavailable": "the Kubernetes API did not answer; retrying with backoff",
 }

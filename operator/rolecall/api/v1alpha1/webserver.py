@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, WithJsonSchema
+from pydantic import Field, WithJsonSchema, model_validator
 
 from rolecall.api.types import MAX_NAME, Model
 from rolecall.api.v1alpha1.common import STOP_NEEDS_WORKLOAD, WINDOWS_NEED_WORKLOAD, RoleStatus, StopSpec, TargetsSpec
 
 REFRESH_ANNOTATION = "rolecall.dev/refresh-requested-at"
 UsersSource = Literal["application", "activeConnections"]
+DrainFigure = Literal["activeConnections", "currentUsers"]
 MAX_WEB_PODS = 50
 HttpPath = Annotated[str, WithJsonSchema({
     "type": "string", "maxLength": 256,
@@ -25,6 +26,15 @@ JsonField = Annotated[str, WithJsonSchema({
     "x-kubernetes-validations": [{
         "rule": "self.matches('^[A-Za-z_][A-Za-z0-9_]*([.][A-Za-z_][A-Za-z0-9_]*)*$')",
         "message": "must be a dotted path of JSON keys, e.g. sessions.active", "reason": "FieldValueInvalid"}]})]
+
+
+DRAIN_ON_USERS_NEEDS_USER_COUNT = {
+    "rule": "!has(self.drainOn) || self.drainOn != 'currentUsers' || has(self.userCount)",
+    "message": "drainOn: currentUsers needs spec.userCount (where the application reports its users); without it "
+               "drain on activeConnections",
+    "fieldPath": ".drainOn",
+    "reason": "FieldValueRequired",
+}
 
 
 class UserCount(Model):
@@ -61,9 +71,24 @@ class WebServerSpec(TargetsSpec, StopSpec):
         description="On stop, first wait up to this long for activeConnections to fall to drainThreshold, "
                     "then scale to 0 anyway.")
     drain_threshold: int = Field(default=0, ge=0, le=1000000,
-                                 description="activeConnections at or below which a draining stop proceeds.")
+                                 description="The figure (see drainOn) at or below which a draining stop proceeds.")
+    drain_on: DrainFigure = Field(
+        default="activeConnections",
+        description="What a draining stop waits on: activeConnections (default), or currentUsers (the "
+                    "application's own count, spec.userCount; with aggregate max the shared total).")
+    drain_on_timeout: Literal["proceed", "abort"] = Field(
+        default="proceed",
+        description="When drainTimeoutSeconds passes with the figure still above drainThreshold: proceed "
+                    "(default) scales to 0 anyway; abort leaves the workload running and sets Stalled "
+                    "(DrainAborted) until the spec changes or the role should run again (a window opens).")
     timeout_seconds: int = Field(default=5, ge=1, le=3600,
                                  description="Time allowed for one status-page or user-count request.")
+
+    @model_validator(mode="after")
+    def _drain_figure_exists(self) -> WebServerSpec:
+        if self.drain_on == "currentUsers" and self.user_count is None:
+            raise ValueError(DRAIN_ON_USERS_NEEDS_USER_COUNT["message"])
+        return self
 
 
 class WebPodStatus(Model):
@@ -83,7 +108,13 @@ class Drain(Model):
     deadline: str = Field(description="When the stop proceeds even if connections remain.")
     active_connections: int | None = Field(default=None, description="Connections at the last check.")
     unreadable_pods: int | None = Field(
-        default=None, description="Pods whose connections could not be read (the drain waits for them).")
+        default=None, description="Pods whose figure could not be read (the drain waits for them).")
+    figure: DrainFigure = Field(default="activeConnections", description="What the drain waits on (spec drainOn).")
+    value: int | None = Field(default=None, description="That figure at the last check.")
+    aborted_at: str | None = Field(
+        default=None, description="When the drain timed out with drainOnTimeout abort: the workload keeps running "
+                                  "until the spec changes or the role should run again.")
+    generation: int | None = Field(default=None, description="The spec generation the drain began under.")
 
 
 class WebServerStatus(RoleStatus):
@@ -109,4 +140,4 @@ class WebServer(Model):
     status: WebServerStatus | None = None
 
 
-SPEC_RULES = [STOP_NEEDS_WORKLOAD, WINDOWS_NEED_WORKLOAD]
+SPEC_RULES = [STOP_NEEDS_WORKLOAD, WINDOWS_NEED_WORKLOAD, DRAIN_ON_USERS_NEEDS_USER_COUNT]
