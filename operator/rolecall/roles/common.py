@@ -18,7 +18,7 @@ import pydantic
 from rolecall import kube, metrics
 from rolecall.api.kinds import Kind
 from rolecall.api.types import Model, SecretKeyRef, parse_time
-from rolecall.api.v1alpha1.common import OVERRIDE_RUNNING, OVERRIDE_STOPPED
+from rolecall.api.v1alpha1.common import OVERRIDE_RUNNING, OVERRIDE_STOPPED, ReplicasFight
 from rolecall.engines import Credentials
 from rolecall.leadership import NotLeader
 from rolecall.runs import authz, events, ledger, windows
@@ -216,6 +216,8 @@ async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = No
             s.replicas = w.replicas
             return w
     if stopped:
+        if w.replicas > 0 and _fought(ctx, w, what):
+            return w
         if w.replicas > 0:
             if await _refused(ctx):
                 return w
@@ -236,6 +238,7 @@ async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = No
             remembered = w.replicas
         s.replicas = s.ready_replicas = 0
         s.remembered_replicas = remembered
+        s.replicas_fought = None
         why = f" ({s.run_state.reason})" if s.run_state is not None else ""
         ctx.condition("Stopped", True, "Stopped",
                       f"{what} is scaled to 0{why}" + (f"; {remembered} replicas will be restored on start."
@@ -258,6 +261,7 @@ async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = No
             ctx.busy = None
         await workload.annotate(ctx.ns, ref, None, None)
         s.remembered_replicas = None
+    s.replicas_fought = None  # the role runs: a later stop is a new one
     s.replicas = replicas
     s.ready_replicas = ready
     if ctx.condition_status("Stopped") is not None:
@@ -267,6 +271,32 @@ async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = No
         ctx.mark_busy("Starting", f"{ready} of {replicas} replicas of {what} are ready.")
         ctx.wake_in(2.0)  # re-read the workload until its pods are ready (reads only; no writes)
     return w
+
+
+def _fought(ctx: Context[Any, Any], w: workload.WorkloadState, what: str) -> bool:
+    """Whether a stop this resource had carried out was undone by another client: then Stalled
+    (ReplicasFought) and no scale under this spec generation (scaling back would start a ping-pong with, e.g.,
+    Argo CD's self-heal). A stop never seen through (Stopped not True yet) is no fight: it simply goes on."""
+    s = ctx.role_status
+    fight = s.replicas_fought
+    if fight is not None and fight.generation != ctx.generation:
+        s.replicas_fought = fight = None  # the spec changed since: stop again
+    if fight is None:
+        if ctx.condition_status("Stopped") != "True" or w.replicas_manager == workload.FIELD_MANAGER:
+            return False
+        fight = s.replicas_fought = ReplicasFight(manager=w.replicas_manager or "an unknown client",
+                                                  replicas=w.replicas, detected_at=ctx.clock.now(),
+                                                  generation=ctx.generation)
+        ctx.notify("Warning", "ReplicasFought", f"{fight.manager} scaled {what} from 0 to {w.replicas} while it "
+                                                "should be stopped; rolecall leaves it as it is (see status).")
+    message = (f"{fight.manager} scaled {what} back to {fight.replicas} replicas at {fight.detected_at} while it "
+               "should be stopped, and rolecall does not scale it again under this spec (no ping-pong). If Git "
+               "owns replicas, make Argo CD / Flux ignore spec.replicas (see the README); then change the spec or "
+               "set stopped: false and true again.")
+    s.replicas = w.replicas
+    ctx.condition("Stopped", False, "ReplicasFought", message)
+    ctx.mark_stalled("ReplicasFought", message)
+    return True
 
 
 async def _refused(ctx: Context[Any, Any]) -> bool:

@@ -28,6 +28,8 @@ STALLED = {
     "DatabaseServerNotFound": "spec.databaseServerRef names a DatabaseServer that does not exist",
     "DrainAborted": "a web stop's drain timed out with drainOnTimeout abort: the workload keeps running until "
                     "the spec changes or the role should run again",
+    "ReplicasFought": "another client (e.g. Argo CD, Flux) scaled the stopped workload up again; rolecall does "
+                      "not scale it again until the spec changes or the role should run again",
     "ScheduleNeverFires": "the schedule names no time that exists (e.g. 30 February)",
     "RunFailed": "a one-shot DatabaseMaintenance run failed (status.operations says which step and why); "
                  "create a new one to try again",

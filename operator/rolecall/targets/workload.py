@@ -7,13 +7,17 @@ paused-replicas does), so it survives the role resource being deleted and re-cre
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from rolecall import kube, metrics
 from rolecall.api.types import WorkloadRef
 
 REMEMBERED = "rolecall.dev/remembered-replicas"
 STOPPED_BY = "rolecall.dev/stopped-by"
+# Our name in managedFields: who set spec.replicas last tells a stop undone by GitOps from our own scale.
+FIELD_MANAGER = "rolecall-operator"
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class WorkloadState:
     stopped_by: str | None = None  # the rolecall resource that stopped it (annotation), if any
     pre_stop: bool = True  # every container of its pod template has a preStop hook
     grace_seconds: int = 30  # the pod template's terminationGracePeriodSeconds
+    replicas_manager: str | None = None  # the field manager that set spec.replicas last (managedFields)
 
 
 class WorkloadError(Exception):
@@ -60,7 +65,16 @@ async def read(namespace: str, ref: WorkloadRef) -> WorkloadState:
         remembered=int(remembered) if remembered and remembered.isdigit() else None,
         stopped_by=annotations.get(STOPPED_BY),
         controller=f"{owner.kind}/{owner.name}" if owner else None,
+        replicas_manager=_replicas_manager(w.metadata.managed_fields or []),
     )
+
+
+def _replicas_manager(entries: list[Any]) -> str | None:
+    """The manager owning spec.replicas (server-side apply and updates both move ownership to the last
+    writer); the newest entry if several share it."""
+    owners = [e for e in entries if "f:replicas" in ((e.fields_v1 or {}).get("f:spec") or {})]
+    newest = max(owners, key=lambda e: e.time or dt.datetime.min.replace(tzinfo=dt.UTC), default=None)
+    return str(newest.manager) if newest is not None and newest.manager else None
 
 
 async def annotate(namespace: str, ref: WorkloadRef, remembered: int | None, by: str | None) -> None:
@@ -69,7 +83,7 @@ async def annotate(namespace: str, ref: WorkloadRef, remembered: int | None, by:
     body = {"metadata": {"annotations": {REMEMBERED: None if remembered is None else str(remembered),
                                          STOPPED_BY: by}}}
     metrics.api("patch", _plural(ref))
-    await asyncio.to_thread(patch, ref.name, namespace, body)
+    await asyncio.to_thread(patch, ref.name, namespace, body, field_manager=FIELD_MANAGER)
 
 
 async def scale(namespace: str, ref: WorkloadRef, replicas: int) -> None:
@@ -77,4 +91,4 @@ async def scale(namespace: str, ref: WorkloadRef, replicas: int) -> None:
     patch = (api.patch_namespaced_deployment_scale if ref.kind == "Deployment"
              else api.patch_namespaced_stateful_set_scale)
     metrics.api("patch", f"{_plural(ref)}/scale")
-    await asyncio.to_thread(patch, ref.name, namespace, {"spec": {"replicas": replicas}})
+    await asyncio.to_thread(patch, ref.name, namespace, {"spec": {"replicas": replicas}}, field_manager=FIELD_MANAGER)

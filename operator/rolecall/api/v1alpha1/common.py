@@ -320,6 +320,17 @@ class RunState(Model):
                                                         "closes, an override expires).")
 
 
+class ReplicasFight(Model):
+    """A stop undone by another client (e.g. Argo CD or Flux putting Git's replicas back): rolecall reports it
+    and does not scale again under this spec generation, so the two never take turns."""
+
+    manager: str = Field(max_length=256, description="The field manager that set spec.replicas (managedFields).")
+    replicas: int = Field(description="The replicas it set.")
+    detected_at: str = Field(description="When rolecall saw it.")
+    generation: int | None = Field(default=None, description="The spec generation it was seen under: a new one "
+                                                             "(or the role running again) lets rolecall stop again.")
+
+
 class RoleStatus(Model):
     """Status fields every role kind has."""
 
@@ -343,6 +354,8 @@ class RoleStatus(Model):
     history: list[HistoryEntry] | None = Field(default=None, max_length=MAX_HISTORY,
                                                description=f"The last {MAX_HISTORY} requests that ended, newest "
                                                            "first (a retried request keeps one entry).")
+    replicas_fought: ReplicasFight | None = Field(
+        default=None, description="A stop another client undid, if any (Stalled, reason ReplicasFought).")
     run_state: RunState | None = Field(default=None, description="With runWindows or an override: the effective "
                                                                  "run state and why.")
     last_dry_run: DryRunPlan | None = Field(default=None, description="The last dry run handled, and its plan.")
