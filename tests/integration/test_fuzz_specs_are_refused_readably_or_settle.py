@@ -94,6 +94,8 @@ BAD_COMMON = {"selector": bad_selector, "concurrency": st.sampled_from([0, -1, "
 VALID = {
     "CacheServer": {"engine": st.sampled_from(["memcached", "redis"]), **COMMON, "clearedAfter": times,
                     "clearSchedule": schedule,
+                    "clearWaves": st.fixed_dictionaries({"size": st.integers(1, 10) | st.just("25%"),
+                                                         "pauseSeconds": st.integers(1, 600)}),
                     "credentialsSecretRef": secret, "statsIntervalSeconds": st.integers(10, 86400),
                     "port": st.integers(1, 65535)},
     "WebServer": {"engine": st.sampled_from(["nginx", "apache"]), **COMMON,
@@ -118,6 +120,8 @@ VALID = {
 BAD = {
     "CacheServer": {**BAD_COMMON, "engine": st.just("mongo"), "clearedAfter": bad_times,
                     "clearSchedule": bad_schedule,
+                    "clearWaves": st.sampled_from([{"size": 0, "pauseSeconds": 5}, {"size": "0%", "pauseSeconds": 5},
+                                                   {"size": 2, "pauseSeconds": 0}, {"size": 2}]),
                     "credentialsSecretRef": st.just({"name": "Bad_Name"}), "statsIntervalSeconds": st.just(0),
                     "port": st.sampled_from([0, 70000])},
     "WebServer": {**BAD_COMMON, "engine": st.just("iis"), "statusPath": st.sampled_from(["no-slash", "/a b"]),

@@ -265,3 +265,49 @@ def test_an_exception_in_a_reconcile_lands_in_stalled_with_a_reason_and_a_warnin
                                CacheServerStatus, broken))
     stalled = {c["type"]: c for c in world["writes"].statuses[-1]["conditions"]}["Stalled"]
     assert stalled["reason"] == "InvalidSpec" and "clearedAfter" in stalled["message"], stalled
+
+
+def test_waves_act_on_a_share_then_pause_and_the_pause_survives_a_restart(world: dict[str, Any]) -> None:
+    clock, acted = FakeClock(), []
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        acted.append(t.name)
+        return "ok"
+
+    waves = {"size": "50%", "pauseSeconds": 60}
+    clear = request.Action(**{**action(act).__dict__, "waves_field": "clear_waves"})
+    ctx = context(clock, {"rolecall.dev/clear-requested-at": "t1"}, clearWaves=waves)
+    asyncio.run(request.step(ctx, clear))
+    s = ctx.status
+    assert len(acted) == 3 and s.run is not None and len(s.run.pending) == 3 and s.run.waves_done == 1
+    assert ctx.busy is not None and ctx.busy[0] == "WaitingForWave" and min(ctx.delays) == pytest.approx(60)
+    assert s.last_request is None, "acknowledged before every wave ran"
+    clock.advance(30)  # a restart in the pause keeps it
+    again = context(clock, {"rolecall.dev/clear-requested-at": "t1"}, status=s.model_copy(deep=True), clearWaves=waves)
+    asyncio.run(request.step(again, clear))
+    assert len(acted) == 3 and again.busy is not None and again.busy[0] == "WaitingForWave"
+    clock.advance(31)
+    asyncio.run(request.step(again, clear))
+    s = again.status
+    assert sorted(acted) == [p.name for p in PODS] and s.run is None
+    assert s.last_request is not None and (s.last_request.outcome, s.last_request.done) == ("Succeeded", 6)
+
+
+def test_a_cancel_in_a_wave_pause_ends_the_request_with_the_rest_not_started(world: dict[str, Any]) -> None:
+    clock, acted = FakeClock(), []
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        acted.append(t.name)
+        return "ok"
+
+    waves = {"size": 2, "pauseSeconds": 60}
+    clear = request.Action(**{**action(act).__dict__, "waves_field": "clear_waves"})
+    ctx = context(clock, {"rolecall.dev/clear-requested-at": "t1"}, clearWaves=waves)
+    asyncio.run(request.step(ctx, clear))
+    clock.advance(5)
+    cancel = {"rolecall.dev/clear-requested-at": "t1", "rolecall.dev/cancel": "t1"}
+    again = context(clock, cancel, status=ctx.status.model_copy(deep=True), clearWaves=waves)
+    asyncio.run(request.step(again, clear))
+    last = again.status.last_request
+    assert len(acted) == 2 and again.status.run is None and last is not None
+    assert (last.outcome, last.done, last.not_started) == ("Cancelled", 2, 4)

@@ -51,7 +51,8 @@ async def _clear(ctx: Ctx, creds: Credentials | None, target: Target, ip: str) -
 CLEAR: request.Action[Credentials | None] = request.Action(
     name="clear", condition="Cleared", busy="Clearing", done="Cleared", noun="cache clear",
     token_annotation=CLEAR_ANNOTATION, handled_field="last_handled_clear_request", after_field="cleared_after",
-    completed_field="last_cleared_at", schedule_field="clear_schedule", resolve=_targets, act=_clear,
+    completed_field="last_cleared_at", schedule_field="clear_schedule", waves_field="clear_waves",
+    resolve=_targets, act=_clear,
     prepare=_credentials,
     rights=lambda ctx: ("clear", "credentials") if ctx.spec.credentials_secret_ref else ("clear",))
 

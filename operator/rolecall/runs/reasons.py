@@ -52,6 +52,7 @@ RECONCILING = {
     "Compacting": "a compaction is being carried out",
     "Running": "a maintenance run is being carried out",
     "Queued": "a maintenance waits for another one on the same database",
+    "WaitingForWave": "a request in waves (e.g. clearWaves) pauses between two waves",
     "RetryingFailedTargets": "some targets failed; they are retried with backoff",
     "ResumingInterruptedRun": "a run interrupted by a restart or takeover is being resumed",
     "Stopping": "the workload is being scaled to 0",

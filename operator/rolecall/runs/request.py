@@ -78,6 +78,7 @@ class Action(Generic[P]):
     after_field: str | None  # spec attribute: "done at or after this time"
     completed_field: str | None  # status attribute: when the last completed request was accepted
     schedule_field: str | None = None  # spec attribute holding a ScheduleSpec: every slot is a request
+    waves_field: str | None = None  # spec attribute holding Waves: the first pass goes a share at a time
     # The fan-out: which targets, and what to do on each (ctx, prepared, target, address). An action without
     # them has no side effects (a web refresh): it only uses trigger detection and acknowledgement.
     resolve: Callable[[Context[Any, Any]], Awaitable[list[Target]]] | None = None
@@ -121,6 +122,13 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
         return
     if run is not None and run.deadline:
         ctx.wake_in(max(0.05, (parse_time(run.deadline) - ctx.clock.wall()).total_seconds()))
+    if run is not None and run.wave_resume_at:
+        wait = (parse_time(run.wave_resume_at) - ctx.clock.wall()).total_seconds()
+        if wait > 0:
+            ctx.wake_in(wait)
+            _wave_pause(ctx, action, run)
+            return
+        run.wave_resume_at = None
     if run is not None and run.first_pass_done and run.retry_at:
         wait = (parse_time(run.retry_at) - ctx.clock.wall()).total_seconds()
         if wait > 0:
@@ -305,9 +313,12 @@ async def _carry_out(ctx: Context[Any, Any], action: Action[P], run: RunLedger, 
         s.done, s.failed = ledger.done(run), ledger.failed(run)
         await progress.recorded()
 
-    todo = [by_uid[u] for u in run.pending if u in by_uid]
     for uid in [u for u in run.pending if u not in by_uid]:  # gone before we got to it
         ledger.record(run, uid, ledger.SKIPPED)
+    todo = [by_uid[u] for u in run.pending]
+    waves = getattr(ctx.spec, action.waves_field, None) if action.waves_field and first_pass else None
+    if waves is not None:
+        todo = todo[:fanout.limit_of(waves.size, max(1, run.targets))]  # this wave; the rest stay pending
     with metrics.REQUEST_STEP.labels(ctx.kind.kind, "engine-calls").time():
         await fanout.fan_out(todo, act, fanout.limit_of(ctx.spec.concurrency, max(1, run.targets)), record,
                              attempts=action.attempts, timeout=float(ctx.spec.timeout_seconds) * 2 + 5,
@@ -315,7 +326,24 @@ async def _carry_out(ctx: Context[Any, Any], action: Action[P], run: RunLedger, 
     if progress.halt:
         await _stop_run(ctx, action, run, *progress.halt)
         return
+    if waves is not None and run.pending:
+        run.waves_done = (run.waves_done or 0) + 1
+        run.wave_resume_at = format_time(ctx.clock.wall() + dt.timedelta(seconds=waves.pause_seconds))
+        ctx.wake_in(waves.pause_seconds)
+        _wave_pause(ctx, action, run)
+        return
     await _conclude(ctx, action, run, results, first_pass)
+
+
+def _wave_pause(ctx: Context[Any, Any], action: Action[Any], run: RunLedger) -> None:
+    """A guard holding the request between two waves: busy, with the guard named (not a failure)."""
+    s = ctx.role_status
+    s.done, s.failed = ledger.done(run), ledger.failed(run)
+    message = (f"{action.busy} for {describe(run)}: wave {run.waves_done} done, {ledger.done(run)} of "
+               f"{run.targets} pods; {len(run.pending)} wait for the next wave at {run.wave_resume_at}.")
+    ctx.busy_phase = action.busy
+    ctx.busy = ("WaitingForWave", message)  # over the wave's own busy reason: the pause is what holds it now
+    ctx.condition(action.condition, False, "WaitingForWave", message)
 
 
 def run_keys(run: RunLedger) -> set[str]:

@@ -16,6 +16,7 @@ from rolecall.api.v1alpha1.common import (
     ScheduleSpec,
     StopSpec,
     TargetsSpec,
+    Waves,
 )
 
 CLEAR_ANNOTATION = "rolecall.dev/clear-requested-at"
@@ -40,6 +41,11 @@ class CacheServerSpec(TargetsSpec, StopSpec, RequestLimits):
         description="Clear on a schedule: each slot clears every target once, like a clear-requested-at token "
                     "set at that time. Setting or changing it is a clear request (admission checks the right); "
                     "before each slot runs, the recorded clear requester must still hold it.")
+    clear_waves: Waves | None = Field(
+        default=None,
+        description="Clear in waves: size pods (a number or a percentage), then pauseSeconds, then the next "
+                    "wave; within a wave at most concurrency at once. Status shows the pause (Reconciling, reason "
+                    "WaitingForWave). Failed pods are retried afterwards, all in one pass.")
     stats_interval_seconds: int = Field(
         default=60, ge=10, le=86400,
         description="How often aggregated stats are refreshed in status (written only when they change).")

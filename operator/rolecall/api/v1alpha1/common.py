@@ -190,11 +190,22 @@ class RunLedger(Model):
     scheduled_at: str | None = Field(default=None, description="The schedule slot this run is for, if any.")
     deadline: str | None = Field(default=None, description="requestTimeoutSeconds after it was accepted: no target "
                                                             "starts after this.")
+    waves_done: int | None = Field(default=None, description="Waves carried out so far (with waves set).")
+    wave_resume_at: str | None = Field(default=None, description="When the next wave starts (kept here so a restart "
+                                                                 "keeps the pause).")
     retries: int = Field(default=0, description="Retry passes over failed targets so far.")
     retry_at: str | None = Field(default=None, description="When failed targets are tried again (kept here so a "
                                                            "restart does not reset the backoff).")
     first_pass_done: bool = Field(default=False, description="Every target has had an outcome once; the request "
                                                               "is acknowledged and only failed targets are retried.")
+
+
+class Waves(Model):
+    """A guard for fan-out actions: a share of the targets at a time, then a pause, so that what sits behind
+    them (a database refilling the caches) is not hit by every pod at once."""
+
+    size: IntOrPercent = Field(description="Pods per wave: a number, or a percentage of the targets (rounded up).")
+    pause_seconds: int = Field(ge=1, le=86400, description="The pause after each wave before the next one starts.")
 
 
 RequestOutcome = Literal["Succeeded", "Failed", "Refused", "Stalled", "DryRun", "Cancelled", "TimedOut"]
