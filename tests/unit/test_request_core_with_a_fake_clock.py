@@ -311,3 +311,23 @@ def test_a_cancel_in_a_wave_pause_ends_the_request_with_the_rest_not_started(wor
     last = again.status.last_request
     assert len(acted) == 2 and again.status.run is None and last is not None
     assert (last.outcome, last.done, last.not_started) == ("Cancelled", 2, 4)
+
+
+def test_a_held_request_waits_unhandled_and_runs_once_the_hold_lifts(world: dict[str, Any]) -> None:
+    clock, acted = FakeClock(), []
+    why: list[str | None] = ["the role is stopped"]
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        acted.append(t.name)
+        return "ok"
+
+    clear = request.Action(**{**action(act).__dict__, "hold": lambda ctx: why[0]})
+    ctx = context(clock, {"rolecall.dev/clear-requested-at": "t1"})
+    asyncio.run(request.step(ctx, clear))
+    s = ctx.status
+    assert acted == [] and s.run is None and s.last_handled_clear_request is None and not world["writes"].statuses
+    held = next(c for c in s.conditions or [] if c.type == "Cleared")
+    assert held.reason == "HeldWhileStopped" and "the role is stopped" in held.message
+    why[0] = None
+    asyncio.run(request.step(ctx, clear))
+    assert len(acted) == len(PODS) and s.last_handled_clear_request == "t1"

@@ -17,7 +17,14 @@ from rolecall.api.kinds import CACHE_SERVER
 from rolecall.api.v1alpha1.cacheserver import CLEAR_ANNOTATION, CacheServerSpec, CacheServerStatus, CacheStats
 from rolecall.engines import CACHE_ENGINES, Credentials, Endpoint, EngineError
 from rolecall.engines.base import CacheFigures
-from rolecall.roles.common import figures_due, next_figures_in, read_credentials, reconcile_with, stop_start
+from rolecall.roles.common import (
+    figures_due,
+    hibernated,
+    next_figures_in,
+    read_credentials,
+    reconcile_with,
+    stop_start,
+)
 from rolecall.runs import fanout, request
 from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.runs.reasons import Stall
@@ -53,7 +60,7 @@ CLEAR: request.Action[Credentials | None] = request.Action(
     token_annotation=CLEAR_ANNOTATION, handled_field="last_handled_clear_request", after_field="cleared_after",
     completed_field="last_cleared_at", schedule_field="clear_schedule", waves_field="clear_waves",
     resolve=_targets, act=_clear,
-    prepare=_credentials,
+    prepare=_credentials, hold=hibernated,
     rights=lambda ctx: ("clear", "credentials") if ctx.spec.credentials_secret_ref else ("clear",))
 
 

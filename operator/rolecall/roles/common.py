@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SpecT = TypeVar("SpecT", bound=Model)
 StatusT = TypeVar("StatusT", bound=Model)
 TRANSIENT_BACKOFF = (1.0, 30.0)  # first and longest wait after an error retrying may fix
+START_HOLD_SECONDS = 600  # after a start, new requests wait this long at most for the pods to be ready
 
 
 def context(kind: Kind, body: dict[str, Any], memory: Memory, runtime: Runtime,
@@ -173,6 +174,27 @@ def desired_stopped(ctx: Context[Any, Any]) -> bool:
         ctx.wake_in(max(0.05, (parse_time(state.until) - now).total_seconds()))
     ctx.stop_decision = state.desired == "Stopped"
     return ctx.stop_decision
+
+
+def hibernated(ctx: Context[Any, Any]) -> str | None:
+    """Why a new fan-out request waits (stop_start ran first in this reconcile): the role is stopped (by spec,
+    an override or its windows), stopping, or starting with pods not all ready. It runs once the role runs."""
+    s = ctx.role_status
+    if desired_stopped(ctx) or ctx.stopping:
+        why = s.run_state.reason if s.run_state is not None else "spec.stopped is true"
+        return f"the role is stopped ({why}); it runs once the role runs again"
+    if ctx.starting and _started_within(ctx, START_HOLD_SECONDS):
+        return f"the role is starting ({s.ready_replicas} of {s.replicas} replicas ready)"
+    return None
+
+
+def _started_within(ctx: Context[Any, Any], seconds: float) -> bool:
+    """Whether rolecall started the workload less than `seconds` ago (Stopped went to False then); pods that
+    are still not ready after that are a rollout's or a crash loop's business, and requests no longer wait."""
+    stopped = next((c for c in ctx.role_status.conditions or [] if c.type == "Stopped"), None)
+    if stopped is None or stopped.status != "False" or not stopped.last_transition_time:
+        return False
+    return (ctx.clock.wall() - parse_time(stopped.last_transition_time)).total_seconds() < seconds
 
 
 async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = None) -> workload.WorkloadState | None:

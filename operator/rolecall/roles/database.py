@@ -36,6 +36,7 @@ from rolecall.engines.database import Connection, DatabaseSession, Where
 from rolecall.roles.common import (
     desired_stopped,
     figures_due,
+    hibernated,
     next_figures_in,
     read_credentials,
     reconcile_with,
@@ -174,7 +175,7 @@ COMPACT: request.Action[Credentials | None] = request.Action(
     name="compact", condition="Compacted", busy="Compacting", done="Compacted", noun="compaction",
     token_annotation=COMPACT_ANNOTATION, handled_field="last_handled_compact_request", after_field="compacted_after",
     completed_field="last_compacted_at", schedule_field="compact_schedule", resolve=_the_target, act=_compact,
-    prepare=_credentials,
+    prepare=_credentials, hold=hibernated,
     rights=lambda ctx: ("compact", "credentials") if ctx.spec.credentials_secret_ref else ("compact",), attempts=1)
 
 
@@ -185,8 +186,8 @@ async def reconcile(body: dict[str, Any], memory: Memory, runtime: Runtime) -> f
 
 async def _work(ctx: Ctx) -> None:
     await stop_start(ctx)
+    await request.step(ctx, COMPACT)  # a new compaction is held while the database is stopped (hibernated)
     if not desired_stopped(ctx):
-        await request.step(ctx, COMPACT)
         await _figures(ctx)
 
 

@@ -88,6 +88,9 @@ class Action(Generic[P]):
     # The "is this still the same pod" check, called just before each act: returns the address to use.
     same_target: Callable[[str, Target], Awaitable[str]] = pods.address
     attempts: int = 3
+    # Why a new request must wait now (e.g. the role is stopped or still starting), or None: a held request is
+    # not lost, it is accepted once this returns None (its token stays unhandled, its slot stays due).
+    hold: Callable[[Context[Any, Any]], str | None] = lambda ctx: None
 
     @property
     def dry_run_annotation(self) -> str:
@@ -116,6 +119,10 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
         ctx.wake_in(0.5)  # one request at a time: the due slot runs right after this one
         slot = None
     if run is None and not (token or after or slot):
+        return
+    if run is None and (why := action.hold(ctx)):
+        what = Trigger(token, after, slot).describe()
+        ctx.condition(action.condition, False, "HeldWhileStopped", f"The {action.noun} for {what} waits: {why}.")
         return
     if run is not None and (halt := _halted(ctx, run)):
         await _stop_run(ctx, action, run, *halt)  # a cancel or a deadline does not wait out a retry backoff
