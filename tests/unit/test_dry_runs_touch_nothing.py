@@ -35,3 +35,20 @@ def test_a_dry_run_reports_the_targets_touches_nothing_and_is_handled_once(world
     real = {**preview, "rolecall.dev/clear-requested-at": "go"}
     asyncio.run(request.step(context(clock, annotations=real, status=status), action(act)))
     assert acted == plan.pods  # the real run touched exactly what the dry run named
+
+
+def test_a_dry_run_that_cannot_plan_now_is_acknowledged_failed_not_a_crash(world: dict[str, Any]) -> None:  # noqa: F811
+    clock = FakeClock()
+
+    async def no_primary(ctx: Any) -> list[Target]:
+        raise request.RequestFailed("NoPrimary", "none of the PostgreSQL pods is a primary")
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        raise AssertionError("a dry run acted")
+
+    compact = request.Action(**{**action(act).__dict__, "resolve": no_primary})
+    status = CacheServerStatus()
+    preview = {"rolecall.dev/clear-dry-run-requested-at": "look-2"}
+    asyncio.run(request.step(context(clock, annotations=preview, status=status), compact))
+    assert status.history is not None and status.history[0].outcome == "Failed" and status.history[0].dry_run
+    assert world["events"][-1][:2] == ("Warning", "NoPrimary")

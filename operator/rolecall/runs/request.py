@@ -181,8 +181,9 @@ async def _dry_run(ctx: Context[Any, Any], action: Action[Any]) -> None:
         outcome, kind, reason = "DryRun", "Normal", f"{action.name.title()}DryRun"
         message = (f"Dry run {token!r}: a {action.noun} now would act on {len(names)} pods"
                    + (f": {shown}." if names else ".") + " Nothing was changed.")
-    except Stall as e:
-        outcome, kind, reason, message = "Stalled", "Warning", e.reason, f"Dry run {token!r} of a {action.noun}: {e}"
+    except (Stall, RequestFailed) as e:  # e.g. no PostgreSQL primary: the plan cannot be made now
+        outcome = "Stalled" if isinstance(e, Stall) else "Failed"
+        kind, reason, message = "Warning", e.reason, f"Dry run {token!r} of a {action.noun}: {e}"
     s.last_dry_run = DryRunPlan(action=action.name, token=str(token), planned_at=ctx.clock.now(), targets=len(names),
                                 pods=names[:100] or None)
     _remember(ctx, action, None, Trigger(str(token), None), outcome, dry_run=True,
