@@ -1,12 +1,14 @@
 """A CacheServer cleared on a seconds-level cron (spec.clearSchedule): each slot flushes every memcached pod once
 (memcached's own cmd_flush), lands in status.history and status.schedules; a suspend skips slots and a resume
-runs again; slots missed while the operator is down run once (the latest), not once per slot."""
+runs again; slots missed while the operator is down run once (the latest), not once per slot. A dryRun schedule
+reports its slots and flushes nothing; a closed startWindow holds a due slot."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from cachekit import cacheserver, cmd_flush, create_cs, create_deployment, patch_cs, pod_ips, status
+from cachekit import cacheserver, cmd_flush, condition, create_cs, create_deployment, patch_cs, pod_ips, status
 from harness import Cluster, Operator, deployment, running_pods, wait_for
 
 EVERY_4S = "* * * * * */4"  # six fields: seconds last
@@ -93,3 +95,29 @@ def _slots_passed_since(slot: str) -> int:
     from rolecall.api.types import parse_time
 
     return int((dt.datetime.now(dt.UTC) - parse_time(slot)).total_seconds() // 4)
+
+
+def test_a_dry_run_schedule_reports_slots_and_a_start_window_holds_them(
+        local_bed: Cluster, namespace: str, operator: Operator) -> None:
+    """dryRun: every slot is reported (history DryRun, lastDryRun) and memcached is never flushed; then a
+    startWindow that is closed now holds the due slot (OutsideStartWindow, waitsForWindow) and still flushes
+    nothing."""
+    create_deployment(local_bed, namespace, deployment("mc", "memcached", 2))
+    running_pods(local_bed, namespace, "app=mc", 2)
+    ips = list(pod_ips(local_bed, namespace, "app=mc").values())
+    operator.start()
+    create_cs(local_bed, namespace, cacheserver("mc", "memcached", {"app": "mc"},
+                                                clearSchedule={"cron": EVERY_4S, "dryRun": True}))
+    st = wait_for(lambda: len(_scheduled_runs(s := status(local_bed, namespace, "mc"))) >= 2 and s,
+                  "two dry-run slots", 30)
+    assert all(h["outcome"] == "DryRun" and h["dryRun"] for h in _scheduled_runs(st)), st["history"]
+    assert st["lastDryRun"]["token"].startswith("schedule@") and st["lastDryRun"]["targets"] == 2
+    assert not st.get("lastRequest") and [cmd_flush(ip) for ip in ips] == [0, 0]
+
+    now = dt.datetime.now(dt.UTC)
+    closed = f"{(now + dt.timedelta(hours=2)):%H:%M}-{(now + dt.timedelta(hours=3)):%H:%M}"
+    patch_cs(local_bed, namespace, "mc", {"spec": {"clearSchedule": {"dryRun": False, "startWindow": closed}}})
+    st = wait_for(lambda: (s := status(local_bed, namespace, "mc")).get("conditions") and
+                  condition(s, "Cleared").get("reason") == "OutsideStartWindow" and s, "the slot held", 30)
+    assert _schedule(st)["waitsForWindow"] and closed in condition(st, "Cleared")["message"]
+    assert not st.get("lastRequest") and not st.get("run") and [cmd_flush(ip) for ip in ips] == [0, 0]

@@ -93,6 +93,10 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
      "spec.clearWaves.pauseSeconds: Invalid value: 0: spec.clearWaves.pauseSeconds in body should be greater "
      "than or equal to 1"),
     ("clearWaves-without-pause", {**VALID, "clearWaves": {"size": 2}}, "spec.clearWaves.pauseSeconds: Required value"),
+    ("clearSchedule-startWindow-1-5", {**VALID, "clearSchedule": {"cron": "0 3 * * *", "startWindow": "1-5"}},
+     'spec.clearSchedule.startWindow: Invalid value: "1-5": must be a local time range HH:MM-HH:MM'),
+    ("historyLimit-51", {**VALID, "historyLimit": 51},
+     "spec.historyLimit: Invalid value: 51: spec.historyLimit in body should be less than or equal to 50"),
     ("port-70000", {**VALID, "port": 70000},
      "spec.port: Invalid value: 70000: spec.port in body should be less than or equal to 65535"),
     ("timeoutSeconds-0", {**VALID, "timeoutSeconds": 0},

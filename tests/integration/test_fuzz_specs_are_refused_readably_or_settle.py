@@ -64,10 +64,12 @@ secret = st.fixed_dictionaries({"name": st.sampled_from(["creds", "missing"])})
 schedule = st.fixed_dictionaries(
     {"cron": st.sampled_from(["0 3 * * *", "*/15 9-17 * * mon-fri", "* * * * * */20", "0 0 30 2 *"])},
     optional={"timeZone": st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]), "suspend": st.booleans(),
-              "startingDeadlineSeconds": st.integers(1, 86400)})
+              "startingDeadlineSeconds": st.integers(1, 86400), "dryRun": st.booleans(),
+              "startWindow": st.sampled_from(["01:00-05:00", "22:00-02:00"])})
 bad_schedule = st.sampled_from([{"cron": "61 * * * *"}, {"cron": "junk"}, {"cron": "*/0 * * * *"},
                                 {"cron": "0 3 * * *", "timeZone": "Mars/Base"},
-                                {"cron": "0 3 * * *", "startingDeadlineSeconds": 0}, {"timeZone": "UTC"}])
+                                {"cron": "0 3 * * *", "startingDeadlineSeconds": 0}, {"timeZone": "UTC"},
+                                {"cron": "0 3 * * *", "startWindow": "25:00-01:00"}])
 
 windows = st.fixed_dictionaries(
     {"windows": st.lists(st.one_of(
@@ -85,12 +87,12 @@ bad_windows = st.sampled_from([{"windows": []}, {"windows": [{"days": "Mon-Fry 0
 # Each kind: a spec of valid values, and for some fields values the apiserver must refuse.
 COMMON = {"selector": selector, "concurrency": st.integers(1, 300) | st.just("25%"), "stopped": st.booleans(),
           "workloadRef": workload, "timeoutSeconds": st.integers(1, 3600), "nodeSelector": labels,
-          "runWindows": windows}
+          "runWindows": windows, "historyLimit": st.integers(1, 50)}
 BAD_COMMON = {"selector": bad_selector, "concurrency": st.sampled_from([0, -1, "0%", "101%", "abc", "5"]),
               "stopped": st.just("yes"), "timeoutSeconds": st.sampled_from([0, -1, 5000]),
               "workloadRef": st.sampled_from([{"kind": "Job", "name": "target"},
                                               {"kind": "Deployment", "name": "Bad_Name"}]),
-              "nodeSelector": bad_labels, "runWindows": bad_windows}
+              "nodeSelector": bad_labels, "runWindows": bad_windows, "historyLimit": st.sampled_from([0, 51])}
 VALID = {
     "CacheServer": {"engine": st.sampled_from(["memcached", "redis"]), **COMMON, "clearedAfter": times,
                     "clearSchedule": schedule,

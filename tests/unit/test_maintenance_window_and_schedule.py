@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from rolecall.roles.maintenance import _window_opens
+from rolecall.runs.calendar import window_opens
 
 T = dt.datetime(2026, 11, 25, 0, 0, tzinfo=dt.UTC)
 
@@ -22,5 +22,5 @@ T = dt.datetime(2026, 11, 25, 0, 0, tzinfo=dt.UTC)
 ])
 def test_window(window: str | None, at: str, opens: str | None) -> None:
     t = T.replace(hour=int(at[:2]), minute=int(at[3:]))
-    got = _window_opens(window, t)
+    got = window_opens(window, t)
     assert (got.strftime("%Y-%m-%dT%H:%M") if got else None) == opens

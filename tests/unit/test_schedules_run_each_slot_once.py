@@ -111,3 +111,75 @@ def test_a_token_and_a_slot_due_together_run_one_after_the_other_and_missed_is_e
                                  _scheduled(act)))
     assert len(acted) == 2 * len(PODS)
     assert status.schedules is not None and status.schedules[0].missed == 3  # :30, :40, :50; :00 ran
+
+
+def test_a_slot_due_outside_the_start_window_waits_for_it_and_the_latest_runs_once(
+        world: dict[str, Any]) -> None:  # noqa: F811
+    clock, acted = FakeClock(), []
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        acted.append(t.name)
+        return "OK"
+
+    status = CacheServerStatus()
+    schedule = {"cron": EVERY_10S, "startWindow": "04:38-05:00"}  # T0 is 04:37:29 UTC
+    asyncio.run(request.step(context(clock, status=status, clearSchedule=schedule), _scheduled(act)))
+    clock.advance(1)  # the 04:37:30 slot is due, the window opens at 04:38
+    ctx = context(clock, status=status, clearSchedule=schedule)
+    asyncio.run(request.step(ctx, _scheduled(act)))
+    assert acted == [] and status.run is None and status.last_request is None
+    entry = (status.schedules or [])[0]
+    assert entry.waits_for_window is not None and entry.waits_for_window.startswith("2026-11-26T04:38:00.")
+    held = next(c for c in status.conditions or [] if c.type == "Cleared")
+    assert held.reason == "OutsideStartWindow" and "04:38-05:00 (UTC)" in held.message
+    assert min(ctx.delays) <= 29.9 + 0.01
+    clock.advance(31)  # 04:38:01: inside; of 04:37:30, :40, :50 and 04:38:00 only the latest runs
+    asyncio.run(request.step(context(clock, status=status, clearSchedule=schedule), _scheduled(act)))
+    assert len(acted) == len(PODS) and status.last_request is not None
+    assert (status.last_request.scheduled_at or "").startswith("2026-11-26T04:38:00.")
+    assert entry.missed == 3 and entry.waits_for_window is None
+
+
+def test_a_dry_run_schedule_reports_each_slot_and_touches_nothing(world: dict[str, Any]) -> None:  # noqa: F811
+    clock = FakeClock()
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        raise AssertionError("a dry-run schedule acted")
+
+    status = CacheServerStatus()
+    schedule = {"cron": EVERY_10S, "dryRun": True}
+    asyncio.run(request.step(context(clock, status=status, clearSchedule=schedule), _scheduled(act)))
+    for _ in range(2):
+        clock.advance(10)
+        asyncio.run(request.step(context(clock, status=status, clearSchedule=schedule), _scheduled(act)))
+        asyncio.run(request.step(context(clock, status=status, clearSchedule=schedule), _scheduled(act)))  # again
+    history = status.history or []
+    assert [(h.trigger, h.outcome, h.dry_run) for h in history] == [("Schedule", "DryRun", True)] * 2
+    assert status.last_dry_run is not None and status.last_dry_run.token == f"schedule@{history[0].scheduled_at}"
+    assert status.last_dry_run.targets == len(PODS) and status.last_request is None and status.run is None
+    assert (status.schedules or [])[0].last_schedule_time == history[0].scheduled_at
+
+
+def test_history_keeps_history_limit_entries(world: dict[str, Any]) -> None:  # noqa: F811
+    clock = FakeClock()
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        return "OK"
+
+    status = CacheServerStatus()
+    for token in ("t1", "t2", "t3"):
+        clock.advance(1)  # history tells requests apart by when they were accepted
+        ctx = context(clock, {"rolecall.dev/clear-requested-at": token}, status=status, historyLimit=2)
+        asyncio.run(request.step(ctx, action(act)))
+    assert [h.token for h in status.history or []] == ["t3", "t2"]
+
+
+def test_a_schedule_that_never_fires_is_stalled_with_its_reason(world: dict[str, Any]) -> None:  # noqa: F811
+    clock = FakeClock()
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        return "OK"
+
+    ctx = context(clock, clearSchedule={"cron": "0 0 30 2 *"})
+    asyncio.run(request.step(ctx, _scheduled(act)))
+    assert ctx.stalled is not None and ctx.stalled[0] == "ScheduleNeverFires" and "30 February" in ctx.stalled[1]

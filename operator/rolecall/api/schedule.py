@@ -128,3 +128,20 @@ Duration = Annotated[str, AfterValidator(_duration), WithJsonSchema({
     "x-kubernetes-validations": [{"rule": f"self.matches('{DURATION_PATTERN}') && self.matches('[1-9]')"
                                           .replace("\\", "\\\\"),
                                   "message": DURATION_WORDS, "reason": "FieldValueInvalid"}]})]
+
+# --- a start window: local clock times in which a due schedule slot may start -------------------------------
+TIME_RANGE_PATTERN = rf"^{_START}-{_START}$"
+TIME_RANGE_WORDS = "must be a local time range HH:MM-HH:MM, e.g. 01:00-05:00 or 22:00-02:00 (wraps midnight)"
+_TIME_RANGE_RE = re.compile(TIME_RANGE_PATTERN)
+
+
+def _time_range(value: str) -> str:
+    if not _TIME_RANGE_RE.match(value):
+        raise ValueError(f"{value!r} {TIME_RANGE_WORDS}")
+    return value
+
+
+TimeRange = Annotated[str, AfterValidator(_time_range), WithJsonSchema({
+    "type": "string", "maxLength": 11,
+    "x-kubernetes-validations": [{"rule": f"self.matches('{TIME_RANGE_PATTERN}')".replace("\\", "\\\\"),
+                                  "message": TIME_RANGE_WORDS, "reason": "FieldValueInvalid"}]})]

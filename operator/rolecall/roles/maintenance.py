@@ -39,7 +39,7 @@ from rolecall.engines import EngineError
 from rolecall.engines.database import DatabaseSession
 from rolecall.roles import database
 from rolecall.roles.common import reconcile_with
-from rolecall.runs import authz, events
+from rolecall.runs import authz, calendar, events
 from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.runs.reasons import Stall
 from rolecall.runs.status import now, patch_status
@@ -142,7 +142,7 @@ async def _due(m: Maintenance) -> str | None:
         m.delays.append((due - current).total_seconds())
         s.phase = s.phase or "Pending"
         return None
-    opens = _window_opens(spec.window, current)
+    opens = calendar.window_opens(spec.window, current)
     if opens is not None:
         m.condition("Scheduled", False, "OutsideWindow", f"The run due at {s.next_run_at} waits for the window "
                                                          f"{spec.window} ({spec.time_zone or 'UTC'}).")
@@ -150,19 +150,6 @@ async def _due(m: Maintenance) -> str | None:
         return None
     # Runs missed while the operator was down collapse into this one run (the documented policy).
     return s.next_run_at
-
-
-def _window_opens(window: str | None, t: dt.datetime) -> dt.datetime | None:
-    """None when `t` is inside HH:MM-HH:MM (or there is no window); else when the window next opens."""
-    if not window:
-        return None
-    start_s, end_s = window.split("-")
-    start = t.replace(hour=int(start_s[:2]), minute=int(start_s[3:]), second=0, microsecond=0)
-    end = t.replace(hour=int(end_s[:2]), minute=int(end_s[3:]), second=0, microsecond=0)
-    inside = start <= t < end if start <= end else (t >= start or t < end)  # the second wraps midnight
-    if inside:
-        return None
-    return start if start > t else start + dt.timedelta(days=1)
 
 
 async def _expire(m: Maintenance) -> None:

@@ -57,3 +57,17 @@ def between(cron: str, zone: str | None, after: dt.datetime, before: dt.datetime
     except CroniterBadDateError:
         return 0
     return count
+
+
+def window_opens(window: str | None, t: dt.datetime) -> dt.datetime | None:
+    """None when `t` (a time in the window's zone) is inside HH:MM-HH:MM (or there is no window); else when
+    the window next opens. A range whose end is before its start wraps midnight."""
+    if not window:
+        return None
+    start_s, end_s = window.split("-")
+    start = t.replace(hour=int(start_s[:2]), minute=int(start_s[3:]), second=0, microsecond=0)
+    end = t.replace(hour=int(end_s[:2]), minute=int(end_s[3:]), second=0, microsecond=0)
+    inside = start <= t < end if start <= end else (t >= start or t < end)
+    if inside:
+        return None
+    return start if start > t else start + dt.timedelta(days=1)

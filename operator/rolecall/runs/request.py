@@ -29,8 +29,8 @@ from rolecall import kube, metrics
 from rolecall.api.types import format_time, parse_time
 from rolecall.api.v1alpha1.common import (
     CANCEL_ANNOTATION,
+    DEFAULT_HISTORY,
     MAX_FAILED_PODS,
-    MAX_HISTORY,
     MAX_POD_RESULTS,
     DryRunPlan,
     HistoryEntry,
@@ -118,6 +118,11 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
     if (token or after) and slot:
         ctx.wake_in(0.5)  # one request at a time: the due slot runs right after this one
         slot = None
+    schedule = getattr(ctx.spec, action.schedule_field) if action.schedule_field else None
+    if slot and run is None and schedule is not None and schedule.dry_run:
+        await _plan(ctx, action, f"schedule@{slot}", Trigger(None, None, slot))  # a preview of the schedule
+        schedule_handled(ctx, action, slot)
+        slot = None
     if run is None and not (token or after or slot):
         return
     if run is None and (why := action.hold(ctx)):
@@ -170,9 +175,16 @@ async def _dry_run(ctx: Context[Any, Any], action: Action[Any]) -> None:
     """A dry-run token not yet handled: resolve the targets as a real run would, report them, change nothing."""
     assert action.resolve is not None
     token = ctx.annotations.get(action.dry_run_annotation)
-    s, last = ctx.role_status, ctx.role_status.last_dry_run
+    last = ctx.role_status.last_dry_run
     if token is None or (last is not None and (last.action, last.token) == (action.name, token)):
         return
+    await _plan(ctx, action, str(token), Trigger(str(token), None))
+
+
+async def _plan(ctx: Context[Any, Any], action: Action[Any], token: str, trigger: Trigger) -> None:
+    """What a real run would touch now, reported (status.lastDryRun, history, an Event); nothing is changed."""
+    assert action.resolve is not None
+    s = ctx.role_status
     # Acknowledged in history and lastDryRun, not in lastRequest: its backoff bookkeeping is the real requests'.
     names: list[str] = []
     try:
@@ -184,9 +196,9 @@ async def _dry_run(ctx: Context[Any, Any], action: Action[Any]) -> None:
     except (Stall, RequestFailed) as e:  # e.g. no PostgreSQL primary: the plan cannot be made now
         outcome = "Stalled" if isinstance(e, Stall) else "Failed"
         kind, reason, message = "Warning", e.reason, f"Dry run {token!r} of a {action.noun}: {e}"
-    s.last_dry_run = DryRunPlan(action=action.name, token=str(token), planned_at=ctx.clock.now(), targets=len(names),
+    s.last_dry_run = DryRunPlan(action=action.name, token=token, planned_at=ctx.clock.now(), targets=len(names),
                                 pods=names[:100] or None)
-    _remember(ctx, action, None, Trigger(str(token), None), outcome, dry_run=True,
+    _remember(ctx, action, None, trigger, outcome, dry_run=True,
               targets=len(names) if outcome == "DryRun" else None)
     metrics.REQUEST_OUTCOMES.labels(ctx.kind.kind, action.name, outcome).inc()
     await events.post(ctx.obj, kind, reason, message)
@@ -474,7 +486,7 @@ def _remember(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None
         dry_run=dry_run)
     history = [h for h in s.history or []
                if run is None or (h.action, h.accepted_at) != (action.name, run.accepted_at)]
-    s.history = [entry, *history][:MAX_HISTORY]
+    s.history = [entry, *history][:getattr(ctx.spec, "history_limit", DEFAULT_HISTORY)]
 
 
 async def _end(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, trigger: Trigger, outcome: str,

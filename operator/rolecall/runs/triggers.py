@@ -8,6 +8,7 @@ Pure reads of the object and its status (plus a timer for a time still in the fu
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +39,9 @@ class Triggered(Protocol):
 
     @property
     def schedule_field(self) -> str | None: ...
+
+    @property
+    def condition(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -129,14 +133,25 @@ def schedule_due(ctx: Context[Any, Any], action: Triggered) -> str | None:
     ctx.role_status.schedules = [*entries, entry]
     found = calendar.due(spec.cron, spec.time_zone, _handled_until(ctx, action, entry), now)
     entry.next_schedule_time = format_time(found.next) if found.next else None
-    entry.suspended = spec.suspend
+    entry.suspended, entry.waits_for_window = spec.suspend, None
     if found.next is not None:
         ctx.wake_in(max(0.05, (found.next - now).total_seconds()))
+    elif found.slot is None:  # admission cannot know that no date matches the fields
+        ctx.mark_stalled("ScheduleNeverFires", f"spec.{_camel(str(action.schedule_field))}.cron {spec.cron!r} names "
+                                               "no time that exists (e.g. 30 February): it never fires")
     if found.slot is None:
         return None
     late = (now - found.slot).total_seconds()
     if spec.suspend or (spec.starting_deadline_seconds is not None and late > spec.starting_deadline_seconds):
         _advance(entry, spec, found.slot, ran=False)  # never run: suspended, or too late to start
+        return None
+    opens = calendar.window_opens(spec.start_window, now.astimezone(zoneinfo.ZoneInfo(spec.time_zone or "UTC")))
+    if opens is not None:  # due, but it may start only inside startWindow: it waits (the latest slot runs once)
+        entry.waits_for_window = format_time(opens)
+        ctx.wake_in(max(0.05, (opens - now).total_seconds()))
+        ctx.condition(action.condition, False, "OutsideStartWindow",
+                      f"The {format_time(found.slot)} slot of the schedule waits for startWindow "
+                      f"{spec.start_window} ({spec.time_zone or 'UTC'}), which opens at {entry.waits_for_window}.")
         return None
     return format_time(found.slot)
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
-from rolecall.api.schedule import CronSchedule, Duration, TimeZone, WindowDays
+from rolecall.api.schedule import CronSchedule, Duration, TimeRange, TimeZone, WindowDays
 from rolecall.api.types import (
     MAX_NAME,
     RFC3339_PATTERN,
@@ -21,7 +21,8 @@ from rolecall.api.types import (
 MAX_POD_RESULTS = 20  # the last K per-pod results kept in status
 MAX_FAILED_PODS = 50  # failed pods named in status; the count is exact even past this
 MAX_NODES = 100
-MAX_HISTORY = 10  # requests kept in status.history: counts only, so a resource stays far below etcd's limit
+MAX_HISTORY = 50  # requests status.history may keep (historyLimit): counts only, far below etcd's object limit
+DEFAULT_HISTORY = 10
 
 _NONEMPTY_SELECTOR = ("(has(self.matchLabels) && size(self.matchLabels) > 0) || "
                       "(has(self.matchExpressions) && size(self.matchExpressions) > 0)")
@@ -212,7 +213,13 @@ RequestOutcome = Literal["Succeeded", "Failed", "Refused", "Stalled", "DryRun", 
 CANCEL_ANNOTATION = "rolecall.dev/cancel"
 
 
-class RequestLimits(Model):
+class HistorySpec(Model):
+    history_limit: int = Field(default=DEFAULT_HISTORY, ge=1, le=MAX_HISTORY,
+                               description=f"How many ended requests status.history keeps, newest first (1 to "
+                                           f"{MAX_HISTORY}, default {DEFAULT_HISTORY}).")
+
+
+class RequestLimits(HistorySpec):
     """Limits on a role's fan-out requests (clear, compact)."""
 
     request_timeout_seconds: int | None = Field(
@@ -270,6 +277,12 @@ class ScheduleSpec(Model):
                     "run. Default: the latest missed slot runs once, however late (earlier ones never).")
     suspend: bool = Field(default=False, description="true: no new slot starts (a running one finishes). Slots "
                                                      "passing while suspended are never run.")
+    start_window: TimeRange | None = Field(
+        default=None, description="Local times (HH:MM-HH:MM in timeZone, may wrap midnight) in which a due slot may "
+                                  "start; a slot due outside it waits for the window to open (the latest such "
+                                  "slot runs once).")
+    dry_run: bool = Field(default=False, description="true: every slot is a dry run (the targets are reported, "
+                                                     "nothing is changed): preview a new schedule.")
 
 
 class ScheduleStatus(Model):
@@ -284,6 +297,8 @@ class ScheduleStatus(Model):
     missed: int = Field(default=0, description="Slots that passed without a run (operator down, suspended, "
                                                "starting deadline), counted up to 1000 per gap.")
     suspended: bool = Field(default=False, description="spec suspend is true.")
+    waits_for_window: str | None = Field(default=None, description="A due slot waits for startWindow to open at "
+                                                                   "this time.")
 
 
 HistoryTrigger = Literal["Annotation", "SpecTime", "Schedule"]
@@ -363,8 +378,9 @@ class RoleStatus(Model):
     run: RunLedger | None = Field(default=None, description="The request in progress (the ledger).")
     last_request: LastRequest | None = Field(default=None, description="The last request that ended, and how.")
     history: list[HistoryEntry] | None = Field(default=None, max_length=MAX_HISTORY,
-                                               description=f"The last {MAX_HISTORY} requests that ended, newest "
-                                                           "first (a retried request keeps one entry).")
+                                               description="The last requests that ended (spec historyLimit, "
+                                                           "default 10), newest first (a retried request keeps "
+                                                           "one entry).")
     replicas_fought: ReplicasFight | None = Field(
         default=None, description="A stop another client undid, if any (Stalled, reason ReplicasFought).")
     run_state: RunState | None = Field(default=None, description="With runWindows or an override: the effective "

@@ -7,7 +7,14 @@ from typing import Annotated, Literal
 from pydantic import Field, WithJsonSchema, model_validator
 
 from rolecall.api.types import MAX_NAME, Model
-from rolecall.api.v1alpha1.common import STOP_NEEDS_WORKLOAD, WINDOWS_NEED_WORKLOAD, RoleStatus, StopSpec, TargetsSpec
+from rolecall.api.v1alpha1.common import (
+    STOP_NEEDS_WORKLOAD,
+    WINDOWS_NEED_WORKLOAD,
+    HistorySpec,
+    RoleStatus,
+    StopSpec,
+    TargetsSpec,
+)
 
 REFRESH_ANNOTATION = "rolecall.dev/refresh-requested-at"
 UsersSource = Literal["application", "activeConnections"]
@@ -51,7 +58,7 @@ class UserCount(Model):
                     "pod reports the same shared total (e.g. sessions kept in a shared store).")
 
 
-class WebServerSpec(TargetsSpec, StopSpec):
+class WebServerSpec(TargetsSpec, StopSpec, HistorySpec):
     """The desired state of a web role: what it runs on, whether it is stopped, how users are counted."""
 
     engine: Literal["nginx", "apache"] = Field(description="The web server: nginx or apache (httpd).")
