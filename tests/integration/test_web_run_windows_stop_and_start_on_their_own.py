@@ -44,6 +44,8 @@ def test_windows_cycle_an_override_holds_and_stopped_wins(local_bed: Cluster, na
         started = wait_for(lambda: _state(local_bed, namespace, "Running", "Window", 2),
                            f"cycle {cycle}: started inside the window", 40, interval=0.2)
         assert started["runState"]["reason"].startswith("inside a run window"), started
+    scaled = [(h["action"], h["trigger"], h["replicas"]) for h in web_status(local_bed, namespace, "web")["history"]]
+    assert scaled[:4] == [("start", "Window", 2), ("stop", "Window", 2)] * 2, scaled  # newest first
 
     # keep-running-until: runs through the next closed period, then the windows decide again.
     until = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=35)).strftime("%Y-%m-%dT%H:%M:%SZ")

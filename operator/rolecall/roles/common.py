@@ -18,10 +18,10 @@ import pydantic
 from rolecall import kube, metrics
 from rolecall.api.kinds import Kind
 from rolecall.api.types import Model, SecretKeyRef, parse_time
-from rolecall.api.v1alpha1.common import OVERRIDE_RUNNING, OVERRIDE_STOPPED, ReplicasFight
+from rolecall.api.v1alpha1.common import OVERRIDE_RUNNING, OVERRIDE_STOPPED, HistoryEntry, ReplicasFight
 from rolecall.engines import Credentials
 from rolecall.leadership import NotLeader
-from rolecall.runs import authz, events, ledger, windows
+from rolecall.runs import authz, events, ledger, request, windows
 from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.runs.reasons import Stall, classify
 from rolecall.runs.status import StaleStatus, StatusWriter
@@ -257,6 +257,7 @@ async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = No
             ctx.busy = None
             ctx.notify("Normal", "Stopped", f"Scaled {what} from {w.replicas} to 0 replicas; {w.replicas} remembered.")
             metrics.REQUESTS.labels(ctx.kind.kind, "stop", "succeeded").inc()
+            _remember_scale(ctx, "stop", w.replicas)
             remembered = w.replicas
         s.replicas = s.ready_replicas = 0
         s.remembered_replicas = remembered
@@ -278,6 +279,7 @@ async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = No
             await workload.scale(ctx.ns, ref, remembered)
             ctx.notify("Normal", "Started", f"Scaled {what} from 0 back to {remembered} replicas.")
             metrics.REQUESTS.labels(ctx.kind.kind, "start", "succeeded").inc()
+            _remember_scale(ctx, "start", remembered)
             replicas, ready = remembered, 0
             ctx.busy_phase = None
             ctx.busy = None
@@ -293,6 +295,15 @@ async def stop_start(ctx: Context[Any, Any], before_stop: BeforeStop | None = No
         ctx.mark_busy("Starting", f"{ready} of {replicas} replicas of {what} are ready.")
         ctx.wake_in(2.0)  # re-read the workload until its pods are ready (reads only; no writes)
     return w
+
+
+def _remember_scale(ctx: Context[Any, Any], action: str, replicas: int) -> None:
+    """A stop or start in status.history, with the rule that decided it and who set that rule."""
+    state, now = ctx.role_status.run_state, ctx.clock.now()
+    trigger: Any = "Spec" if state is None or state.decided_by in ("Spec", "Default") else state.decided_by
+    requester = authz.requester_of(ctx.obj, ctx.plural, "stop")
+    request.remember(ctx, HistoryEntry(action=action, trigger=trigger, requester=requester.user if requester else None,
+                                       accepted_at=now, finished_at=now, replicas=replicas, outcome="Succeeded"))
 
 
 def _fought(ctx: Context[Any, Any], w: workload.WorkloadState, what: str) -> bool:

@@ -484,8 +484,14 @@ def _remember(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None
         targets=run.targets if run else targets, done=s.done if run else None, failed=s.failed if run else None,
         failed_pods=[p.pod for p in s.failed_pods or []][:5] or None if run else None, outcome=outcome,
         dry_run=dry_run)
-    history = [h for h in s.history or []
-               if run is None or (h.action, h.accepted_at) != (action.name, run.accepted_at)]
+    remember(ctx, entry, run.accepted_at if run else None)
+
+
+def remember(ctx: Context[Any, Any], entry: HistoryEntry, replaces: str | None = None) -> None:
+    """Puts `entry` first in status.history (an entry of the same action accepted at `replaces` gives way),
+    keeping at most the spec's historyLimit."""
+    s = ctx.role_status
+    history = [h for h in s.history or [] if replaces is None or (h.action, h.accepted_at) != (entry.action, replaces)]
     s.history = [entry, *history][:getattr(ctx.spec, "history_limit", DEFAULT_HISTORY)]
 
 

@@ -301,14 +301,15 @@ class ScheduleStatus(Model):
                                                                    "this time.")
 
 
-HistoryTrigger = Literal["Annotation", "SpecTime", "Schedule"]
+HistoryTrigger = Literal["Annotation", "SpecTime", "Schedule", "Spec", "Window", "Override"]
 
 
 class HistoryEntry(Model):
     """One ended request: counts and failed pod names only, so the history stays small."""
 
     action: str = Field(max_length=32, description="The action, e.g. clear.")
-    trigger: HistoryTrigger = Field(description="What asked: Annotation (a token), SpecTime or Schedule.")
+    trigger: HistoryTrigger = Field(description="What asked: Annotation (a token), SpecTime, Schedule; for a stop "
+                                                "or start: Spec (spec.stopped), Window (runWindows) or Override.")
     token: str | None = Field(default=None, max_length=256, description="The annotation token, if any.")
     requested_after: str | None = Field(default=None, max_length=40, description="The spec time, if any.")
     scheduled_at: str | None = Field(default=None, max_length=40, description="The schedule slot, if any.")
@@ -319,6 +320,7 @@ class HistoryEntry(Model):
     done: int | None = Field(default=None, description="Targets done.")
     failed: int | None = Field(default=None, description="Targets failed.")
     failed_pods: list[str] | None = Field(default=None, max_length=5, description="Up to 5 failed pods by name.")
+    replicas: int | None = Field(default=None, description="A stop: the replicas scaled from; a start: scaled to.")
     dry_run: bool = Field(default=False, description="A dry run: nothing was changed.")
     outcome: str = Field(max_length=32, description="How it ended: Succeeded, Failed, Refused, Stalled, DryRun, "
                                                    "Cancelled, TimedOut.")
