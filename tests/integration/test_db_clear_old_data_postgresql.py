@@ -10,6 +10,7 @@ from dbkit import (
     SERVERS,
     create,
     maintenance,
+    patch,
     pg_pods,
     pg_scalar,
     pg_server,
@@ -74,3 +75,34 @@ def test_a_column_that_is_not_a_time_is_refused_and_nothing_deleted(local_bed: C
     assert st["phase"] == "Failed"
     assert st["operations"][0]["error"] == "postgresql: events.payload is text, not a timestamp or date"
     assert pg_scalar(ip, "SELECT count(*) FROM events") == OLD + NEW
+
+
+def test_a_dry_run_reports_cutoff_matching_rows_and_size_then_the_real_run_deletes_exactly_those(
+        local_bed: Cluster, namespace: str, operator: Operator) -> None:
+    """dryRun: the cut-off (computed by PostgreSQL), the rows older than it and the table size, and nothing
+    deleted or vacuumed; setting dryRun false runs it for real and deletes exactly the rows the plan named.
+    The seeded rows are 60 days old and 1 day old: far from the 30-day cut-off on either side."""
+    ip = pg_pods(local_bed, namespace, ["pg-0"])["pg-0"]
+    seed_events(ip)
+    operator.start()
+    create(local_bed, namespace, SERVERS, pg_server("db", {"app": "pg"}))
+    vacuums = pg_scalar(ip, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'events'")
+    create(local_bed, namespace, MAINTENANCES, maintenance("preview", "db", [CLEAR, {"compact": {}}], dryRun=True))
+    st = wait_finished(local_bed, namespace, "preview")
+    assert st["phase"] == "Succeeded" and st["dryRun"] is True, st
+    plan, compact = st["operations"]
+    assert plan["matchedAtStart"] == OLD and plan["cutoff"] and plan["bytesBefore"] > 0, plan
+    assert "rowsDeleted" not in plan and compact["bytesBefore"] > 0 and "bytesAfter" not in compact, compact
+    complete = next(c for c in st["conditions"] if c["type"] == "Complete")
+    assert complete["reason"] == "DryRun" and f"{OLD} rows older than" in complete["message"], complete
+    assert pg_scalar(ip, "SELECT count(*) FROM events") == OLD + NEW  # nothing deleted
+    assert pg_scalar(ip, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'events'") == vacuums
+    assert pg_scalar(ip, "SELECT abs(extract(epoch FROM (now() - interval '30 days' - %s::timestamptz))) < 600",
+                     plan["cutoff"]) is True
+    assert "lastClearOldData" not in status_of(local_bed, namespace, SERVERS, "db")  # a plan is no result
+
+    patch(local_bed, namespace, MAINTENANCES, "preview", {"spec": {"dryRun": False}})
+    st = wait_for(lambda: (s := status_of(local_bed, namespace, MAINTENANCES, "preview")).get("phase") == "Succeeded"
+                  and not s.get("dryRun") and s.get("completedAt") and s, "the real run")
+    assert st["operations"][0]["rowsDeleted"] == plan["matchedAtStart"] == OLD, st["operations"]
+    assert pg_scalar(ip, "SELECT count(*) FROM events") == NEW

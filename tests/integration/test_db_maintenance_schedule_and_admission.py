@@ -1,5 +1,5 @@
 """Recurring maintenance: runs on its (seconds-granularity) schedule, keeps history, respects suspend. The
-spec is immutable except suspend, and unsafe identifiers never reach the database: admission refuses them."""
+spec is immutable except suspend and dryRun, and unsafe identifiers never reach the database: admission refuses them."""
 
 from __future__ import annotations
 
@@ -100,8 +100,8 @@ def test_spec_is_immutable_except_suspend(installed: Cluster, namespace: str) ->
         with pytest.raises(ApiException) as err:
             patch(installed, namespace, MAINTENANCES, "m", {"spec": change})
         assert err.value.status == 422
-        assert ("spec is immutable after creation, except suspend: create a new DatabaseMaintenance instead"
-                in json.loads(err.value.body)["message"]), change
+        assert ("spec is immutable after creation, except suspend and dryRun: create a new DatabaseMaintenance "
+                "instead" in json.loads(err.value.body)["message"]), change
     assert patch(installed, namespace, MAINTENANCES, "m", {"spec": {"suspend": True}})["spec"]["suspend"] is True
 
 

@@ -116,7 +116,7 @@ VALID = {
             {"clearOldData": {"table": "events", "timestampColumn": "created_at", "olderThan": "30d"}}]),
             min_size=1, max_size=3),
         "schedule": st.sampled_from(["0 3 * * *", "*/15 9-17 * * mon-fri", "0 3 * * * 30", "0 0 30 2 *"]),
-        "timeZone": st.sampled_from(["UTC", "Europe/Berlin"]), "suspend": st.booleans(),
+        "timeZone": st.sampled_from(["UTC", "Europe/Berlin"]), "suspend": st.booleans(), "dryRun": st.booleans(),
         "timeoutSeconds": st.integers(1, 604800)},
 }
 BAD = {

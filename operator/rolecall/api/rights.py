@@ -137,9 +137,11 @@ ACTIONS: dict[str, tuple[Action, ...]] = {  # by plural
         _stop("databaseservers"), SECRET),
     "databasemaintenances": (
         Action("run", "request.operation == 'CREATE' || (oldObject.spec.suspend == true && "
-                      "object.spec.suspend == false)",
+                      "object.spec.suspend == false) || (has(oldObject.spec.dryRun) && oldObject.spec.dryRun == true "
+                      "&& (!has(object.spec.dryRun) || object.spec.dryRun == false))",
                (EXEC, _narrow("databasemaintenances", "run")),
-               "creating (or resuming) a DatabaseMaintenance, which runs SQL on the database"),),
+               "creating (or resuming, or turning dryRun off on) a DatabaseMaintenance, which runs SQL on the "
+               "database"),),
 }
 
 

@@ -119,6 +119,8 @@ async def _due(m: Maintenance) -> str | None:
     if s.phase == "Running":
         return s.scheduled_at or s.started_at or now()  # an interrupted run: continue it
     if spec.schedule is None:
+        if s.phase == "Succeeded" and s.dry_run and not spec.dry_run:
+            return now()  # previewed, and now asked for real
         if s.phase in ("Succeeded", "Failed"):
             await _expire(m)
             return None
@@ -216,6 +218,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
     if s.phase != "Running":
         s.phase, s.scheduled_at, s.started_at, s.completed_at = "Running", scheduled_at, now(), None
         s.rows_deleted = s.bytes_reclaimed = None
+        s.dry_run = spec.dry_run or None
         s.operations = [_fresh_result(op) for op in spec.operations]
         m.condition("Queued", False, "Started", "The run started.")
         m.condition("Complete", False, "Running", f"Running {s.summary}.")
@@ -259,13 +262,27 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
     m.busy = None
     # The outcome's Event comes before the status write that records it (a client waiting on Complete
     # then finds the Event).
-    if error is None:
+    if error is None and s.dry_run:
+        await _event(m, "Normal", "DryRun", _plan(s))
+    elif error is None:
         await _event(m, "Normal", "Succeeded", f"{s.summary}: {s.rows_deleted or 0} rows deleted, "
                                                f"{s.bytes_reclaimed or 0} bytes reclaimed.")
     else:
         await _event(m, "Warning", "Failed", f"{s.summary} failed: {error}")
     await _progress(m, force=True)
-    await _report_to_server(m)
+    if not s.dry_run:
+        await _report_to_server(m)
+
+
+def _plan(s: DatabaseMaintenanceStatus) -> str:
+    """What a dry run found, for people: per step what a real run would do now."""
+    parts = []
+    for r in s.operations or []:
+        if r.type == "clearOldData":
+            parts.append(f"{r.target}: {r.matched_at_start} rows older than {r.cutoff} ({r.bytes_before} bytes)")
+        else:
+            parts.append(f"compact {r.target or 'the database'}: {r.bytes_before} bytes")
+    return f"Dry run of {s.summary}, nothing changed; a real run now: " + "; ".join(parts) + "."
 
 
 def _fresh_result(op: Operation) -> OperationResult:
@@ -280,7 +297,9 @@ async def _operation(m: Maintenance, db: DatabaseSession, op: Operation, result:
                      deadline: dt.datetime) -> None:
     started = time.monotonic()
     result.phase, result.started_at, result.error = "Running", result.started_at or now(), None
-    if op.compact is not None:
+    if m.status.dry_run:
+        await _plan_operation(db, op, result)
+    elif op.compact is not None:
         tables = op.compact.tables
         result.bytes_before = await db.size(tables)
         await _progress(m, force=True)
@@ -291,6 +310,21 @@ async def _operation(m: Maintenance, db: DatabaseSession, op: Operation, result:
     result.phase, result.completed_at = "Succeeded", now()
     result.duration_seconds = round((result.duration_seconds or 0) + time.monotonic() - started, 3)
     await _progress(m)
+
+
+async def _plan_operation(db: DatabaseSession, op: Operation, result: OperationResult) -> None:
+    """A dry run of one step: the same reads a real run makes first (the column check, the cut-off computed by
+    the database, the matching rows), plus the size; no DELETE, no VACUUM."""
+    if op.compact is not None:
+        result.bytes_before = await db.size(op.compact.tables)
+        return
+    c = op.clear_old_data
+    assert c is not None
+    db.timestamp_format = c.timestamp_format
+    await db.check_column(c.table, c.timestamp_column)
+    result.cutoff = await db.cutoff(duration_seconds(c.older_than))
+    result.matched_at_start = await db.count_older(c.table, c.timestamp_column, result.cutoff)
+    result.bytes_before = await db.size([c.table])
 
 
 async def _clear_old_data(m: Maintenance, db: DatabaseSession, op: Operation, result: OperationResult,
@@ -334,6 +368,10 @@ def _finish(m: Maintenance, error: str | None) -> None:
     if error:
         m.condition("Complete", False, "Failed", f"{s.summary} failed: {error}")
         m.condition("Failed", True, "OperationFailed", error)
+    elif s.dry_run:
+        s.rows_deleted = s.bytes_reclaimed = None
+        m.condition("Complete", True, "DryRun", _plan(s))
+        m.condition("Failed", False, "DryRun", "The last run was a dry run and could make its plan.")
     else:
         m.condition("Complete", True, "Succeeded", f"{s.summary}: {s.rows_deleted} rows deleted, "
                                                     f"{s.bytes_reclaimed} bytes reclaimed.")
@@ -342,7 +380,8 @@ def _finish(m: Maintenance, error: str | None) -> None:
     if m.spec.schedule is not None:
         record = RunRecord(scheduled_at=s.scheduled_at, phase=s.phase, started_at=s.started_at,
                            completed_at=s.completed_at, rows_deleted=s.rows_deleted,
-                           bytes_reclaimed=s.bytes_reclaimed, error=error[:1024] if error else None)
+                           bytes_reclaimed=s.bytes_reclaimed, error=error[:1024] if error else None,
+                           dry_run=s.dry_run)
         s.history = [record, *(s.history or [])][:MAX_HISTORY]
         zone = zoneinfo.ZoneInfo(m.spec.time_zone or "UTC")
         s.next_run_at = _utc(_next_time(m.spec.schedule, dt.datetime.now(zone)))

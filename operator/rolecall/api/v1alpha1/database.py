@@ -103,7 +103,8 @@ class OperationResult(Model):
     cutoff: str | None = Field(default=None, max_length=64,
                                description="clearOldData: rows older than this are deleted (computed once).")
     matched_at_start: int | None = Field(default=None, description="clearOldData: rows older than the cut-off "
-                                                                   "when it was computed.")
+                                                                   "when it was computed (a dry run: the rows a "
+                                                                   "real run would delete now, before maxRows).")
     remaining: int | None = Field(default=None, description="clearOldData: rows older than the cut-off left.")
     rows_deleted: int | None = Field(default=None, description="clearOldData: matchedAtStart - remaining.")
     batches: int | None = Field(default=None, description="clearOldData: batches committed so far.")
@@ -198,6 +199,12 @@ class DatabaseMaintenanceSpec(Model):
         description="Allowed start times, HH:MM-HH:MM in timeZone (may wrap midnight). A run due outside it "
                     "waits for the window to open.")
     suspend: bool = Field(default=False, description="true: no new scheduled runs start (a running one finishes).")
+    dry_run: bool = Field(
+        default=False,
+        description="true: every run is a dry run: clearOldData reports its cut-off (computed by the database), "
+                    "the rows older than it and the table size; compact reports the size; nothing is deleted or "
+                    "compacted. May be changed after creation: setting it to false after a one-shot dry run runs "
+                    "the operations for real (admission checks the run right again).")
     timeout_seconds: int = Field(default=3600, ge=1, le=604800,
                                  description="Limit for a whole run; also each statement's statement_timeout.")
     ttl_seconds_after_finished: int | None = Field(
@@ -209,7 +216,8 @@ MAINTENANCE_RULES = [
      "message": "each operation sets exactly one of compact or clearOldData", "fieldPath": ".operations",
      "reason": "FieldValueInvalid"},
     {"rule": " && ".join(_same(f) for f in IMMUTABLE_FIELDS),
-     "message": "spec is immutable after creation, except suspend: create a new DatabaseMaintenance instead"},
+     "message": "spec is immutable after creation, except suspend and dryRun: create a new DatabaseMaintenance "
+                "instead"},
     {"rule": "has(self.schedule) || !has(self.window)", "message": "window needs a schedule",
      "fieldPath": ".window", "reason": "FieldValueForbidden"},
 ]
@@ -225,6 +233,7 @@ class RunRecord(Model):
     rows_deleted: int | None = Field(default=None, description="Rows deleted by its clearOldData steps.")
     bytes_reclaimed: int | None = Field(default=None, description="Bytes freed by its compact steps.")
     error: str | None = Field(default=None, max_length=1024, description="Why it failed.")
+    dry_run: bool | None = Field(default=None, description="A dry run: nothing was deleted or compacted.")
 
 
 class DatabaseMaintenanceStatus(Model):
@@ -239,6 +248,8 @@ class DatabaseMaintenanceStatus(Model):
                                                      description="Per-operation results of that run.")
     rows_deleted: int | None = Field(default=None, description="Rows deleted by that run.")
     bytes_reclaimed: int | None = Field(default=None, description="Bytes freed by that run's compactions.")
+    dry_run: bool | None = Field(default=None, description="That run is (was) a dry run: operations[] hold the plan "
+                                                           "(cutoff, matchedAtStart, bytesBefore); nothing changed.")
     next_run_at: str | None = Field(default=None, description="Recurring: when the next run is due.")
     history: list[RunRecord] | None = Field(default=None, max_length=MAX_HISTORY,
                                             description=f"Recurring: the last {MAX_HISTORY} runs, newest first.")
