@@ -60,7 +60,8 @@ def maintenance(name: str, server: str, operations: list[dict[str, Any]], **spec
 
 def wait_finished(cluster: Cluster, ns: str, name: str, timeout: float = 90) -> dict[str, Any]:
     """Waits like `kubectl wait databasemaintenance/NAME --for=jsonpath={.status.completedAt}`."""
-    return wait_for(lambda: (s := status_of(cluster, ns, MAINTENANCES, name)).get("phase") in ("Succeeded", "Failed")
+    return wait_for(lambda: (s := status_of(cluster, ns, MAINTENANCES, name)).get("phase") in ("Succeeded", "Failed",
+                                                                                           "Cancelled")
                     and s.get("completedAt") and s, f"maintenance {name} to finish", timeout)
 
 

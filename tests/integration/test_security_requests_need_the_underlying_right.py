@@ -28,8 +28,9 @@ STOP = ("stopping or starting (spec.stopped, spec.runWindows, keep-running-until
 SECRET = "spec.credentialsSecretRef (rolecall reads that Secret for you) needs get on that Secret"
 COMPACT = ("a compaction (compact-requested-at, spec.compactedAfter, or spec.compactSchedule for every slot) "
            + EXEC_OR.format("databaseservers/compact (rolecall.dev)"))
-RUN = ("creating (or resuming) a DatabaseMaintenance, which runs SQL on the database "
+RUN = ("creating (or resuming, or turning dryRun off on) a DatabaseMaintenance, which runs SQL on the database "
        + EXEC_OR.format("databasemaintenances/run (rolecall.dev)"))
+CANCEL = "cancelling {} (rolecall.dev/cancel) " + EXEC_OR
 FORGED = ("rolecall.dev/clear-requested-by is set by admission to the requesting user and cannot name someone "
           "else")
 FORGED_GROUPS = ("rolecall.dev/clear-requested-by-groups is set by admission to the requesting user's groups and "
@@ -61,7 +62,8 @@ def targets(installed: Cluster, namespace: str) -> str:
     for kind, name, spec in [("CacheServer", "cache", CACHE), ("CacheServer", "other", CACHE),
                              ("CacheServer", "stopped-cache", {**CACHE, "stopped": True}),
                              ("WebServer", "web", WEB), ("DatabaseServer", "db", DB),
-                             ("DatabaseMaintenance", "paused", {**MAINT, "schedule": "0 3 * * *", "suspend": True})]:
+                             ("DatabaseMaintenance", "paused", {**MAINT, "schedule": "0 3 * * *", "suspend": True}),
+                             ("DatabaseMaintenance", "preview", {**MAINT, "dryRun": True})]:
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL[kind], _obj(kind, name, spec))
     client.CoreV1Api(installed.api_client).create_namespaced_secret(
         namespace, {"metadata": {"name": "creds"}, "data": {"password": "eA=="}})
@@ -117,6 +119,11 @@ ATTEMPTS: list[tuple[str, str, Callable[[Any, str], Any], str]] = [
     ("create-maintenance", "alice", _create("DatabaseMaintenance", "m", MAINT), RUN),
     ("resume-a-suspended-maintenance", "alice", _patch("DatabaseMaintenance", "paused", {"spec": {"suspend": False}}),
      RUN),
+    ("turn-dryRun-off", "alice", _patch("DatabaseMaintenance", "preview", {"spec": {"dryRun": False}}), RUN),
+    ("cancel-a-maintenance-run", "alice", _annotate("DatabaseMaintenance", "paused", "rolecall.dev/cancel", "x"),
+     CANCEL.format("a maintenance run", "databasemaintenances/run (rolecall.dev)")),
+    ("cancel-a-clear", "alice", _annotate("CacheServer", "cache", "rolecall.dev/cancel", "x"),
+     CANCEL.format("a cache clear", "cacheservers/clear (rolecall.dev)")),
     ("forge-requested-by", "alice", _annotate("CacheServer", "cache", "rolecall.dev/clear-requested-by", "bob"),
      FORGED),
     ("forge-requested-by-groups", "alice",

@@ -141,7 +141,8 @@ ACTIONS: dict[str, tuple[Action, ...]] = {  # by plural
                       "&& (!has(object.spec.dryRun) || object.spec.dryRun == false))",
                (EXEC, _narrow("databasemaintenances", "run")),
                "creating (or resuming, or turning dryRun off on) a DatabaseMaintenance, which runs SQL on the "
-               "database"),),
+               "database"),
+        _cancel("run", "databasemaintenances", "a maintenance run")),
 }
 
 

@@ -26,6 +26,7 @@ from croniter import CroniterBadDateError, croniter
 from rolecall import kube, metrics
 from rolecall.api.kinds import DATABASE_MAINTENANCE
 from rolecall.api.types import duration_seconds, parse_time
+from rolecall.api.v1alpha1.common import CANCEL_ANNOTATION
 from rolecall.api.v1alpha1.database import (
     MAX_HISTORY,
     DatabaseMaintenanceSpec,
@@ -54,6 +55,17 @@ _running: dict[tuple[str, str], str] = {}
 
 class RunFailed(Exception):
     pass
+
+
+class RunCancelled(Exception):
+    """rolecall.dev/cancel names this run (its status.scheduledAt): no new batch or step starts."""
+
+
+def _check_cancel(m: Maintenance) -> None:
+    annotations = m.memory.annotations if m.memory.annotations is not None else m.annotations
+    value = annotations.get(CANCEL_ANNOTATION)
+    if value is not None and value == m.status.scheduled_at:
+        raise RunCancelled(f"cancelled ({CANCEL_ANNOTATION}={value})")
 
 
 Maintenance = Context[DatabaseMaintenanceSpec, DatabaseMaintenanceStatus]
@@ -121,7 +133,7 @@ async def _due(m: Maintenance) -> str | None:
     if spec.schedule is None:
         if s.phase == "Succeeded" and s.dry_run and not spec.dry_run:
             return now()  # previewed, and now asked for real
-        if s.phase in ("Succeeded", "Failed"):
+        if s.phase in ("Succeeded", "Failed", "Cancelled"):
             await _expire(m)
             return None
         return now()
@@ -228,6 +240,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
     m.mark_busy("Running", f"Running {s.summary}.")
     deadline = parse_time(s.started_at or now()) + dt.timedelta(seconds=spec.timeout_seconds)
     error: str | None = None
+    cancelled = False
     try:
         server_obj = await _server(m)
         refused = await _refusal(m, server_obj)
@@ -242,7 +255,10 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
             for op, result in zip(spec.operations, s.operations or [], strict=True):
                 if result.phase == "Succeeded":
                     continue
+                _check_cancel(m)
                 await _operation(m, db.session, op, result, deadline)
+    except RunCancelled as e:
+        error, cancelled = str(e), True
     except TimeoutError as e:
         error = str(e) or f"timeoutSeconds ({spec.timeout_seconds}s) passed"
     except (RunFailed, EngineError, database.NoTarget, NotActionable) as e:
@@ -258,11 +274,14 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         running = [r for r in unfinished if r.phase == "Running"] or unfinished[:1]
         for result in running:
             result.phase, result.error, result.completed_at = "Failed", error[:1024], now()
-    _finish(m, error)
+    _finish(m, error, cancelled)
     m.busy = None
     # The outcome's Event comes before the status write that records it (a client waiting on Complete
     # then finds the Event).
-    if error is None and s.dry_run:
+    if cancelled:
+        await _event(m, "Warning", "Cancelled", f"{s.summary} {error}: {s.rows_deleted or 0} rows deleted, "
+                                                "no step or batch started after that.")
+    elif error is None and s.dry_run:
         await _event(m, "Normal", "DryRun", _plan(s))
     elif error is None:
         await _event(m, "Normal", "Succeeded", f"{s.summary}: {s.rows_deleted or 0} rows deleted, "
@@ -347,6 +366,7 @@ async def _clear_old_data(m: Maintenance, db: DatabaseSession, op: Operation, re
             break
         if dt.datetime.now(dt.UTC) >= deadline:
             raise TimeoutError(f"timeoutSeconds ({m.spec.timeout_seconds}s) passed after {result.batches} batches")
+        _check_cancel(m)  # between batches: the batch in flight is committed and counted
         n = await db.delete_batch(table, column, result.cutoff, limit)
         deleted += n
         result.batches = (result.batches or 0) + 1
@@ -358,14 +378,17 @@ async def _clear_old_data(m: Maintenance, db: DatabaseSession, op: Operation, re
     result.rows_deleted = matched - result.remaining
 
 
-def _finish(m: Maintenance, error: str | None) -> None:
+def _finish(m: Maintenance, error: str | None, cancelled: bool = False) -> None:
     s = m.status
-    s.phase = "Failed" if error else "Succeeded"
+    s.phase = "Cancelled" if cancelled else "Failed" if error else "Succeeded"
     s.completed_at = now()
     s.rows_deleted = sum(r.rows_deleted or 0 for r in s.operations or [] if r.type == "clearOldData")
     s.bytes_reclaimed = sum(max(0, (r.bytes_before or 0) - (r.bytes_after or 0))
                             for r in s.operations or [] if r.type == "compact" and r.bytes_after is not None)
-    if error:
+    if cancelled:
+        m.condition("Complete", False, "Cancelled", f"{s.summary} {error}: {s.rows_deleted} rows deleted.")
+        m.condition("Failed", False, "Cancelled", f"The run was {error}.")
+    elif error:
         m.condition("Complete", False, "Failed", f"{s.summary} failed: {error}")
         m.condition("Failed", True, "OperationFailed", error)
     elif s.dry_run:

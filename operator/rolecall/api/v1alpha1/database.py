@@ -222,7 +222,7 @@ MAINTENANCE_RULES = [
      "fieldPath": ".window", "reason": "FieldValueForbidden"},
 ]
 
-MaintenancePhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed"]
+MaintenancePhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled"]
 
 
 class RunRecord(Model):
@@ -237,7 +237,9 @@ class RunRecord(Model):
 
 
 class DatabaseMaintenanceStatus(Model):
-    phase: MaintenancePhase | None = Field(default=None, description="Pending, Queued, Running, Succeeded, Failed.")
+    phase: MaintenancePhase | None = Field(default=None, description="Pending, Queued, Running, Succeeded, Failed, "
+                                                                    "Cancelled (rolecall.dev/cancel named the run's "
+                                                                    "scheduledAt).")
     summary: str | None = Field(default=None, max_length=256,
                                 description="The operations in short, e.g. clearOldData(events) + compact.")
     observed_generation: int | None = Field(default=None, description="The spec generation last acted on.")
