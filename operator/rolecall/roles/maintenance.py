@@ -21,8 +21,6 @@ import time
 import zoneinfo
 from typing import Any
 
-from croniter import CroniterBadDateError, croniter
-
 from rolecall import kube, metrics
 from rolecall.api.kinds import DATABASE_MAINTENANCE
 from rolecall.api.types import duration_seconds, parse_time
@@ -112,13 +110,13 @@ def _summary(operations: list[Operation]) -> str:
     return " + ".join(parts)[:256]
 
 
-def _next_time(schedule: str, after: dt.datetime) -> dt.datetime:
-    """The schedule's next time after `after`; admission already refused schedules croniter cannot read, but
-    a valid one may name no time that exists (30 February)."""
-    try:
-        return croniter(schedule, after).get_next(dt.datetime)  # type: ignore[no-any-return]
-    except CroniterBadDateError as e:
-        raise Stall("ScheduleNeverFires", f"schedule {schedule!r} names no time that exists: {e}") from e
+def _next_time(schedule: str, zone: str | None, after: dt.datetime) -> dt.datetime:
+    """The schedule's next slot after `after` (runs/calendar, the one scheduler every kind uses); a valid cron
+    may still name no time that exists (30 February): that is a Stall admission cannot catch."""
+    found = calendar.due(schedule, zone, after, after)
+    if found.next is None:
+        raise Stall("ScheduleNeverFires", f"schedule {schedule!r} names no time that exists (e.g. 30 February)")
+    return found.next
 
 
 def _utc(t: dt.datetime) -> str:
@@ -137,33 +135,33 @@ async def _due(m: Maintenance) -> str | None:
             await _expire(m)
             return None
         return now()
-    try:
-        zone = zoneinfo.ZoneInfo(spec.time_zone or "UTC")
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        m.condition("Scheduled", False, "InvalidTimeZone", f"timeZone {spec.time_zone!r} is not an IANA time zone.")
-        return None
-    current = dt.datetime.now(zone)
+    zone = spec.time_zone
+    current = dt.datetime.now(dt.UTC)
+    handled = parse_time(s.scheduled_at or m.obj["metadata"]["creationTimestamp"])
     if s.next_run_at is None:
-        base = parse_time(s.scheduled_at or m.obj["metadata"]["creationTimestamp"]).astimezone(zone)
-        s.next_run_at = _utc(_next_time(spec.schedule, base))
+        s.next_run_at = _utc(_next_time(spec.schedule, zone, handled))
     if spec.suspend:
         m.condition("Suspended", True, "Suspended", "suspend is true: no new runs start.")
         return None  # un-suspending is a spec change, which wakes the reconcile
     if s.conditions and any(c.type == "Suspended" for c in s.conditions):
         m.condition("Suspended", False, "Resumed", "Scheduled runs start again.")
-    due = parse_time(s.next_run_at)
-    if current < due:
-        m.delays.append((due - current).total_seconds())
+    # Slots missed while the operator was down collapse into one run, of the latest slot (the shared policy).
+    found = calendar.due(spec.schedule, zone, handled, current)
+    if found.slot is None:
+        if found.next is None:
+            raise Stall("ScheduleNeverFires", f"schedule {spec.schedule!r} names no time that exists "
+                                              "(e.g. 30 February)")
+        s.next_run_at = _utc(found.next)
+        m.delays.append(max(0.05, (found.next - current).total_seconds()))
         s.phase = s.phase or "Pending"
         return None
-    opens = calendar.window_opens(spec.window, current)
+    opens = calendar.window_opens(spec.window, current.astimezone(zoneinfo.ZoneInfo(zone or "UTC")))
     if opens is not None:
         m.condition("Scheduled", False, "OutsideWindow", f"The run due at {s.next_run_at} waits for the window "
-                                                         f"{spec.window} ({spec.time_zone or 'UTC'}).")
+                                                         f"{spec.window} ({zone or 'UTC'}).")
         m.delays.append((opens - current).total_seconds())
         return None
-    # Runs missed while the operator was down collapse into this one run (the documented policy).
-    return s.next_run_at
+    return _utc(found.slot)
 
 
 async def _expire(m: Maintenance) -> None:
@@ -406,8 +404,7 @@ def _finish(m: Maintenance, error: str | None, cancelled: bool = False) -> None:
                            bytes_reclaimed=s.bytes_reclaimed, error=error[:1024] if error else None,
                            dry_run=s.dry_run)
         s.history = [record, *(s.history or [])][:MAX_HISTORY]
-        zone = zoneinfo.ZoneInfo(m.spec.time_zone or "UTC")
-        s.next_run_at = _utc(_next_time(m.spec.schedule, dt.datetime.now(zone)))
+        s.next_run_at = _utc(_next_time(m.spec.schedule, m.spec.time_zone, dt.datetime.now(dt.UTC)))
         m.delays.append(max(0.0, (parse_time(s.next_run_at) - dt.datetime.now(dt.UTC)).total_seconds()))
     elif m.spec.ttl_seconds_after_finished is not None:
         m.delays.append(float(m.spec.ttl_seconds_after_finished))
