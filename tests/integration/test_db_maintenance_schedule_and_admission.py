@@ -39,7 +39,8 @@ def test_schedule_runs_repeatedly_keeps_history_and_suspend_stops_it(local_bed: 
     create(local_bed, namespace, MAINTENANCES, maintenance("nightly", "db", [CLEAR], schedule="* * * * * */3"))
     st = wait_for(lambda: len((s := status_of(local_bed, namespace, MAINTENANCES, "nightly")).get("history") or [])
                   >= 2 and s, "two scheduled runs", 60)
-    assert all(r["phase"] == "Succeeded" for r in st["history"]), st["history"]
+    assert all(r["phase"] == "Succeeded" and r["trigger"] == "Schedule" and r["requester"] for r in st["history"]), \
+        st["history"]
     assert st["history"][0]["scheduledAt"] > st["history"][1]["scheduledAt"]  # newest first
     assert st["nextRunAt"] > st["history"][0]["scheduledAt"]
 

@@ -398,12 +398,14 @@ def _finish(m: Maintenance, error: str | None, cancelled: bool = False) -> None:
                                                     f"{s.bytes_reclaimed} bytes reclaimed.")
         m.condition("Failed", False, "Succeeded", "The last run succeeded.")
     metrics.REQUESTS.labels("DatabaseMaintenance", "run", s.phase.lower()).inc()
+    requester = authz.requester_of(m.obj, PLURAL, "run")
+    record = RunRecord(scheduled_at=s.scheduled_at, phase=s.phase, started_at=s.started_at,
+                       completed_at=s.completed_at, rows_deleted=s.rows_deleted,
+                       bytes_reclaimed=s.bytes_reclaimed, error=error[:1024] if error else None,
+                       dry_run=s.dry_run, trigger="Schedule" if m.spec.schedule else "Create",
+                       requester=requester.user if requester else None)
+    s.history = [record, *(s.history or [])][:MAX_HISTORY]
     if m.spec.schedule is not None:
-        record = RunRecord(scheduled_at=s.scheduled_at, phase=s.phase, started_at=s.started_at,
-                           completed_at=s.completed_at, rows_deleted=s.rows_deleted,
-                           bytes_reclaimed=s.bytes_reclaimed, error=error[:1024] if error else None,
-                           dry_run=s.dry_run)
-        s.history = [record, *(s.history or [])][:MAX_HISTORY]
         s.next_run_at = _utc(_next_time(m.spec.schedule, m.spec.time_zone, dt.datetime.now(dt.UTC)))
         m.delays.append(max(0.0, (parse_time(s.next_run_at) - dt.datetime.now(dt.UTC)).total_seconds()))
     elif m.spec.ttl_seconds_after_finished is not None:

@@ -234,6 +234,9 @@ class RunRecord(Model):
     bytes_reclaimed: int | None = Field(default=None, description="Bytes freed by its compact steps.")
     error: str | None = Field(default=None, max_length=1024, description="Why it failed.")
     dry_run: bool | None = Field(default=None, description="A dry run: nothing was deleted or compacted.")
+    trigger: Literal["Create", "Schedule"] | None = Field(default=None, description="What started it: Create (a "
+                                                                                   "one-shot) or Schedule.")
+    requester: str | None = Field(default=None, max_length=256, description="Who asked (recorded at admission).")
 
 
 class DatabaseMaintenanceStatus(Model):
@@ -254,7 +257,8 @@ class DatabaseMaintenanceStatus(Model):
                                                            "(cutoff, matchedAtStart, bytesBefore); nothing changed.")
     next_run_at: str | None = Field(default=None, description="Recurring: when the next run is due.")
     history: list[RunRecord] | None = Field(default=None, max_length=MAX_HISTORY,
-                                            description=f"Recurring: the last {MAX_HISTORY} runs, newest first.")
+                                            description=f"The last {MAX_HISTORY} runs, newest first (a one-shot: "
+                                                        "its dry run and its real run).")
     conditions: list[Condition] | None = Field(default=None, max_length=16,
                                                description="Complete, Failed, Queued, Suspended.")
 
