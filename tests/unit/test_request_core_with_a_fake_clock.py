@@ -331,3 +331,68 @@ def test_a_held_request_waits_unhandled_and_runs_once_the_hold_lifts(world: dict
     why[0] = None
     asyncio.run(request.step(ctx, clear))
     assert len(acted) == len(PODS) and s.last_handled_clear_request == "t1"
+
+
+def test_a_pod_failed_in_an_early_wave_is_named_retried_and_the_request_is_failed(world: dict[str, Any]) -> None:
+    clock, healthy = FakeClock(), False
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        if t.name == "mc-0" and not healthy:
+            raise ConnectionRefusedError("memcached unreachable")
+        return "ok"
+
+    waves = {"size": 3, "pauseSeconds": 60}
+    clear = request.Action(**{**action(act).__dict__, "waves_field": "clear_waves", "attempts": 1})
+    ctx = context(clock, {"rolecall.dev/clear-requested-at": "t1"}, clearWaves=waves)
+    asyncio.run(request.step(ctx, clear))  # wave 1: mc-0 fails
+    clock.advance(61)
+    asyncio.run(request.step(ctx, clear))  # wave 2: all fine; the request ends
+    s = ctx.status
+    assert s.last_request is not None and (s.last_request.outcome, s.last_request.failed) == ("Failed", 1)
+    assert [p.pod for p in s.failed_pods or []] == ["mc-0"] and "unreachable" in (s.failed_pods or [])[0].message
+    assert s.run is not None and s.run.first_pass_done and s.run.retry_at is not None, "the retry is scheduled"
+    healthy = True
+    clock.advance(11)
+    asyncio.run(request.step(ctx, clear))
+    assert s.run is None and s.last_request is not None and s.last_request.reason == "ClearedAfterRetry"
+
+
+def test_a_held_request_with_a_due_slot_does_not_spin(world: dict[str, Any]) -> None:
+    clock = FakeClock()
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        raise AssertionError("acted while held")
+
+    clear = request.Action(**{**action(act).__dict__, "schedule_field": "clear_schedule",
+                              "hold": lambda ctx: "the role is stopped"})
+    status = None
+    for _ in range(2):  # first sight of the schedule, then a slot due next to the token
+        ctx = context(clock, {"rolecall.dev/clear-requested-at": "t1"}, status=status,
+                      clearSchedule={"cron": "* * * * * */10"})
+        asyncio.run(request.step(ctx, clear))
+        status = ctx.status
+        clock.advance(1)
+    assert min(ctx.delays) > 1, f"woken every {min(ctx.delays)}s while held"
+
+
+def test_a_dry_run_slot_leaves_a_real_request_and_its_retries_alone(world: dict[str, Any]) -> None:
+    clock, healthy = FakeClock(), False
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        if t.name == "mc-3" and not healthy:
+            raise ConnectionRefusedError("memcached unreachable")
+        return "ok"
+
+    clear = request.Action(**{**action(act).__dict__, "schedule_field": "clear_schedule", "attempts": 1})
+    schedule = {"cron": "* * * * * */10", "dryRun": True}
+    ctx = context(clock, {"rolecall.dev/clear-requested-at": "t1"}, clearSchedule=schedule)
+    asyncio.run(request.step(ctx, clear))
+    s = ctx.status
+    assert s.run is not None and s.run.failed == ["uid-3"]
+    clock.advance(1)  # a dry-run slot passes
+    asyncio.run(request.step(ctx, clear))
+    assert s.history is not None and s.history[0].dry_run and s.run is not None and s.run.failed == ["uid-3"]
+    healthy = True
+    clock.advance(10)
+    asyncio.run(request.step(ctx, clear))
+    assert s.last_request is not None and s.last_request.reason == "ClearedAfterRetry"

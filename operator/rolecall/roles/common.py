@@ -180,7 +180,9 @@ def hibernated(ctx: Context[Any, Any]) -> str | None:
     """Why a new fan-out request waits (stop_start ran first in this reconcile): the role is stopped (by spec,
     an override or its windows), stopping, or starting with pods not all ready. It runs once the role runs."""
     s = ctx.role_status
-    if desired_stopped(ctx) or ctx.stopping:
+    # Only a workload that is at 0 (or being scaled there): one kept running (a stop refused, fought by
+    # GitOps, owned by another controller) has pods to act on.
+    if ctx.stopping or (desired_stopped(ctx) and s.replicas == 0):
         why = s.run_state.reason if s.run_state is not None else "spec.stopped is true"
         return f"the role is stopped ({why}); it runs once the role runs again"
     if ctx.starting and _started_within(ctx, START_HOLD_SECONDS):
@@ -319,9 +321,7 @@ def _fought(ctx: Context[Any, Any], w: workload.WorkloadState, what: str) -> boo
             return False
         fight = s.replicas_fought = ReplicasFight(manager=w.replicas_manager or "an unknown client",
                                                   replicas=w.replicas, detected_at=ctx.clock.now(),
-                                                  generation=ctx.generation)
-        ctx.notify("Warning", "ReplicasFought", f"{fight.manager} scaled {what} from 0 to {w.replicas} while it "
-                                                "should be stopped; rolecall leaves it as it is (see status).")
+                                                  generation=ctx.generation)  # the Stalled Warning says so once
     message = (f"{fight.manager} scaled {what} back to {fight.replicas} replicas at {fight.detected_at} while it "
                "should be stopped, and rolecall does not scale it again under this spec (no ping-pong). If Git "
                "owns replicas, make Argo CD / Flux ignore spec.replicas (see the README); then change the spec or "

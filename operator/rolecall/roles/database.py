@@ -189,6 +189,8 @@ async def _work(ctx: Ctx) -> None:
     await request.step(ctx, COMPACT)  # a new compaction is held while the database is stopped (hibernated)
     if not desired_stopped(ctx):
         await _figures(ctx)
+    else:  # no figures to read, but the workload is looked at as often (a stop undone by GitOps is seen)
+        ctx.wake_in(float(ctx.spec.status_interval_seconds))
 
 
 async def _figures(ctx: Ctx) -> None:

@@ -38,7 +38,7 @@ from rolecall.engines import EngineError
 from rolecall.engines.database import DatabaseSession
 from rolecall.roles import database
 from rolecall.roles.common import reconcile_with
-from rolecall.runs import authz, calendar, events
+from rolecall.runs import authz, calendar, events, request
 from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.runs.reasons import Stall
 from rolecall.runs.status import now, patch_status
@@ -60,8 +60,7 @@ class RunCancelled(Exception):
 
 
 def _check_cancel(m: Maintenance) -> None:
-    annotations = m.memory.annotations if m.memory.annotations is not None else m.annotations
-    value = annotations.get(CANCEL_ANNOTATION)
+    value = request.cancel_asked(m)
     if value is not None and value == m.status.scheduled_at:
         raise RunCancelled(f"cancelled ({CANCEL_ANNOTATION}={value})")
 
@@ -110,13 +109,16 @@ def _summary(operations: list[Operation]) -> str:
     return " + ".join(parts)[:256]
 
 
-def _next_time(schedule: str, zone: str | None, after: dt.datetime) -> dt.datetime:
-    """The schedule's next slot after `after` (runs/calendar, the one scheduler every kind uses); a valid cron
-    may still name no time that exists (30 February): that is a Stall admission cannot catch."""
-    found = calendar.due(schedule, zone, after, after)
-    if found.next is None:
-        raise Stall("ScheduleNeverFires", f"schedule {schedule!r} names no time that exists (e.g. 30 February)")
-    return found.next
+def _slots(m: Maintenance, now_: dt.datetime) -> calendar.Due:
+    """The slot due now (the latest one after the last run, or after creation) and the next one, from
+    runs/calendar like every kind's schedule; a valid cron may still name no time that exists (30 February):
+    a Stall admission cannot catch."""
+    assert m.spec.schedule is not None
+    handled = parse_time(m.status.scheduled_at or m.obj["metadata"]["creationTimestamp"])
+    found = calendar.due(m.spec.schedule, m.spec.time_zone, handled, now_)
+    if found.next is None and found.slot is None:
+        raise Stall("ScheduleNeverFires", f"schedule {m.spec.schedule!r} {calendar.NEVER_FIRES}")
+    return found
 
 
 def _utc(t: dt.datetime) -> str:
@@ -137,21 +139,16 @@ async def _due(m: Maintenance) -> str | None:
         return now()
     zone = spec.time_zone
     current = dt.datetime.now(dt.UTC)
-    handled = parse_time(s.scheduled_at or m.obj["metadata"]["creationTimestamp"])
-    if s.next_run_at is None:
-        s.next_run_at = _utc(_next_time(spec.schedule, zone, handled))
+    found = _slots(m, current)  # missed slots collapse into one run, of the latest slot (the shared policy)
+    due = found.slot or found.next
+    s.next_run_at = _utc(due) if due else s.next_run_at
     if spec.suspend:
         m.condition("Suspended", True, "Suspended", "suspend is true: no new runs start.")
         return None  # un-suspending is a spec change, which wakes the reconcile
     if s.conditions and any(c.type == "Suspended" for c in s.conditions):
         m.condition("Suspended", False, "Resumed", "Scheduled runs start again.")
-    # Slots missed while the operator was down collapse into one run, of the latest slot (the shared policy).
-    found = calendar.due(spec.schedule, zone, handled, current)
     if found.slot is None:
-        if found.next is None:
-            raise Stall("ScheduleNeverFires", f"schedule {spec.schedule!r} names no time that exists "
-                                              "(e.g. 30 February)")
-        s.next_run_at = _utc(found.next)
+        assert found.next is not None
         m.delays.append(max(0.05, (found.next - current).total_seconds()))
         s.phase = s.phase or "Pending"
         return None
@@ -269,9 +266,10 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         # The step that was running failed; a run that failed before any step began (no primary, no
         # DatabaseServer) names its first unfinished step, so the error sits where a person looks.
         unfinished = [r for r in s.operations or [] if r.phase in ("Running", "Pending")]
-        running = [r for r in unfinished if r.phase == "Running"] or unfinished[:1]
-        for result in running:
-            result.phase, result.error, result.completed_at = "Failed", error[:1024], now()
+        running = [r for r in unfinished if r.phase == "Running"] or ([] if cancelled else unfinished[:1])
+        for result in running:  # a cancel ends the step that was running; the ones not begun stay Pending
+            result.phase, result.error, result.completed_at = ("Cancelled" if cancelled else "Failed"), \
+                error[:1024], now()
     _finish(m, error, cancelled)
     m.busy = None
     # The outcome's Event comes before the status write that records it (a client waiting on Complete
@@ -358,6 +356,7 @@ async def _clear_old_data(m: Maintenance, db: DatabaseSession, op: Operation, re
         await _progress(m, force=True)  # the cut-off is on record before the first batch
     matched = result.matched_at_start or 0
     deleted = matched - await db.count_older(table, column, result.cutoff)  # also right after a restart
+    result.rows_deleted, result.remaining = deleted, matched - deleted  # true even if a cancel ends it now
     while True:
         limit = c.batch_size if c.max_rows is None else min(c.batch_size, c.max_rows - deleted)
         if limit <= 0:
@@ -406,8 +405,11 @@ def _finish(m: Maintenance, error: str | None, cancelled: bool = False) -> None:
                        requester=requester.user if requester else None)
     s.history = [record, *(s.history or [])][:MAX_HISTORY]
     if m.spec.schedule is not None:
-        s.next_run_at = _utc(_next_time(m.spec.schedule, m.spec.time_zone, dt.datetime.now(dt.UTC)))
-        m.delays.append(max(0.0, (parse_time(s.next_run_at) - dt.datetime.now(dt.UTC)).total_seconds()))
+        found = _slots(m, dt.datetime.now(dt.UTC))  # a slot that passed during this run is due at once
+        due = found.slot or found.next
+        if due is not None:
+            s.next_run_at = _utc(due)
+            m.delays.append(max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds()))
     elif m.spec.ttl_seconds_after_finished is not None:
         m.delays.append(float(m.spec.ttl_seconds_after_finished))
 
@@ -417,7 +419,7 @@ async def _report_to_server(m: Maintenance) -> None:
     patch: dict[str, Any] = {}
     for r in m.status.operations or []:
         key = "lastCompaction" if r.type == "compact" else "lastClearOldData"
-        if r.phase in ("Succeeded", "Failed"):
+        if r.phase in ("Succeeded", "Failed", "Cancelled"):
             patch[key] = r.dump()
     if not patch:
         return

@@ -219,9 +219,9 @@ async def _drained(r: Ctx, w: WorkloadState) -> bool:
     unread = f", {len(unreadable)} pods unreadable" if unreadable else ""
     if r.clock.wall() >= parse_time(drain.deadline):
         if spec.drain_on_timeout == "abort":
-            drain.aborted_at = r.clock.now()
-            r.notify("Warning", "DrainAborted", f"{left}{unread} after {timeout}s; drainOnTimeout is abort, so "
-                                                f"{what} keeps running.")
+            # Held under the generation it aborted in (the spec may have changed while it drained); the Stalled
+            # condition's Warning Event says so once.
+            drain.aborted_at, drain.generation = r.clock.now(), r.generation
             _drain_aborted(r, drain, what)
             return False
         s.drain = None
@@ -236,9 +236,10 @@ async def _drained(r: Ctx, w: WorkloadState) -> bool:
 
 
 def _drain_aborted(r: Ctx, drain: Drain, what: str) -> None:
+    unread = f" ({drain.unreadable_pods} pods unreadable)" if drain.unreadable_pods else ""
     message = (f"The drain before stopping {what} timed out at {drain.aborted_at} with {drain.figure} {drain.value} "
-               f"and drainOnTimeout abort: it keeps running. Change the spec (e.g. raise drainTimeoutSeconds) to "
-               "try again, or set drainOnTimeout: proceed.")
+               f"(threshold {r.spec.drain_threshold}){unread} and drainOnTimeout abort: it keeps running. Change the "
+               "spec (e.g. raise drainTimeoutSeconds) to try again, or set drainOnTimeout: proceed.")
     r.condition("Stopped", False, "DrainAborted", message)
     r.mark_stalled("DrainAborted", message)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from croniter import CroniterBadDateError, croniter
 
+NEVER_FIRES = "names no time that exists (e.g. 30 February): it never fires"
 # Counting missed slots stops here (a seconds schedule after a week's outage): the figure says "at least".
 MAX_COUNTED = 1000
 

@@ -112,23 +112,24 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
     run = s.run if s.run is not None and s.run.action == action.name else None
     token, after = token_due(ctx, action), after_due(ctx, action)
     slot = schedule_due(ctx, action)  # always: it keeps status.schedules and the wake-up for the next slot
+    schedule = getattr(ctx.spec, action.schedule_field) if action.schedule_field else None
+    if slot and schedule is not None and schedule.dry_run:
+        # A preview of the schedule: it touches nothing, so it neither waits for nor supersedes a real request.
+        await _plan(ctx, action, f"schedule@{slot}", Trigger(None, None, slot))
+        schedule_handled(ctx, action, slot)
+        slot = None
     if run is not None and run.first_pass_done and (token or (after and after != run.cleared_after)
                                                     or (slot and slot != run.scheduled_at)):
         run = s.run = None  # a new request supersedes retries of an earlier one: it covers every target again
-    if (token or after) and slot:
-        ctx.wake_in(0.5)  # one request at a time: the due slot runs right after this one
-        slot = None
-    schedule = getattr(ctx.spec, action.schedule_field) if action.schedule_field else None
-    if slot and run is None and schedule is not None and schedule.dry_run:
-        await _plan(ctx, action, f"schedule@{slot}", Trigger(None, None, slot))  # a preview of the schedule
-        schedule_handled(ctx, action, slot)
-        slot = None
     if run is None and not (token or after or slot):
         return
     if run is None and (why := action.hold(ctx)):
         what = Trigger(token, after, slot).describe()
         ctx.condition(action.condition, False, "HeldWhileStopped", f"The {action.noun} for {what} waits: {why}.")
-        return
+        return  # woken when the hold lifts (the run state's own timer, or the start's readiness checks)
+    if (token or after) and slot:
+        ctx.wake_in(0.5)  # one request at a time: the due slot runs right after this one
+        slot = None
     if run is not None and (halt := _halted(ctx, run)):
         await _stop_run(ctx, action, run, *halt)  # a cancel or a deadline does not wait out a retry backoff
         return
@@ -347,6 +348,7 @@ async def _carry_out(ctx: Context[Any, Any], action: Action[P], run: RunLedger, 
         await _stop_run(ctx, action, run, *progress.halt)
         return
     if waves is not None and run.pending:
+        _name_failures(s, run, results)  # kept in status: the last wave's conclusion names them too
         run.waves_done = (run.waves_done or 0) + 1
         run.wave_resume_at = format_time(ctx.clock.wall() + dt.timedelta(seconds=waves.pause_seconds))
         ctx.wake_in(waves.pause_seconds)
@@ -362,7 +364,8 @@ def _wave_pause(ctx: Context[Any, Any], action: Action[Any], run: RunLedger) -> 
     message = (f"{action.busy} for {describe(run)}: wave {run.waves_done} done, {ledger.done(run)} of "
                f"{run.targets} pods; {len(run.pending)} wait for the next wave at {run.wave_resume_at}.")
     ctx.busy_phase = action.busy
-    ctx.busy = ("WaitingForWave", message)  # over the wave's own busy reason: the pause is what holds it now
+    if ctx.busy is None or ctx.busy[0] in (action.busy, "ResumingInterruptedRun"):
+        ctx.busy = ("WaitingForWave", message)  # over the wave's own busy reason: the pause is what holds it now
     ctx.condition(action.condition, False, "WaitingForWave", message)
 
 
@@ -371,11 +374,16 @@ def run_keys(run: RunLedger) -> set[str]:
     return {k for k in (run.token, run.cleared_after, run.scheduled_at) if k}
 
 
+def cancel_asked(ctx: Context[Any, Any]) -> str | None:
+    """The cancel annotation's value as the watch saw it last (also while a reconcile runs), if any."""
+    annotations = ctx.memory.annotations if ctx.memory.annotations is not None else ctx.annotations
+    return annotations.get(CANCEL_ANNOTATION)
+
+
 def _halted(ctx: Context[Any, Any], run: RunLedger) -> tuple[str, str, str] | None:
     """(outcome, reason, message) when `run` must start no more targets: cancelled, or past its deadline."""
-    annotations = ctx.memory.annotations if ctx.memory.annotations is not None else ctx.annotations
-    if annotations.get(CANCEL_ANNOTATION) in run_keys(run):
-        return "Cancelled", "Cancelled", f"cancelled ({CANCEL_ANNOTATION}={annotations[CANCEL_ANNOTATION]})"
+    if (cancel := cancel_asked(ctx)) in run_keys(run):
+        return "Cancelled", "Cancelled", f"cancelled ({CANCEL_ANNOTATION}={cancel})"
     if run.deadline and ctx.clock.wall() >= parse_time(run.deadline):
         return "TimedOut", "TimedOut", f"requestTimeoutSeconds ran out at {run.deadline}"
     return None
@@ -405,16 +413,12 @@ async def _conclude(ctx: Context[Any, Any], action: Action[Any], run: RunLedger,
     ctx.busy = ctx.busy_phase = None  # the pass is over: busy again only if failed targets wait for a retry
     s.done, s.failed = ledger.done(run), ledger.failed(run)
     what = describe(run)
-    failures = [results[u] for u in run.failed + run.permanent if u in results]
-    earlier = [p for p in s.failed_pods or [] if p.uid in run.permanent and p.uid not in results]
-    s.failed_pods = sorted(failures + earlier, key=lambda p: p.pod)[:MAX_FAILED_PODS] or None
-    if not s.failed_pods:
-        s.failed_pods = None
+    named = _name_failures(s, run, results)
     if not run.failed:
         s.run = None
         if action.completed_field:
             setattr(s, action.completed_field, run.accepted_at)
-    if not failures and not earlier:
+    if not run.failed and not run.permanent:
         message = f"{action.done} {s.done} of {run.targets} pods for {what}."
         ctx.condition(action.condition, True, action.done, message)
         if ctx.condition_status("Degraded") == "True":
@@ -428,7 +432,6 @@ async def _conclude(ctx: Context[Any, Any], action: Action[Any], run: RunLedger,
         metrics.ACTION_SECONDS.labels(ctx.kind.kind, action.name).observe(
             (ctx.clock.wall() - parse_time(run.accepted_at)).total_seconds())
         return
-    named = failures + earlier
     names = ", ".join(f"{p.pod} ({p.message})" for p in named[:5])
     count = len(run.failed) + len(run.permanent)
     ctx.condition("Degraded", True, "PodsFailed", f"{count} of {run.targets} pods failed: {names}")
@@ -449,6 +452,16 @@ async def _conclude(ctx: Context[Any, Any], action: Action[Any], run: RunLedger,
     elif s.last_request is not None:
         s.last_request.message, s.last_request.finished_at = message[:2048], ctx.clock.now()
         s.last_request.done, s.last_request.failed = s.done, s.failed
+
+
+def _name_failures(s: Any, run: RunLedger, results: dict[str, PodResult]) -> list[PodResult]:
+    """status.failedPods from the ledger: every pod failed now (retryable or not), named by this pass's result
+    or, failing that, by the one recorded earlier (an earlier wave, an earlier pass); the count is the ledger's."""
+    failing = set(run.failed) | set(run.permanent)
+    named = {p.uid: p for p in s.failed_pods or [] if p.uid in failing}
+    named.update({u: r for u, r in results.items() if u in failing})
+    s.failed_pods = sorted(named.values(), key=lambda p: p.pod)[:MAX_FAILED_PODS] or None
+    return s.failed_pods or []
 
 
 def _acknowledge(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, outcome: str, reason: str,

@@ -137,8 +137,8 @@ def schedule_due(ctx: Context[Any, Any], action: Triggered) -> str | None:
     if found.next is not None:
         ctx.wake_in(max(0.05, (found.next - now).total_seconds()))
     elif found.slot is None:  # admission cannot know that no date matches the fields
-        ctx.mark_stalled("ScheduleNeverFires", f"spec.{_camel(str(action.schedule_field))}.cron {spec.cron!r} names "
-                                               "no time that exists (e.g. 30 February): it never fires")
+        ctx.mark_stalled("ScheduleNeverFires", f"spec.{_camel(str(action.schedule_field))}.cron {spec.cron!r} "
+                                               f"{calendar.NEVER_FIRES}")
     if found.slot is None:
         return None
     late = (now - found.slot).total_seconds()

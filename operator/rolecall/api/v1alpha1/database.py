@@ -98,8 +98,8 @@ class OperationResult(Model):
 
     type: Literal["compact", "clearOldData"] = Field(description="compact or clearOldData.")
     target: str | None = Field(default=None, max_length=512, description="Table(s) acted on, if any.")
-    phase: Literal["Pending", "Running", "Succeeded", "Failed"] = Field(default="Pending",
-                                                                        description="Where the operation is.")
+    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"] = Field(
+        default="Pending", description="Where the operation is (Cancelled: the run was cancelled while it ran).")
     cutoff: str | None = Field(default=None, max_length=64,
                                description="clearOldData: rows older than this are deleted (computed once).")
     matched_at_start: int | None = Field(default=None, description="clearOldData: rows older than the cut-off "
