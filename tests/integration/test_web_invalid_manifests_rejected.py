@@ -68,3 +68,27 @@ def test_valid_webserver_gets_defaults_and_explain_docs(installed: Cluster, name
     assert obj["spec"]["port"] == 80 and obj["spec"]["refreshIntervalSeconds"] == 30
     explained = " ".join(installed.kubectl("explain", "webserver.spec.userCount.aggregate").stdout.split())
     assert "max when every pod reports the same shared total" in explained, explained
+
+
+@pytest.mark.parametrize("key", ["rolecall.dev/keep-running-until", "rolecall.dev/keep-stopped-until"])
+def test_an_override_that_is_not_a_time_is_refused_readably(installed: Cluster, namespace: str, key: str) -> None:
+    api = client.CustomObjectsApi(installed.api_client)
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "WebServer",
+            "metadata": {"name": "w", "annotations": {key: "tomorrow"}},
+            "spec": {**VALID, "workloadRef": {"kind": "Deployment", "name": "web"}}}
+    with pytest.raises(ApiException) as err:
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    assert err.value.status == 422, err.value.body
+    assert f"{key} must be an RFC 3339 time with an offset" in json.loads(err.value.body)["message"]
+    body["metadata"]["annotations"] = {}
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    for bad in ("2026-02-30T10:00:00Z", "2026-11-27 08:00"):
+        with pytest.raises(ApiException) as err:
+            api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "w",
+                                               {"metadata": {"annotations": {key: bad}}})
+        assert err.value.status == 422 and "RFC 3339" in json.loads(err.value.body)["message"], bad
+    ok = api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "w",
+                                            {"metadata": {"annotations": {key: "2026-11-27T08:00:00+01:00"}}})
+    assert ok["metadata"]["annotations"][key] == "2026-11-27T08:00:00+01:00"
+    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "w",
+                                       {"metadata": {"annotations": {key: None}}})  # removing it ends the override

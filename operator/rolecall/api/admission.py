@@ -14,6 +14,8 @@ from typing import Any
 
 from rolecall.api.kinds import KINDS as _KINDS
 from rolecall.api.rights import ACTIONS, Action, ann
+from rolecall.api.types import RFC3339_PATTERN
+from rolecall.api.v1alpha1.common import OVERRIDE_RUNNING, OVERRIDE_STOPPED
 
 OPERATOR_USER = "system:serviceaccount:rolecall-system:rolecall-operator"
 PART_OF = {"app.kubernetes.io/part-of": "rolecall"}
@@ -31,6 +33,8 @@ NOT_OPERATOR = {"name": "not-the-rolecall-operator",
 def validating_policy(plural: str) -> dict[str, Any]:
     validations = [{"expression": f"!({a.trigger}) || {_allowed(a)}", "message": a.message(),
                     "reason": "Forbidden"} for a in ACTIONS[plural]]
+    if any(a.name == "stop" for a in ACTIONS[plural]):  # a role that can hibernate takes the two overrides
+        validations += [_override_is_a_time(OVERRIDE_RUNNING), _override_is_a_time(OVERRIDE_STOPPED)]
     # A recorded requester may only ever be the requesting user themself (the mutating policy sets it).
     for a in _recorded(plural):
         validations += [_only_admission_writes(a.requested_by, "request.userInfo.username", "the requesting user"),
@@ -64,6 +68,17 @@ def _only_admission_writes(key: str, value: str, words: str) -> dict[str, str]:
                           f"(request.operation == 'UPDATE' && {ann(key)} == {ann(key, 'oldObject')})",
             "message": f"{key} is set by admission to {words} and cannot name someone else",
             "reason": "Forbidden"}
+
+
+def _override_is_a_time(key: str) -> dict[str, str]:
+    """An override the operator could not read would be ignored (and reported) at run time: refuse it here.
+    Only a changed value is checked, so an object admitted before this policy can still be edited."""
+    pattern = RFC3339_PATTERN.replace("\\", "\\\\")  # a CEL string literal unescapes once
+    unchanged = f"(request.operation == 'UPDATE' && {ann(key)} == {ann(key, 'oldObject')})"
+    return {"expression": f"{ann(key)} == '' || {unchanged} || {ann(key)}.matches('{pattern}')",
+            "message": f"{key} must be an RFC 3339 time with an offset until which the override holds, e.g. "
+                       "2026-11-27T08:00:00Z (on a date that exists)",
+            "reason": "Invalid"}
 
 
 def _pointer(key: str) -> str:
