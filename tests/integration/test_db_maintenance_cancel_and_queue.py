@@ -90,3 +90,25 @@ def test_the_cancel_annotation_ends_a_long_clear_between_batches_with_true_count
     complete = next(c for c in st["conditions"] if c["type"] == "Complete")
     assert complete["reason"] == "Cancelled" and not any(
         c["type"] == "Stalled" and c["status"] == "True" for c in st["conditions"]), st["conditions"]
+
+
+def test_timeout_seconds_ends_a_long_clear_with_true_counts(local_bed: Cluster, namespace: str,
+                                                            operator: Operator) -> None:
+    """timeoutSeconds on the same 20 slow batches: the run ends Failed with reason TimedOut between batches,
+    its rowsDeleted are exactly the rows gone, and the newer rows are untouched."""
+    ip = pg_pods(local_bed, namespace, ["pg-0"])["pg-0"]
+    with pg(ip) as conn:
+        conn.execute(SLOW_BATCHES)
+    operator.start()
+    create(local_bed, namespace, SERVERS, pg_server("db", {"app": "pg"}))
+    step = {"clearOldData": {"table": "events", "timestampColumn": "created_at", "olderThan": "30d",
+                             "batchSize": 10}}
+    create(local_bed, namespace, MAINTENANCES, maintenance("slow", "db", [step], timeoutSeconds=5))
+    st = wait_finished(local_bed, namespace, "slow")
+    failed = next(c for c in st["conditions"] if c["type"] == "Failed")
+    assert st["phase"] == "Failed" and failed["reason"] == "TimedOut", st["conditions"]
+    assert "timeoutSeconds (5s) passed" in st["operations"][0]["error"], st["operations"]
+    gone = 205 - pg_scalar(ip, "SELECT count(*) FROM events")
+    assert 0 < gone < 200 and st["rowsDeleted"] == st["operations"][0]["rowsDeleted"] == gone, (st, gone)
+    assert pg_scalar(ip, "SELECT count(*) FROM events WHERE created_at > now() - interval '2 days'") == 5
+    assert pg_scalar(ip, ROLECALL_ACTIVE) == 0

@@ -235,7 +235,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
     m.mark_busy("Running", f"Running {s.summary}.")
     deadline = parse_time(s.started_at or now()) + dt.timedelta(seconds=spec.timeout_seconds)
     error: str | None = None
-    cancelled = False
+    cancelled = timed_out = False
     try:
         server_obj = await _server(m)
         refused = await _refusal(m, server_obj)
@@ -255,7 +255,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
     except RunCancelled as e:
         error, cancelled = str(e), True
     except TimeoutError as e:
-        error = str(e) or f"timeoutSeconds ({spec.timeout_seconds}s) passed"
+        error, timed_out = str(e) or f"timeoutSeconds ({spec.timeout_seconds}s) passed", True
     except (RunFailed, EngineError, database.NoTarget, NotActionable) as e:
         error = str(e) or type(e).__name__
     except kube.ApiException as e:
@@ -270,7 +270,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         for result in running:  # a cancel ends the step that was running; the ones not begun stay Pending
             result.phase, result.error, result.completed_at = ("Cancelled" if cancelled else "Failed"), \
                 error[:1024], now()
-    _finish(m, error, cancelled)
+    _finish(m, error, cancelled, timed_out)
     m.busy = None
     # The outcome's Event comes before the status write that records it (a client waiting on Complete
     # then finds the Event).
@@ -283,7 +283,8 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         await _event(m, "Normal", "Succeeded", f"{s.summary}: {s.rows_deleted or 0} rows deleted, "
                                                f"{s.bytes_reclaimed or 0} bytes reclaimed.")
     else:
-        await _event(m, "Warning", "Failed", f"{s.summary} failed: {error}")
+        await _event(m, "Warning", "TimedOut" if timed_out else "Failed",
+                     f"{s.summary} failed: {error}; {s.rows_deleted or 0} rows deleted before that.")
     await _progress(m, force=True)
     if not s.dry_run:
         await _report_to_server(m)
@@ -375,7 +376,7 @@ async def _clear_old_data(m: Maintenance, db: DatabaseSession, op: Operation, re
     result.rows_deleted = matched - result.remaining
 
 
-def _finish(m: Maintenance, error: str | None, cancelled: bool = False) -> None:
+def _finish(m: Maintenance, error: str | None, cancelled: bool = False, timed_out: bool = False) -> None:
     s = m.status
     s.phase = "Cancelled" if cancelled else "Failed" if error else "Succeeded"
     s.completed_at = now()
@@ -387,7 +388,7 @@ def _finish(m: Maintenance, error: str | None, cancelled: bool = False) -> None:
         m.condition("Failed", False, "Cancelled", f"The run was {error}.")
     elif error:
         m.condition("Complete", False, "Failed", f"{s.summary} failed: {error}")
-        m.condition("Failed", True, "OperationFailed", error)
+        m.condition("Failed", True, "TimedOut" if timed_out else "OperationFailed", error)
     elif s.dry_run:
         s.rows_deleted = s.bytes_reclaimed = None
         m.condition("Complete", True, "DryRun", _plan(s))
