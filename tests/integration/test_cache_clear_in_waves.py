@@ -54,3 +54,27 @@ def test_a_clear_in_waves_flushes_a_share_then_pauses(local_bed: Cluster, namesp
     for earlier, later in itertools.pairwise(flushed_by_wave):
         gap = (min(at[p] for p in later) - max(at[p] for p in earlier)).total_seconds()
         assert gap >= PAUSE, f"waves {sorted(earlier)} and {sorted(later)} only {gap:.1f}s apart"
+
+
+def test_an_operator_killed_in_a_wave_pause_keeps_the_pause_and_flushes_each_pod_once(
+        local_bed: Cluster, namespace: str, operator: Operator) -> None:
+    """SIGKILL during the pause: the new process finds the pause in status.run.waveResumeAt, waits it out, and
+    flushes only the pods of the later wave (cmd_flush: every pod exactly once)."""
+    create_deployment(local_bed, namespace, deployment("mc", "memcached", 4))
+    running_pods(local_bed, namespace, "app=mc", 4)
+    ips = pod_ips(local_bed, namespace, "app=mc")
+    operator.start()
+    create_cs(local_bed, namespace, cacheserver("mc", "memcached", {"app": "mc"},
+                                                clearWaves={"size": 2, "pauseSeconds": PAUSE}))
+    annotate_clear(local_bed, namespace, "mc", "waves-kill")
+    st = wait_for(lambda: _pausing_after(local_bed, namespace, 1), "the pause after wave 1", 60, interval=0.2)
+    resume_at = parse_time(st["run"]["waveResumeAt"])
+    operator.kill()  # SIGKILL in the pause: nothing is written on the way out
+    assert sorted(cmd_flush(ip) for ip in ips.values()) == [0, 0, 1, 1]
+    operator.start()
+    last = wait_for(lambda: (s := status(local_bed, namespace, "mc")).get("lastHandledClearRequest") == "waves-kill"
+                    and s, "the clear acknowledged after the restart", 90)
+    assert (last["lastRequest"]["outcome"], last["lastRequest"]["done"]) == ("Succeeded", 4), last["lastRequest"]
+    assert sorted(cmd_flush(ip) for ip in ips.values()) == [1, 1, 1, 1], "a pod flushed twice or not at all"
+    second = [parse_time(r["at"]) for r in last["recentResults"] if parse_time(r["at"]) > resume_at]
+    assert len(second) == 2, f"the second wave started before the pause ended: {last['recentResults']}"
