@@ -7,7 +7,10 @@ for the whole `duration` on its own clock. So a leader that is frozen, partition
 acting (`check()` raises) before any standby may start: the only side effects that can overlap a takeover
 are the ones already in flight when the leader was frozen.
 
-A leader that misses its deadline or finds the Lease taken does not exit: `run()` calls `on_lose` (which
+A process that has just taken the Lease starts work only once a first renewal, sent at once, has landed
+within the deadline: an acquisition answered late (an apiserver just restarted) does not let work start
+that would be cancelled a moment later. A leader that misses its deadline or finds the Lease taken does not
+exit: `run()` calls `on_lose` (which
 cancels all work), returns to standby in the same process, and competes for the Lease again.
 """
 
@@ -93,13 +96,26 @@ class Leadership:
 
     async def run(self, on_lead: Callable[[], None], on_lose: Callable[[], Awaitable[None]]) -> None:
         """Competes for the Lease, leads until the deadline is missed or the Lease is taken, then starts over."""
-        while True:
-            await self._acquire()
+        led = False
+
+        def lead() -> None:
+            nonlocal led
+            led = True
             self.terms += 1
             log.info("leader lease %s/%s acquired as %s", self.namespace, self.name, self.identity)
             on_lead()
-            reason = await self._keep()
+
+        while True:
+            await self._acquire()
+            led = False
+            # Work starts only once a renewal right after the acquisition landed in time: an apiserver that
+            # answered the acquisition late (just restarted) would otherwise let a resumed fan-out start and be
+            # cancelled a moment later, repeating the targets in flight once more.
+            reason = await self._keep(on_first_renewal=lead)
             self._renewed_at = None
+            if not led:
+                log.warning("leader lease acquired but not confirmed: %s; trying again", reason)
+                continue
             log.warning("leading stopped: %s; cancelling all work and returning to standby", reason)
             await on_lose()
 
@@ -114,9 +130,11 @@ class Leadership:
                 log.warning("leader lease: %s", getattr(e, "reason", None) or e)
             await asyncio.sleep(self.retry_every * 2)
 
-    async def _keep(self) -> str:
-        """Renews until the Lease is lost; returns why it was lost."""
-        next_try = self.clock() + self.renew_every
+    async def _keep(self, on_first_renewal: Callable[[], None] = lambda: None) -> str:
+        """Renews until the Lease is lost; returns why it was lost. The first renewal is sent at once, and
+        `on_first_renewal` runs when it lands."""
+        next_try = self.clock()
+        first = True
         while True:
             assert self._renewed_at is not None
             deadline = self._renewed_at + self.renew_deadline
@@ -138,6 +156,9 @@ class Leadership:
             self._renewed_at = sent
             self.renewals += 1
             next_try = sent + self.renew_every
+            if first:
+                first = False
+                on_first_renewal()
 
     def _spec(self, transitions: int, acquired: str | None = None) -> dict[str, Any]:
         now = _now()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any
 
 import pytest
@@ -396,3 +397,42 @@ def test_a_dry_run_slot_leaves_a_real_request_and_its_retries_alone(world: dict[
     clock.advance(10)
     asyncio.run(request.step(ctx, clear))
     assert s.last_request is not None and s.last_request.reason == "ClearedAfterRetry"
+
+
+def test_work_starts_only_after_a_renewal_confirms_a_late_acquisition() -> None:
+    """An acquisition answered 1.5 s late (duration 3: renew deadline 2 s) leaves 0.5 s for the confirming
+    renewal: when that one is late too, no work starts at all; when it lands, work starts once."""
+    now = [0.0]
+    lead = Leadership(namespace="ns", duration=3, clock=lambda: now[0])
+    renewals_slow = [True]
+    events_: list[str] = []
+
+    def acquire() -> bool:
+        now[0] += 1.5  # the answer comes 1.5 s after the request was sent
+        return True
+
+    def renew() -> bool:
+        if renewals_slow[0]:
+            time.sleep(1.0)  # longer than the 0.5 s left before the renew deadline
+            renewals_slow[0] = False
+            return True
+        now[0] += 0.1
+        return True
+
+    lead._try_acquire = acquire  # type: ignore[method-assign]
+    lead._renew = renew  # type: ignore[method-assign]
+
+    async def lost() -> None:
+        events_.append("lose")
+
+    async def main() -> None:
+        task = asyncio.create_task(lead.run(lambda: events_.append("lead"), lost))
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if "lead" in events_:
+                break
+        task.cancel()
+
+    asyncio.run(main())
+    assert events_ == ["lead"], events_  # the unconfirmed first term never led, so nothing was cancelled
+    assert lead.terms == 1
