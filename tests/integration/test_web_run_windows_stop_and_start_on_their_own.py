@@ -7,6 +7,7 @@ A window closing drains connections first, as a stop by spec does."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
 from kubernetes import client  # type: ignore[import-untyped]
@@ -44,8 +45,10 @@ def test_windows_cycle_an_override_holds_and_stopped_wins(local_bed: Cluster, na
         started = wait_for(lambda: _state(local_bed, namespace, "Running", "Window", 2),
                            f"cycle {cycle}: started inside the window", 40, interval=0.2)
         assert started["runState"]["reason"].startswith("inside a run window"), started
+    # Every stop and start so far is in history (the windows go on cycling while we read: compare shapes only).
     scaled = [(h["action"], h["trigger"], h["replicas"]) for h in web_status(local_bed, namespace, "web")["history"]]
-    assert scaled[:4] == [("start", "Window", 2), ("stop", "Window", 2)] * 2, scaled  # newest first
+    assert len(scaled) >= 3 and all(t == "Window" and r == 2 for _, t, r in scaled), scaled
+    assert all(a != b for (a, _, _), (b, _, _) in itertools.pairwise(scaled)), f"not alternating: {scaled}"
 
     # keep-running-until: runs through the next closed period, then the windows decide again.
     until = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=35)).strftime("%Y-%m-%dT%H:%M:%SZ")
