@@ -8,7 +8,7 @@ RUN_DIR := .testbed/run
 CACHE_BIN = $(shell $(PY) -c 'import os;print(os.path.join(os.environ.get("ROLECALL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),"rolecall"),"bin"))')
 PYTEST_ARGS ?=
 
-.PHONY: help venv engines cluster-bins image lock crds crds-check lint test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
+.PHONY: help venv plugin engines cluster-bins image lock crds crds-check lint test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
 	bench-fanout bench-latency bench-api bench-scale clean
 help:
 	@echo "make run    - build the image, start the local cluster, helm-install rolecall (the operator runs as a pod),"
@@ -19,8 +19,20 @@ help:
 	@echo "make stop   - stop what 'make run' started"
 	@echo "make crds   - regenerate crds/ from the pydantic models"
 	@echo "make lint   - ruff, mypy, import-linter, the requirements.lock check"
+	@echo "make plugin - install kubectl-rolecall into .testbed/plugin (bin/kubectl-rolecall), as pipx would"
 	@echo "make image  - build the operator image with podman (BASE=<image> for another base than Debian's)"
 	@echo "make lock   - regenerate requirements.lock (hashed runtime dependencies) after changing pyproject.toml"
+
+# The kubectl plugin installed the way users install it (its own venv, like pipx), for the tests to run.
+PLUGIN_VENV := .testbed/plugin
+$(PLUGIN_VENV)/.installed: plugin/pyproject.toml $(wildcard operator/rolecall_cli/*.py operator/rolecall/api/*.py operator/rolecall/api/v1alpha1/*.py)
+	rm -rf $(PLUGIN_VENV) plugin/build
+	$(PY) -m venv $(PLUGIN_VENV)
+	$(PLUGIN_VENV)/bin/pip install -q --upgrade pip
+	$(PLUGIN_VENV)/bin/pip install -q ./plugin
+	rm -rf plugin/build
+	touch $@
+plugin: $(PLUGIN_VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is required")'
@@ -55,16 +67,16 @@ crds-check: venv
 lint: venv
 	$(BIN)/ruff check operator hack tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/lint-imports
+	PYTHONPATH=operator $(BIN)/lint-imports
 	bash hack/check-lock.sh
 
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test: venv engines cluster-bins image lint
+test: venv plugin engines cluster-bins image lint
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
-test-quick: venv engines cluster-bins image lint
+test-quick: venv plugin engines cluster-bins image lint
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
 
 fuzz: venv engines cluster-bins

@@ -5,6 +5,7 @@
 #   etcd                                                               <- go.etcd.io/etcd/server/v3
 #   kwok                                                               <- sigs.k8s.io/kwok/cmd/kwok
 #   helm                                                               <- helm.sh/helm/v3/cmd/helm
+#   kstatus, argolua (the health checkers the tests run)              <- hack/tools (our own Go module)
 # Prints the bin directory on its last line.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -129,7 +130,25 @@ build_helm() {
   touch "$out/.complete"
 }
 
+build_tools() {
+  # Keyed by the sources' hash, so an edit rebuilds them and a fresh clone reuses the cache.
+  local key
+  key=$(cd "$here/tools" && cat go.mod go.sum ./*/*.go | sha256sum | cut -c1-16)
+  local out="$cache/tools-$key"
+  if [[ -f "$out/.complete" ]]; then
+    log "kstatus, argolua cached in $out"
+  else
+    mkdir -p "$out"
+    log "go build hack/tools (kstatus on sigs.k8s.io/cli-utils, argolua on gopher-lua) -> $out"
+    (cd "$here/tools" && go build -trimpath -ldflags "-s -w" -o "$out/" ./kstatus ./argolua)
+    touch "$out/.complete"
+  fi
+  ln -sf "$out/kstatus" "$out/argolua" "$cache/bin/"
+}
+
 start=$SECONDS
+mkdir -p "$cache/bin"
+build_tools
 build_etcd
 build_kwok
 build_helm

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rolecall.api.v1alpha1.cacheserver import CLEAR_ANNOTATION
-from rolecall.api.v1alpha1.common import CANCEL_ANNOTATION, OVERRIDE_RUNNING, OVERRIDE_STOPPED
+from rolecall.api.v1alpha1.common import CANCEL_ANNOTATION, OVERRIDE_RUNNING, OVERRIDE_STOPPED, dry_run_annotation
 from rolecall.api.v1alpha1.database import COMPACT_ANNOTATION
 
 
@@ -94,7 +94,7 @@ class Action:
 
 def _dry_run(action: str, plural: str, says: str) -> Action:
     """A dry run changes nothing, but reveals which pods the action would touch: the action's own right."""
-    key = f"rolecall.dev/{action}-dry-run-requested-at"
+    key = dry_run_annotation(action)
     return Action(f"{action}-dry-run", token_changed(key), (EXEC, _narrow(plural, action)),
                   f"a dry run of {says} ({key})", has_requester=False)
 

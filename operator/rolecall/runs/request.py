@@ -38,6 +38,7 @@ from rolecall.api.v1alpha1.common import (
     NodeSummary,
     PodResult,
     RunLedger,
+    dry_run_annotation,
 )
 from rolecall.runs import authz, events, fanout, ledger
 from rolecall.runs.context import Context
@@ -96,10 +97,6 @@ class Action(Generic[P]):
     def dry_run_annotation(self) -> str:
         """A dry run's token: the targets are resolved and reported, nothing is touched."""
         return dry_run_annotation(self.name)
-
-
-def dry_run_annotation(action: str) -> str:
-    return f"rolecall.dev/{action}-dry-run-requested-at"
 
 
 # --- the lifecycle --------------------------------------------------------------------------------------

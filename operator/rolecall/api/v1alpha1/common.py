@@ -213,6 +213,11 @@ RequestOutcome = Literal["Succeeded", "Failed", "Refused", "Stalled", "DryRun", 
 CANCEL_ANNOTATION = "rolecall.dev/cancel"
 
 
+def dry_run_annotation(action: str) -> str:
+    """A dry run's request token: the targets are resolved and reported (status.lastDryRun), nothing touched."""
+    return f"rolecall.dev/{action}-dry-run-requested-at"
+
+
 class HistorySpec(Model):
     history_limit: int = Field(default=DEFAULT_HISTORY, ge=1, le=MAX_HISTORY,
                                description=f"How many ended requests status.history keeps, newest first (1 to "

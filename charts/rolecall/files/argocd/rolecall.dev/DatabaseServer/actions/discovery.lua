@@ -1,0 +1,6 @@
+-- Argo CD action discovery: compact is always offered; cancel only while a request is in progress.
+local actions = {}
+actions["compact"] = {}
+local running = obj.status ~= nil and obj.status.run ~= nil
+actions["cancel"] = {["disabled"] = not running}
+return actions

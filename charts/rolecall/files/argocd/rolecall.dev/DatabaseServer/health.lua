@@ -1,0 +1,62 @@
+-- Argo CD health of a rolecall DatabaseServer (gopher-lua, Lua 5.1; only base, table and a safe os are loaded).
+-- Reads what kstatus reads (observedGeneration, Stalled, Reconciling) plus rolecall's phase:
+--   not yet observed, or a request under way     -> Progressing
+--   Stalled, or failed pods that rolecall retries -> Degraded
+--   stopped on purpose (spec.stopped, a run window, an override) -> Suspended
+--   Ready                                         -> Healthy
+local hs = {status = "Progressing", message = "Waiting for rolecall to report status"}
+local st = obj.status
+if st == nil then
+  return hs
+end
+if obj.metadata.generation ~= nil and st.observedGeneration ~= obj.metadata.generation then
+  hs.message = "Waiting for rolecall to act on generation " .. obj.metadata.generation
+  return hs
+end
+local conditions = {}
+if st.conditions ~= nil then
+  for _, c in ipairs(st.conditions) do
+    conditions[c.type] = c
+  end
+end
+local function holds(kind)
+  return conditions[kind] ~= nil and conditions[kind].status == "True"
+end
+local function said(c)
+  return c.reason .. ": " .. (c.message or "")
+end
+-- What a person wants to see first on a database: its primary, size and sessions.
+local figures = "Running"
+if st.primary ~= nil then
+  figures = "primary " .. st.primary .. ", " .. (st.sizeBytes or 0) .. " bytes, " .. (st.connections or 0) ..
+    " connections"
+end
+if holds("Stalled") then
+  return {status = "Degraded", message = said(conditions.Stalled)}
+end
+local last = st.lastRequest
+if st.run ~= nil and last ~= nil and last.outcome == "Failed" then
+  return {status = "Degraded", message = last.action .. " failed on " .. (last.failed or 0) .. " of " ..
+    (last.targets or 0) .. " pods; rolecall retries them: " .. (last.message or "")}
+end
+if holds("Degraded") then
+  return {status = "Degraded", message = said(conditions.Degraded)}
+end
+if holds("Reconciling") then
+  return {status = "Progressing", message = said(conditions.Reconciling)}
+end
+if st.phase == "Stopped" then
+  local why = "stopped as requested"
+  if st.runState ~= nil then
+    why = st.runState.reason
+  end
+  return {status = "Suspended", message = "Stopped (" .. (st.rememberedReplicas or 0) ..
+    " replicas remembered): " .. why}
+end
+if holds("Ready") then
+  return {status = "Healthy", message = figures}
+end
+if conditions.Ready ~= nil then
+  hs.message = said(conditions.Ready)
+end
+return hs

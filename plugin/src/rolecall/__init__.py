@@ -1,0 +1,1 @@
+../../../operator/rolecall/__init__.py
