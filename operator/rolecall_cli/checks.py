@@ -122,6 +122,8 @@ def maintenance_run(dry_run: bool) -> Check:
                                 f"{failed.message if failed else ''}")
         elif st.phase == "Cancelled":
             ended = Ended(ExitCode.CANCELLED, f"Cancelled: {st.rows_deleted or 0} rows deleted before that")
+        if dry_run:  # a plan: its rows are counted, none deleted
+            return Step(ended=ended, accepted=True, done=matched, total=matched or None, note="rows counted")
         return Step(ended=ended, accepted=True, done=deleted, total=matched or None, note=f"{deleted} rows deleted")
 
     return check

@@ -175,6 +175,7 @@ def users(ctx: typer.Context, target: Annotated[str, typer.Argument(help="web/NA
               help="Ask the operator to read the pods now (else: the figures of its last refresh).")] = True,
           timeout: Timeout = "30s") -> None:
     """Current users of a web role and where the figure comes from (per pod with -o wide)."""
+    seconds = _seconds(timeout)  # a wrong argument ends the command before anything is written
     ref = parse(target, kinds=(WEB_SERVER,))
     assert ref.name is not None
     cluster = _flags(ctx).cluster
@@ -188,7 +189,7 @@ def users(ctx: typer.Context, target: Annotated[str, typer.Argument(help="web/NA
                 return Step(ended=Ended(ExitCode.OK, ""), accepted=True)
             return Step()
 
-        follow(cluster, ref.kind, obj, f"read {ref}", refreshed, _seconds(timeout), _hint(ref, cluster.namespace))
+        follow(cluster, ref.kind, obj, f"read {ref}", refreshed, seconds, _hint(ref, cluster.namespace))
         obj = cluster.get(ref.kind, ref.name)
     st = checks.role_status(ref.kind, obj)
     if output in ("json", "yaml"):
@@ -235,6 +236,7 @@ def _targets_now(cluster: Cluster, obj: dict[str, Any]) -> str:
 
 def _request(ctx: typer.Context, verb: TokenVerb, target: str, dry_run: bool, wait: bool, timeout: str,
              yes: bool, destructive: bool) -> None:
+    seconds = _seconds(timeout)  # a wrong argument ends the command before anything is written
     ref = parse(target, kinds=(verb.kind,))
     assert ref.name is not None
     cluster = _flags(ctx).cluster
@@ -251,7 +253,7 @@ def _request(ctx: typer.Context, verb: TokenVerb, target: str, dry_run: bool, wa
         raise Exit(ExitCode.OK, f"requested; follow it with: {_hint(ref, cluster.namespace)}")
     check = checks.dry_run(ref.kind, token) if dry_run else checks.token(ref.kind, verb.handled_field, token)
     what = f"{verb.action} {ref}" + (" (dry run)" if dry_run else "")
-    _end(follow(cluster, ref.kind, obj, what, check, _seconds(timeout), _hint(ref, cluster.namespace)))
+    _end(follow(cluster, ref.kind, obj, what, check, seconds, _hint(ref, cluster.namespace)))
 
 
 @app.command()
@@ -277,6 +279,7 @@ ROLE_KINDS = (CACHE_SERVER, WEB_SERVER, DATABASE_SERVER)
 
 
 def _stop_or_start(ctx: typer.Context, target: str, stopped: bool, wait: bool, timeout: str, yes: bool) -> None:
+    seconds = _seconds(timeout)  # a wrong argument ends the command before anything is written
     ref = parse(target, kinds=ROLE_KINDS)
     assert ref.name is not None
     cluster = _flags(ctx).cluster
@@ -294,7 +297,7 @@ def _stop_or_start(ctx: typer.Context, target: str, stopped: bool, wait: bool, t
         raise Exit(ExitCode.OK, f"requested; follow it with: {_hint(ref, cluster.namespace)}")
     want = "Stopped" if stopped else "Running"
     check = checks.settled(ref.kind, obj["metadata"].get("generation"), want)
-    _end(follow(cluster, ref.kind, obj, f"{'stop' if stopped else 'start'} {ref}", check, _seconds(timeout),
+    _end(follow(cluster, ref.kind, obj, f"{'stop' if stopped else 'start'} {ref}", check, seconds,
                 _hint(ref, cluster.namespace)))
 
 
@@ -341,6 +344,7 @@ def override(ctx: typer.Context, target: Annotated[str, typer.Argument(help="KIN
     spec.stopped: true still wins."""
     if sum(x is not None for x in (keep_running_until, stay_stopped_until)) + remove != 1:
         raise Exit(ExitCode.USAGE, "give exactly one of --keep-running-until, --stay-stopped-until, --remove")
+    seconds = _seconds(timeout)
     ref = parse(target, kinds=ROLE_KINDS)
     assert ref.name is not None
     cluster = _flags(ctx).cluster
@@ -366,7 +370,7 @@ def override(ctx: typer.Context, target: Annotated[str, typer.Argument(help="KIN
             return Step(note="waiting for the operator")
         return settled(o)
 
-    _end(follow(cluster, ref.kind, obj, f"override {ref}", check, _seconds(timeout), _hint(ref, cluster.namespace)))
+    _end(follow(cluster, ref.kind, obj, f"override {ref}", check, seconds, _hint(ref, cluster.namespace)))
 
 
 # --- schedules, cancel ------------------------------------------------------------------------------------
@@ -406,6 +410,7 @@ def cancel(ctx: typer.Context, target: Annotated[str, typer.Argument(help="cache
            = None,
            wait: Wait = True, timeout: Timeout = "5m") -> None:
     """Cancel the request in progress: targets in flight finish, no new target (batch, step) starts."""
+    seconds = _seconds(timeout)
     ref = parse(target, kinds=(CACHE_SERVER, DATABASE_SERVER, DATABASE_MAINTENANCE))
     assert ref.name is not None
     cluster = _flags(ctx).cluster
@@ -417,7 +422,7 @@ def cancel(ctx: typer.Context, target: Annotated[str, typer.Argument(help="cache
     err.print(f"{ref}: {CANCEL_ANNOTATION}={key}")
     if not wait:
         raise Exit(ExitCode.OK, f"requested; follow it with: {_hint(ref, cluster.namespace)}")
-    _end(follow(cluster, ref.kind, obj, f"cancel {ref}", checks.cancelled(ref.kind, key), _seconds(timeout),
+    _end(follow(cluster, ref.kind, obj, f"cancel {ref}", checks.cancelled(ref.kind, key), seconds,
                 _hint(ref, cluster.namespace)))
 
 
@@ -436,6 +441,7 @@ def purge(ctx: typer.Context, target: Annotated[str, typer.Argument(help="db/NAM
           wait: Wait = True, timeout: Timeout = "1h", yes: Yes = False) -> None:
     """Delete old rows in batches: creates a one-shot DatabaseMaintenance and follows it. On a terminal it
     first runs a dry run and asks, with the number of rows that would go."""
+    seconds = _seconds(timeout)
     ref = parse(target, kinds=(DATABASE_SERVER,))
     assert ref.name is not None
     cluster = _flags(ctx).cluster
@@ -457,7 +463,7 @@ def purge(ctx: typer.Context, target: Annotated[str, typer.Argument(help="db/NAM
     hint = _hint(dbm, cluster.namespace)
     if ask:
         plan = follow(cluster, DATABASE_MAINTENANCE, obj, f"purge {ref} (dry run)", checks.maintenance_run(True),
-                      _seconds(timeout), hint)
+                      seconds, hint)
         if plan.code is not ExitCode.OK:
             _end(plan)
         _confirm(f"{plan.message}. Delete them?", yes=False)
@@ -465,7 +471,7 @@ def purge(ctx: typer.Context, target: Annotated[str, typer.Argument(help="db/NAM
     if not wait:
         raise Exit(ExitCode.OK, f"requested; follow it with: {hint}")
     _end(follow(cluster, DATABASE_MAINTENANCE, obj, f"purge {ref}" + (" (dry run)" if dry_run else ""),
-                checks.maintenance_run(dry_run), _seconds(timeout), hint))
+                checks.maintenance_run(dry_run), seconds, hint))
 
 
 # --- report ---------------------------------------------------------------------------------------------------

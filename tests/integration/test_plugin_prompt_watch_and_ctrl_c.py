@@ -1,0 +1,132 @@
+"""`kubectl rolecall` at a terminal: a destructive verb asks first (under a real pseudo-terminal) and
+--yes does not; `status -w` redraws on watch events; Ctrl-C during a wait leaves the request running and
+says how to follow it."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import threading
+import time
+
+from cachekit import (
+    annotate_clear,
+    cacheserver,
+    cmd_flush,
+    create_cs,
+    create_pods,
+    get_cs,
+    pod_ips,
+    standin_pod,
+    status,
+    wait_handled,
+    wait_memcached,
+)
+from harness import Cluster, Operator, running_pods, wait_for
+from pluginkit import PLUGIN_BIN, plugin_env, popen
+
+CLEAR_TOKEN = "rolecall.dev/clear-requested-at"
+
+
+def _cache(cluster: Cluster, ns: str, operator: Operator | None, pods: int = 2) -> list[str]:
+    create_pods(cluster, ns, [standin_pod(f"mc-{i}", "memcached", {"app": "mc"}) for i in range(pods)])
+    running_pods(cluster, ns, "app=mc", pods)
+    ips = [ip for _, ip in sorted(pod_ips(cluster, ns, "app=mc").items())]
+    wait_memcached(ips)
+    if operator is not None:
+        operator.start()
+    create_cs(cluster, ns, cacheserver("mc", "memcached", {"app": "mc"}))
+    if operator is not None:
+        wait_for(lambda: status(cluster, ns, "mc").get("phase") == "Running", "Running", 60)
+    return ips
+
+
+def _at_a_terminal(cluster: Cluster, ns: str, answer: str | None, *args: str) -> tuple[int, str]:
+    """Runs the plugin with a pseudo-terminal as stdin (stderr, where the question goes, captured); answers
+    `answer` once the question appears. Returns the exit code and stderr."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(PLUGIN_BIN / "kubectl-rolecall"), "-n", ns, *args], env=plugin_env(cluster),
+                            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(slave)
+    assert proc.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + 60
+    try:
+        while answer is not None and b"[y/N]" not in seen:
+            assert time.monotonic() < deadline, f"no question within 60s; stderr so far: {seen!r}"
+            ready, _, _ = select.select([proc.stderr], [], [], 1)
+            if ready:
+                chunk = os.read(proc.stderr.fileno(), 4096)
+                assert chunk or proc.poll() is None, f"exited before asking: {seen!r}"
+                seen += chunk
+        if answer is not None:
+            os.write(master, answer.encode() + b"\n")
+        _, rest = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+        os.close(master)
+    return proc.returncode, (seen + rest).decode()
+
+
+def test_a_clear_at_a_terminal_asks_first_and_yes_does_not(local_bed: Cluster, namespace: str,
+                                                           operator: Operator) -> None:
+    ips = _cache(local_bed, namespace, operator)
+    code, said = _at_a_terminal(local_bed, namespace, "n", "clear", "cache/mc", "--timeout", "60s")
+    assert code == 2 and "not confirmed: nothing was changed" in said, said
+    assert "2 running pods match its selector now: mc-0, mc-1" in said, said
+    assert CLEAR_TOKEN not in (get_cs(local_bed, namespace, "mc")["metadata"].get("annotations") or {})
+    assert [cmd_flush(ip) for ip in ips] == [0, 0]
+
+    code, said = _at_a_terminal(local_bed, namespace, "y", "clear", "cache/mc", "--timeout", "60s")
+    assert code == 0, said
+    assert [cmd_flush(ip) for ip in ips] == [1, 1]
+
+    code, said = _at_a_terminal(local_bed, namespace, None, "clear", "cache/mc", "--yes", "--timeout", "60s")
+    assert code == 0 and "[y/N]" not in said, said
+    assert [cmd_flush(ip) for ip in ips] == [2, 2]
+
+
+def test_status_watch_redraws_on_events_and_ctrl_c_ends_it(local_bed: Cluster, namespace: str,
+                                                           operator: Operator) -> None:
+    _cache(local_bed, namespace, operator)
+    proc = popen(local_bed, namespace, "status", "-w")
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        wait_for(lambda: any(line.startswith("cache/mc ") for line in lines), "the first table", 30)
+        annotate_clear(local_bed, namespace, "mc", "w1")
+        wait_handled(local_bed, namespace, "mc", "w1", 60)
+        rows = lambda: [line for line in lines if line.startswith("cache/mc ")]  # noqa: E731
+        wait_for(lambda: any("Clearing" in r for r in rows()), "a redraw while the clear ran", 30)
+        wait_for(lambda: "clear Succeeded" in rows()[-1], "a redraw once it ended", 30)
+        assert len(rows()) >= 3, lines  # the first table, and one per change since
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+
+
+def test_ctrl_c_during_a_wait_leaves_the_request_running(local_bed: Cluster, namespace: str,
+                                                         operator: Operator) -> None:
+    ips = _cache(local_bed, namespace, None, pods=1)  # no operator yet: the wait cannot end by itself
+    proc = popen(local_bed, namespace, "clear", "cache/mc", "--timeout", "120s")
+    try:
+        token = wait_for(lambda: (get_cs(local_bed, namespace, "mc")["metadata"].get("annotations") or {})
+                         .get(CLEAR_TOKEN), "the request written", 30)
+        time.sleep(1)  # inside the wait, not in the write
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "the request keeps running" in stderr and "status cache/mc -w" in stderr, stderr
+    assert "Traceback" not in stderr
+    operator.start()
+    wait_handled(local_bed, namespace, "mc", token, 60)
+    assert cmd_flush(ips[0]) == 1
