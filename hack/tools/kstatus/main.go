@@ -13,6 +13,7 @@ import (
 	"os"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
@@ -27,8 +28,9 @@ func main() {
 	if err != nil {
 		fail("reading stdin: %v", err)
 	}
+	// apimachinery's decoder: whole numbers become int64, as status.Compute expects of generations.
 	var doc map[string]interface{}
-	if err := json.Unmarshal(raw, &doc); err != nil {
+	if err := utiljson.Unmarshal(raw, &doc); err != nil {
 		fail("stdin is not a JSON object: %v", err)
 	}
 	objects := []map[string]interface{}{doc}
