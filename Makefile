@@ -84,7 +84,7 @@ fuzz: venv engines cluster-bins
 		$(BIN)/pytest -s --timeout=7200 tests/integration/test_fuzz_specs_are_refused_readably_or_settle.py $(PYTEST_ARGS)
 
 # The operator runs in the cluster from the image; LOCAL_OPERATOR=1 runs it as a local process instead.
-run: venv engines cluster-bins $(if $(LOCAL_OPERATOR),,image)
+run: venv plugin engines cluster-bins $(if $(LOCAL_OPERATOR),,image)
 	PATH="$(CACHE_BIN):$$PATH" PYTHONPATH=hack $(BIN)/python -m testbed.demo up --dir $(RUN_DIR) \
 		$(if $(LOCAL_OPERATOR),--local-operator)
 

@@ -25,6 +25,7 @@ import psycopg
 from testbed import cluster, install, servers
 from testbed.containers import podman
 
+PLUGIN_BIN = cluster.REPO / ".testbed" / "plugin" / "bin"  # make plugin installs kubectl-rolecall there
 VERSION = tomllib.loads((cluster.REPO / "pyproject.toml").read_text())["project"]["version"]
 IMAGE_REPOSITORY = "localhost/rolecall/operator"
 PG_SECRET = "demo-pg-credentials"  # noqa: S105 - the name of a Secret, not a secret
@@ -165,20 +166,27 @@ def up(dir: Path, local_operator: bool = False) -> None:
 rolecall is running on a local cluster ({time.monotonic() - t0:.0f}s); {where}
 
   export KUBECONFIG={bed.kubeconfig}
-  export PATH={Path(kubectl).parent}:$PATH      # the kubectl and helm built with the cluster ({bed.server})
+  export PATH={Path(kubectl).parent}:{PLUGIN_BIN}:$PATH
+  # kubectl and helm built with the cluster ({bed.server}), and kubectl-rolecall (make plugin)
 
-Try:
-  kubectl get nodes,pods -A -o wide
-  kubectl get cacheservers                       # Engine, Phase, Pods, Items, HitRatio, LastCleared
-  kubectl annotate cacheserver demo-cache rolecall.dev/clear-requested-at="$(date +%s)" --overwrite
-  kubectl wait cacheserver/demo-cache --for=jsonpath='{{.status.lastHandledClearRequest}}'=<that value>
-  kubectl describe cacheserver demo-cache         # conditions and Events
-  kubectl patch cacheserver demo-cache --type merge -p '{{"spec":{{"stopped":true}}}}'   # scale to 0
-  kubectl patch cacheserver demo-cache --type merge -p '{{"spec":{{"stopped":false}}}}'  # back to 3
-  kubectl get webservers                         # nginx: active connections and current users per refresh
-  kubectl annotate webserver demo-web rolecall.dev/refresh-requested-at="$(date +%s)" --overwrite
-  kubectl get databasemaintenance demo-purge     # deleted the 30 rows older than 30 days (ROWS)
-  kubectl get databaseserver demo-db -o yaml     # size, connections, the last clearOldData
+Try (each verb waits for its outcome; the raw kubectl it replaces is beside it):
+  kubectl rolecall status                        # kubectl get cacheservers,webservers,databaseservers,dbm
+  kubectl rolecall clear cache/demo-cache        # kubectl annotate cacheserver demo-cache \\
+                                                 #   rolecall.dev/clear-requested-at="$(date +%s)" --overwrite
+                                                 # kubectl wait cacheserver/demo-cache \\
+                                                 #   --for=jsonpath='{{.status.lastHandledClearRequest}}'=<that value>
+  kubectl rolecall stop cache/demo-cache         # kubectl patch cacheserver demo-cache --type merge \\
+                                                 #   -p '{{"spec":{{"stopped":true}}}}'   (scale to 0)
+  kubectl rolecall start cache/demo-cache        # the same with false (back to 3)
+  kubectl rolecall users web/demo-web -o wide    # kubectl annotate webserver demo-web \\
+                                                 #   rolecall.dev/refresh-requested-at="$(date +%s)"
+                                                 # kubectl get webservers
+  kubectl rolecall compact db/demo-db            # kubectl annotate databaseserver demo-db \\
+                                                 #   rolecall.dev/compact-requested-at="$(date +%s)"
+  kubectl rolecall purge db/demo-db --table events --column created_at --older-than 30d
+                                                 # a DatabaseMaintenance like demo-purge (which deleted 30 old rows)
+  kubectl rolecall history cache/demo-cache      # kubectl get cacheserver demo-cache -o jsonpath='{{.status.history}}'
+  kubectl describe cacheserver demo-cache        # conditions and Events
 
 Stop everything: make stop
 """)

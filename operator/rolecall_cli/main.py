@@ -226,6 +226,9 @@ CLEAR = TokenVerb(CACHE_SERVER, "clear", CLEAR_ANNOTATION, "last_handled_clear_r
 COMPACT = TokenVerb(DATABASE_SERVER, "compact", COMPACT_ANNOTATION, "last_handled_compact_request")
 
 
+PLAN_SECONDS = 30.0  # how long a question waits for the operator's dry run before falling back
+
+
 def _targets_now(cluster: Cluster, obj: dict[str, Any]) -> str:
     """The running pods the selector matches now (the operator decides the final list when it acts)."""
     labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
@@ -234,19 +237,34 @@ def _targets_now(cluster: Cluster, obj: dict[str, Any]) -> str:
     return f"{len(pods)} running pods match its selector now: {', '.join(pods) or 'none'}"
 
 
+def _plan(cluster: Cluster, verb: TokenVerb, ref: Ref, seconds: float) -> str:
+    """What a real run would touch, from the operator's own dry run (it resolves the targets as it would
+    for the run); without an answer, the pods the selector matches now, said as such."""
+    assert ref.name is not None
+    token = _token()
+    obj = cluster.patch(ref.kind, ref.name, {"metadata": {"annotations": {dry_run_annotation(verb.action): token}}})
+    try:
+        return follow(cluster, ref.kind, obj, f"dry run of {verb.action} {ref}", checks.dry_run(ref.kind, token),
+                      min(seconds, PLAN_SECONDS), _hint(ref, cluster.namespace)).message
+    except Exit as e:
+        if e.code is not ExitCode.TIMED_OUT:
+            raise
+        return f"no operator answered a dry run within {min(seconds, PLAN_SECONDS):g}s; {_targets_now(cluster, obj)}"
+
+
 def _request(ctx: typer.Context, verb: TokenVerb, target: str, dry_run: bool, wait: bool, timeout: str,
              yes: bool, destructive: bool) -> None:
     seconds = _seconds(timeout)  # a wrong argument ends the command before anything is written
     ref = parse(target, kinds=(verb.kind,))
     assert ref.name is not None
     cluster = _flags(ctx).cluster
-    obj = cluster.get(ref.kind, ref.name)
     token = _token()
     key = dry_run_annotation(verb.action) if dry_run else verb.annotation
     body = {"metadata": {"annotations": {key: token}}}
+    # A server-side dry run of the real request first: admission's verdict (exit 4) before anything is written.
+    cluster.patch(ref.kind, ref.name, {"metadata": {"annotations": {verb.annotation: token}}}, dry_run=True)
     if destructive and not dry_run and sys.stdin.isatty() and not yes:
-        cluster.patch(ref.kind, ref.name, body, dry_run=True)  # admission's verdict before the question
-        _confirm(f"{verb.action} {ref} in {cluster.namespace}? {_targets_now(cluster, obj)}", yes)
+        _confirm(f"{verb.action} {ref} in {cluster.namespace}? {_plan(cluster, verb, ref, seconds)}.", yes)
     obj = cluster.patch(ref.kind, ref.name, body)
     err.print(f"{ref}: {key}={token}")
     if not wait:

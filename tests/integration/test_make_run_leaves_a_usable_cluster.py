@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -59,3 +60,17 @@ def test_demo_up_gives_nodes_pods_and_a_running_cache_server(demo_dir: Path) -> 
     kubectl("wait", "cacheserver/demo-cache", "--for=jsonpath={.status.lastHandledClearRequest}=demo-1",
             "--timeout=60s")
     assert "Cleared 3 of 3" in kubectl("describe", "cacheserver", "demo-cache")
+
+    ran: list[str] = []
+    # Every verb the printout offers, as a newcomer types it: one command each, through kubectl.
+    assert f"export PATH={Path(kubectl_path()).parent}:{REPO / '.testbed' / 'plugin' / 'bin'}:$PATH" in up.stdout
+    path = f"{Path(kubectl_path()).parent}:{REPO / '.testbed' / 'plugin' / 'bin'}:{env['PATH']}"
+    for line in up.stdout.splitlines():
+        command = line.split("#")[0].strip()
+        if not command.startswith("kubectl rolecall "):
+            continue
+        done = subprocess.run(shlex.split(command), env={**env, "KUBECONFIG": str(kubeconfig), "PATH": path},
+                              text=True, capture_output=True, timeout=180, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, f"{command}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        ran.append(command.split()[2])
+    assert sorted(set(ran)) == ["clear", "compact", "history", "purge", "start", "status", "stop", "users"], ran

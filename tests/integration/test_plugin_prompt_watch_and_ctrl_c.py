@@ -76,7 +76,7 @@ def test_a_clear_at_a_terminal_asks_first_and_yes_does_not(local_bed: Cluster, n
     ips = _cache(local_bed, namespace, operator)
     code, said = _at_a_terminal(local_bed, namespace, "n", "clear", "cache/mc", "--timeout", "60s")
     assert code == 2 and "not confirmed: nothing was changed" in said, said
-    assert "2 running pods match its selector now: mc-0, mc-1" in said, said
+    assert "clear cache/mc in " + namespace + "? a real run would act on 2 pods: mc-0, mc-1." in said, said
     assert CLEAR_TOKEN not in (get_cs(local_bed, namespace, "mc")["metadata"].get("annotations") or {})
     assert [cmd_flush(ip) for ip in ips] == [0, 0]
 
