@@ -3,6 +3,8 @@
 --   not yet observed, or a request under way     -> Progressing
 --   Stalled, or failed pods that rolecall retries -> Degraded
 --   stopped on purpose (spec.stopped, a run window, an override) -> Suspended
+--     (phase Stopped or the Stopped condition; a Degraded condition left from before the stop does not
+--     count, as in rolecall's own phase)
 --   Ready                                         -> Healthy
 local hs = {status = "Progressing", message = "Waiting for rolecall to report status"}
 local st = obj.status
@@ -13,17 +15,22 @@ if obj.metadata.generation ~= nil and st.observedGeneration ~= obj.metadata.gene
   hs.message = "Waiting for rolecall to act on generation " .. obj.metadata.generation
   return hs
 end
+-- rolecall writes its conditions with every status write: none means it has not reported (yet).
+if st.conditions == nil or #st.conditions == 0 then
+  return hs
+end
 local conditions = {}
-if st.conditions ~= nil then
-  for _, c in ipairs(st.conditions) do
-    conditions[c.type] = c
-  end
+for _, c in ipairs(st.conditions) do
+  conditions[c.type] = c
 end
 local function holds(kind)
   return conditions[kind] ~= nil and conditions[kind].status == "True"
 end
 local function said(c)
-  return c.reason .. ": " .. (c.message or "")
+  if c == nil then
+    return st.phase or "Unknown"
+  end
+  return (c.reason or "") .. ": " .. (c.message or "")
 end
 -- What a person wants to see first on a cache: its items and hit ratio.
 local figures = "Running"
@@ -35,16 +42,19 @@ if holds("Stalled") then
 end
 local last = st.lastRequest
 if st.run ~= nil and last ~= nil and last.outcome == "Failed" then
-  return {status = "Degraded", message = last.action .. " failed on " .. (last.failed or 0) .. " of " ..
-    (last.targets or 0) .. " pods; rolecall retries them: " .. (last.message or "")}
+  return {status = "Degraded", message = (last.action or "request") .. " failed on " .. (last.failed or 0) ..
+    " of " .. (last.targets or 0) .. " pods; rolecall retries them: " .. (last.message or "")}
 end
-if holds("Degraded") then
+-- Stopped on purpose: the Stopped condition is True once the workload is at 0 (spec.stopped, a window or an
+-- override); it alone also covers status an older rolecall wrote with phase Running for window stops.
+local stopped = st.phase == "Stopped" or holds("Stopped")
+if holds("Degraded") and not stopped then
   return {status = "Degraded", message = said(conditions.Degraded)}
 end
 if holds("Reconciling") then
   return {status = "Progressing", message = said(conditions.Reconciling)}
 end
-if st.phase == "Stopped" then
+if stopped then
   local why = "stopped as requested"
   if st.runState ~= nil then
     why = st.runState.reason

@@ -13,14 +13,19 @@ if obj.metadata.generation ~= nil and st.observedGeneration ~= obj.metadata.gene
   hs.message = "Waiting for rolecall to act on generation " .. obj.metadata.generation
   return hs
 end
+-- rolecall writes its conditions with every status write: none means it has not reported (yet).
+if st.conditions == nil or #st.conditions == 0 then
+  return hs
+end
 local conditions = {}
-if st.conditions ~= nil then
-  for _, c in ipairs(st.conditions) do
-    conditions[c.type] = c
-  end
+for _, c in ipairs(st.conditions) do
+  conditions[c.type] = c
 end
 local function said(c)
-  return c.reason .. ": " .. (c.message or "")
+  if c == nil then
+    return st.phase or "Unknown"
+  end
+  return (c.reason or "") .. ": " .. (c.message or "")
 end
 if conditions.Stalled ~= nil and conditions.Stalled.status == "True" then
   return {status = "Degraded", message = said(conditions.Stalled)}
