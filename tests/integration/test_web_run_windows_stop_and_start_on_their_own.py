@@ -38,8 +38,9 @@ def test_windows_cycle_an_override_holds_and_stopped_wins(local_bed: Cluster, na
     create_web(local_bed, namespace, webserver("web", "nginx", {"app": "web"}, refreshIntervalSeconds=3600,
                                                workloadRef={"kind": "Deployment", "name": "web"}, runWindows=WINDOW))
     for cycle in range(2):
-        stopped = wait_for(lambda: _state(local_bed, namespace, "Stopped", "Window", 0),
-                           f"cycle {cycle}: stopped outside the window", 40, interval=0.2)
+        stopped = wait_for(lambda: (s := _state(local_bed, namespace, "Stopped", "Window", 0)) and
+                           s.get("phase") == "Stopped" and s, f"cycle {cycle}: stopped outside the window", 40,
+                           interval=0.2)
         assert stopped["rememberedReplicas"] == 2 and stopped["runState"]["until"], stopped
         assert "outside every run window" in stopped["runState"]["reason"]
         started = wait_for(lambda: _state(local_bed, namespace, "Running", "Window", 2),

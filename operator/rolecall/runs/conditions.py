@@ -48,8 +48,8 @@ def summarize(ctx: Any) -> None:
         phase = "Stopping"
     elif ctx.starting:
         phase = "Starting"
-    elif getattr(ctx.spec, "stopped", False) and ctx.condition_status("Stopped") == "True":
-        phase = "Stopped"
+    elif ctx.condition_status("Stopped") == "True":
+        phase = "Stopped"  # by spec.stopped, a run window or an override: the workload is at 0 as decided
     elif ctx.condition_status("Degraded") == "True":
         phase = "Degraded"
     else:
