@@ -49,6 +49,10 @@ def test_drain_waits_for_connections_then_stops_and_start_restores(local_bed: Cl
     assert st["rememberedReplicas"] == 2 and st["replicas"] == 0 and "drain" not in st
     assert _replicas(local_bed, namespace) == 0
     wait_for(lambda: not pods(local_bed, namespace, "app=web"), "all pods gone")
+    # Pods gone on purpose are no fault: a refresh read after the stop leaves the role not Degraded.
+    refreshed = request_refresh(local_bed, namespace, "web", "after-the-stop")
+    assert condition(refreshed, "Degraded").get("status") != "True", refreshed["conditions"]
+    assert refreshed["phase"] == "Stopped"
     # Events follow the status write that records them: wait for the last one.
     reasons = wait_for(lambda: "Stopped" in (rs := [e.reason for e in web_events(local_bed, namespace, "web")])
                        and rs, "the Stopped Event")

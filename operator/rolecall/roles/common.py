@@ -157,6 +157,14 @@ def next_figures_in(ctx: Context[Any, Any], interval: float) -> Iterator[None]:
     ctx.wake_in(interval)
 
 
+def not_degraded_while_stopped(ctx: Context[Any, Any]) -> None:
+    """A role stopped on purpose (its workload at 0) has no pods to answer: a Degraded condition from the last
+    reads (pods going away during the stop) is no fault, and would make the stopped role look broken."""
+    if ctx.condition_status("Stopped") == "True" and ctx.condition_status("Degraded") == "True":
+        ctx.condition("Degraded", False, "Stopped",
+                      f"The {ctx.kind.kind} is stopped: its pods are not read until it runs again.")
+
+
 def desired_stopped(ctx: Context[Any, Any]) -> bool:
     """Whether the role should be stopped now: spec.stopped > an override annotation > runWindows > running.
     Records the decision in status.runState (with runWindows or an override) and wakes when it changes."""

@@ -38,6 +38,7 @@ from rolecall.roles.common import (
     figures_due,
     hibernated,
     next_figures_in,
+    not_degraded_while_stopped,
     read_credentials,
     reconcile_with,
     stop_start,
@@ -190,6 +191,7 @@ async def _work(ctx: Ctx) -> None:
     if not desired_stopped(ctx):
         await _figures(ctx)
     else:  # no figures to read, but the workload is looked at as often (a stop undone by GitOps is seen)
+        not_degraded_while_stopped(ctx)
         ctx.wake_in(float(ctx.spec.status_interval_seconds))
 
 

@@ -29,7 +29,13 @@ from rolecall.api.v1alpha1.webserver import (
 )
 from rolecall.engines import Endpoint, EngineError
 from rolecall.engines.web import WEB_ENGINES, app_users
-from rolecall.roles.common import desired_stopped, next_figures_in, reconcile_with, stop_start
+from rolecall.roles.common import (
+    desired_stopped,
+    next_figures_in,
+    not_degraded_while_stopped,
+    reconcile_with,
+    stop_start,
+)
 from rolecall.runs import fanout, request, triggers
 from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.targets import pods
@@ -63,6 +69,7 @@ async def _work(ctx: Ctx) -> None:
     if w is not None and not w.controller:
         _graceful_stop_check(ctx, w)
     await _refresh(ctx)
+    not_degraded_while_stopped(ctx)
 
 
 # --- figures ------------------------------------------------------------------------------------------
