@@ -25,27 +25,36 @@ def _failures(st: RoleStatus) -> list[str]:
     return [f"{p.pod}: {p.message or p.outcome}" for p in st.failed_pods or []]
 
 
-def token(kind: Kind, handled_field: str, value: str) -> Check:
+def token(kind: Kind, handled_field: str, annotation: str, value: str) -> Check:
     """A request token (clear-requested-at, compact-requested-at): accepted when status.run carries it,
-    ended when handled_field echoes it; the outcome is status.lastRequest's."""
+    ended when handled_field echoes it; the outcome is status.lastRequest's. When someone sets a newer token
+    before the operator took ours, the operator acts on that one only (it covers ours): follow that one."""
+    following = [value]
 
     def check(obj: dict[str, Any]) -> Step:
         st = role_status(kind, obj)
-        if getattr(st, handled_field) == value:
+        mine = following[-1]
+        run = st.run
+        if getattr(st, handled_field) != mine and (run is None or run.token != mine):
+            newer = ((obj["metadata"].get("annotations") or {}).get(annotation))
+            if newer and newer != mine:
+                following.append(newer)
+                mine = newer
+        said = f"superseded by a newer request ({mine}), which covers it: " if mine != value else ""
+        if getattr(st, handled_field) == mine:
             last = st.last_request
-            if last is None or last.token != value:
-                return Step(ended=Ended(ExitCode.OK, f"{value} was handled (a newer request has ended since)"),
+            if last is None or last.token != mine:
+                outcome = next((h.outcome for h in st.history or [] if h.token == mine), "an outcome no longer shown")
+                return Step(ended=Ended(BY_OUTCOME.get(outcome, ExitCode.OK), f"{said}{mine} ended {outcome}"),
                             accepted=True)
             code = BY_OUTCOME.get(last.outcome, ExitCode.TARGETS_FAILED)
+            why = last.message
             if code is ExitCode.TARGETS_FAILED:
-                why = f"{last.message} The operator keeps retrying the failed pods (status.run.retryAt)."
-            else:
-                why = last.message
-            return Step(ended=Ended(code, f"{last.outcome} ({last.reason}): {why}"), accepted=True,
+                why += " The operator keeps retrying the failed pods (status.run.retryAt)."
+            return Step(ended=Ended(code, f"{said}{last.outcome} ({last.reason}): {why}"), accepted=True,
                         done=(last.done or 0) + (last.failed or 0), total=last.targets, failures=_failures(st))
-        run = st.run
-        if run is None or run.token != value:
-            return Step()
+        if run is None or run.token != mine:
+            return Step(note=said.rstrip(": "))
         done = run.targets - len(run.pending)
         note = f"{len(run.failed) + len(run.permanent)} failed" if run.failed or run.permanent else ""
         if run.wave_resume_at:
@@ -72,8 +81,9 @@ def dry_run(kind: Kind, value: str) -> Check:
 
 def settled(kind: Kind, generation: int | None, want: str) -> Check:
     """A stop or start (spec.stopped, or an override): ended when the operator has acted on `generation` and
-    the phase is `want` (Stopped, Running), or when it is Stalled (a fight, a missing workload, an aborted
-    drain)."""
+    the phase is `want` (Stopped, Running; Degraded counts as running once its pods are ready), or when it is
+    Stalled (a fight, a missing workload, an aborted drain), or when a higher rule holds it the other way
+    (spec.stopped, an override or a run window: nothing will change until that does)."""
 
     def check(obj: dict[str, Any]) -> Step:
         st = role_status(kind, obj)
@@ -83,6 +93,12 @@ def settled(kind: Kind, generation: int | None, want: str) -> Check:
         if stalled is not None and stalled.status == "True":
             return Step(ended=Ended(ExitCode.STALLED, f"Stalled ({stalled.reason}): {stalled.message}"),
                         accepted=True)
+        held = st.run_state
+        if held is not None and held.desired != want:
+            hint = ("kubectl rolecall override KIND/NAME --keep-running-until <time>" if want == "Running"
+                    else "kubectl rolecall stop KIND/NAME")
+            return Step(ended=Ended(ExitCode.STALLED, f"held {held.desired.lower()} by {held.decided_by}: "
+                                                      f"{held.reason} (to override: {hint})"), accepted=True)
         replicas, ready = st.replicas or 0, st.ready_replicas or 0
         drain = getattr(st, "drain", None)
         note = f"phase {st.phase}"
@@ -91,8 +107,10 @@ def settled(kind: Kind, generation: int | None, want: str) -> Check:
         if st.phase == want == "Stopped":
             return Step(ended=Ended(ExitCode.OK, f"stopped; {st.remembered_replicas} replicas remembered"),
                         accepted=True, done=1, total=1)
-        if st.phase == want == "Running" and ready >= replicas:
-            return Step(ended=Ended(ExitCode.OK, f"running with {replicas} replicas ({ready} ready)"),
+        if want == "Running" and st.phase in ("Running", "Degraded") and ready >= replicas:
+            degraded = condition(st, "Degraded") if st.phase == "Degraded" else None
+            also = f"; Degraded ({degraded.reason}): {degraded.message}" if degraded is not None else ""
+            return Step(ended=Ended(ExitCode.OK, f"running with {replicas} replicas ({ready} ready){also}"),
                         accepted=True, done=ready, total=replicas or None)
         total = (replicas or None) if want == "Running" else None
         return Step(accepted=True, done=ready if want == "Running" else 0, total=total, note=note)
@@ -114,12 +132,11 @@ def maintenance_run(dry_run: bool) -> Check:
         if st.phase == "Succeeded" and (st.dry_run or False) == dry_run:
             complete = condition(st, "Complete")
             ended = Ended(ExitCode.OK, complete.message if complete else "succeeded")
-        elif st.phase == "Failed":
-            stalled = condition(st, "Stalled")
+        elif st.phase == "Failed":  # a one-shot run is not tried again (like a Job): stalled, or refused
             failed = condition(st, "Failed")
-            code = ExitCode.STALLED if stalled is not None and stalled.status == "True" else ExitCode.TARGETS_FAILED
-            ended = Ended(code, f"Failed ({failed.reason if failed else 'RunFailed'}): "
-                                f"{failed.message if failed else ''}")
+            reason = failed.reason if failed else "RunFailed"
+            code = ExitCode.REFUSED if reason == "RequesterNotAllowed" else ExitCode.STALLED
+            ended = Ended(code, f"Failed ({reason}): {failed.message if failed else ''}")
         elif st.phase == "Cancelled":
             ended = Ended(ExitCode.CANCELLED, f"Cancelled: {st.rows_deleted or 0} rows deleted before that")
         if dry_run:  # a plan: its rows are counted, none deleted

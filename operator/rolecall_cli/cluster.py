@@ -1,6 +1,7 @@
 """The plugin's only door to the Kubernetes API: the standard kubeconfig flags, reads, writes (as the
-user: admission and RBAC judge every write), and watches. An apiserver refusal becomes an Exit with
-the apiserver's own message (admission policies word theirs for people) instead of a traceback."""
+user: admission and RBAC judge every write), and watches. What it returns is plain data (dicts), so no
+client type leaks out. An apiserver refusal becomes an Exit with the apiserver's own message (admission
+policies word theirs for people) instead of a traceback."""
 
 from __future__ import annotations
 
@@ -8,12 +9,20 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from rolecall.api.kinds import Kind
 from rolecall_cli.exits import Exit, ExitCode
+
+CONNECT_SECONDS = 10  # every call gives up connecting after this; reads get the call's own time on top
+READ_SECONDS = 30
+
+
+class Gone(Exception):
+    """The watch's resourceVersion is too old: start again from a fresh read."""
 
 
 def _message(e: ApiException) -> str:
@@ -23,13 +32,14 @@ def _message(e: ApiException) -> str:
         return str(e.reason)
 
 
-def refused(e: ApiException, what: str) -> Exit:
-    """An API error as the Exit a person reads: refused (4) for 401/403/422 and admission, else a failure."""
+def api_error(e: ApiException, what: str) -> Exit:
+    """An API error as the Exit a person reads: refused (4) for 401/403/422 (RBAC, admission), usage (2) for
+    404 (a wrong name), and an API failure (7) otherwise."""
     if e.status in (401, 403, 422):
         return Exit(ExitCode.REFUSED, f"{what} was refused: {_message(e)}")
     if e.status == 404:
         return Exit(ExitCode.USAGE, f"{what}: not found ({_message(e)})")
-    return Exit(ExitCode.TARGETS_FAILED, f"{what} failed: {e.status} {_message(e)}")
+    return Exit(ExitCode.API, f"{what} failed: {e.status} {_message(e)}")
 
 
 class Cluster:
@@ -38,9 +48,8 @@ class Cluster:
     def __init__(self, kubeconfig: str | None, context: str | None, namespace: str | None) -> None:
         try:
             self.api = config.new_client_from_config(config_file=kubeconfig, context=context)
-            _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+            contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
             if context:
-                contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)
                 active = next(c for c in contexts if c["name"] == context)
         except (ConfigException, StopIteration, OSError) as e:
             raise Exit(ExitCode.USAGE, f"cannot use the kubeconfig: {e}") from e
@@ -48,27 +57,34 @@ class Cluster:
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
 
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        plain: dict[str, Any] = self.api.sanitize_for_serialization(obj)
+        return plain
+
     # --- rolecall resources --------------------------------------------------------------------------
     def get(self, kind: Kind, name: str) -> dict[str, Any]:
         try:
             obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                kind.group, kind.version, self.namespace, kind.plural, name)
+                kind.group, kind.version, self.namespace, kind.plural, name,
+                _request_timeout=(CONNECT_SECONDS, READ_SECONDS))
         except ApiException as e:
-            raise refused(e, f"reading {kind.kind} {self.namespace}/{name}") from e
+            raise api_error(e, f"reading {kind.kind} {self.namespace}/{name}") from e
         return obj
 
     def list_of(self, kind: Kind, all_namespaces: bool) -> tuple[list[dict[str, Any]], str | None]:
         """The kind's objects and the list's resourceVersion (to watch from)."""
+        timeout = (CONNECT_SECONDS, READ_SECONDS)
         try:
             if all_namespaces:
-                got = self.custom.list_cluster_custom_object(kind.group, kind.version, kind.plural)
+                got = self.custom.list_cluster_custom_object(kind.group, kind.version, kind.plural,
+                                                             _request_timeout=timeout)
             else:
                 got = self.custom.list_namespaced_custom_object(kind.group, kind.version, self.namespace,
-                                                                kind.plural)
+                                                                kind.plural, _request_timeout=timeout)
         except ApiException as e:
             if e.status == 404:
                 return [], None  # that kind's CRD is not installed: nothing of it to show
-            raise refused(e, f"listing {kind.plural}") from e
+            raise api_error(e, f"listing {kind.plural}") from e
         items: list[dict[str, Any]] = got.get("items", [])
         return items, got.get("metadata", {}).get("resourceVersion")
 
@@ -77,25 +93,36 @@ class Cluster:
         try:
             obj: dict[str, Any] = self.custom.patch_namespaced_custom_object(
                 kind.group, kind.version, self.namespace, kind.plural, name, body,
-                **({"dry_run": "All"} if dry_run else {}))
+                _request_timeout=(CONNECT_SECONDS, READ_SECONDS), **({"dry_run": "All"} if dry_run else {}))
         except ApiException as e:
-            raise refused(e, f"changing {kind.kind} {self.namespace}/{name}") from e
+            raise api_error(e, f"changing {kind.kind} {self.namespace}/{name}") from e
         return obj
 
-    def create(self, kind: Kind, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    def create(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
         try:
             obj: dict[str, Any] = self.custom.create_namespaced_custom_object(
                 kind.group, kind.version, self.namespace, kind.plural, body,
-                **({"dry_run": "All"} if dry_run else {}))
+                _request_timeout=(CONNECT_SECONDS, READ_SECONDS))
         except ApiException as e:
-            raise refused(e, f"creating a {kind.kind} in {self.namespace}") from e
+            raise api_error(e, f"creating a {kind.kind} in {self.namespace}") from e
         return obj
+
+    def delete(self, kind: Kind, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(kind.group, kind.version, self.namespace, kind.plural, name,
+                                                        _request_timeout=(CONNECT_SECONDS, READ_SECONDS))
+        except ApiException as e:
+            if e.status != 404:
+                raise api_error(e, f"deleting {kind.kind} {self.namespace}/{name}") from e
 
     def watch(self, kind: Kind, name: str | None, resource_version: str | None, seconds: float,
               all_namespaces: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Events (type, object) for one object or a kind, for at most `seconds`; the caller re-watches."""
+        """Events (type, object) for one object or a kind, for at most about `seconds`; then it returns and
+        the caller watches again from the last resourceVersion. Raises Gone when that is too old. A
+        connection that stops answering ends the watch too (the client's read timeout)."""
         w = watch.Watch()
-        kwargs: dict[str, Any] = {"timeout_seconds": max(1, int(seconds)), "allow_watch_bookmarks": False}
+        kwargs: dict[str, Any] = {"timeout_seconds": max(1, int(seconds)),
+                                  "_request_timeout": (CONNECT_SECONDS, max(1, int(seconds)) + READ_SECONDS)}
         if resource_version:
             kwargs["resource_version"] = resource_version
         if name:
@@ -108,38 +135,45 @@ class Cluster:
                               self.namespace, kind.plural, **kwargs)
         try:
             for event in stream:
-                if event["type"] == "ERROR":  # e.g. 410 Gone: the caller starts again from a fresh read
-                    return
                 yield event["type"], event["object"]
         except ApiException as e:
             if e.status == 410:
-                return
-            raise refused(e, f"watching {kind.plural}") from e
+                raise Gone() from e
+            raise api_error(e, f"watching {kind.plural}") from e
+        except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ProtocolError):
+            return  # a silent connection (a VPN drop, a laptop asleep): the caller reads afresh
         finally:
             w.stop()
 
     # --- what sits around them -----------------------------------------------------------------------
-    def events_of(self, obj: dict[str, Any]) -> list[Any]:
+    def events_of(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        """The object's Events, oldest first, as plain dicts (camelCase keys, as kubectl shows them)."""
         uid = obj["metadata"]["uid"]
         try:
             got = self.core.list_namespaced_event(obj["metadata"]["namespace"],
-                                                  field_selector=f"involvedObject.uid={uid}")
+                                                  field_selector=f"involvedObject.uid={uid}",
+                                                  _request_timeout=(CONNECT_SECONDS, READ_SECONDS))
         except ApiException as e:
-            raise refused(e, "reading Events") from e
-        return sorted(got.items, key=lambda e: (e.last_timestamp or e.event_time or e.metadata.creation_timestamp))
+            raise api_error(e, "reading Events") from e
+        events = [self._plain(e) for e in got.items]
+        return sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or
+                      e["metadata"].get("creationTimestamp") or "")
 
-    def pods(self, namespace: str, match_labels: dict[str, str]) -> list[Any]:
+    def pods(self, namespace: str, match_labels: dict[str, str]) -> list[dict[str, Any]]:
         selector = ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
         try:
-            return list(self.core.list_namespaced_pod(namespace, label_selector=selector).items)
+            got = self.core.list_namespaced_pod(namespace, label_selector=selector,
+                                                _request_timeout=(CONNECT_SECONDS, READ_SECONDS))
         except ApiException as e:
-            raise refused(e, "listing pods") from e
+            raise api_error(e, "listing pods") from e
+        return [self._plain(p) for p in got.items]
 
     def operator_logs(self, tail: int) -> dict[str, str]:
         """The last lines of each rolecall operator pod's log (by namespace/name), or why they could not be read
         (under the key "")."""
         try:
-            found = self.core.list_pod_for_all_namespaces(label_selector="app.kubernetes.io/name=rolecall").items
+            found = self.core.list_pod_for_all_namespaces(label_selector="app.kubernetes.io/name=rolecall",
+                                                          _request_timeout=(CONNECT_SECONDS, READ_SECONDS)).items
         except ApiException as e:
             return {"": f"could not list the operator pods: {e.status} {_message(e)}"}
         logs: dict[str, str] = {}
@@ -147,10 +181,10 @@ class Cluster:
             key = f"{pod.metadata.namespace}/{pod.metadata.name}"
             try:
                 logs[key] = self.core.read_namespaced_pod_log(pod.metadata.name, pod.metadata.namespace,
-                                                              tail_lines=tail, _request_timeout=10)
+                                                              tail_lines=tail, _request_timeout=(CONNECT_SECONDS, 10))
             except ApiException as e:
                 logs[key] = f"could not read the log: {e.status} {_message(e)}"
-            except Exception as e:
+            except urllib3.exceptions.HTTPError as e:  # a node that does not answer must not spoil the report
                 logs[key] = f"could not read the log: {e}"
         return logs or {"": "no pod labelled app.kubernetes.io/name=rolecall is visible (an operator run outside "
                            "the cluster logs where it runs)"}

@@ -13,6 +13,7 @@ class ExitCode(enum.IntEnum):
     REFUSED = 4  # admission or RBAC refused the change, or the operator refused the requester
     STALLED = 5  # the operator cannot make progress until something is fixed
     CANCELLED = 6  # the request was cancelled (rolecall.dev/cancel)
+    API = 7  # the Kubernetes API failed (unreachable, 5xx), the object went away, or its status is unreadable
     INTERRUPTED = 130  # Ctrl-C: the request keeps running
 
 

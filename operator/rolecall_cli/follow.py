@@ -1,8 +1,9 @@
 """Following a request until the operator acknowledges it: watch events on the one object (no polling),
 a progress bar on stderr, failures named as they happen, and an exit code from the recorded outcome.
 
-Every wait ends in one of three ways: the check says the request ended; --timeout passes (with what the
-status says: never accepted means no operator acknowledged it); or Ctrl-C (the request keeps running).
+A wait ends when the check says the request ended; when --timeout passes (saying what status shows:
+never accepted means no operator acknowledged it); on Ctrl-C (the request keeps running); or when the
+object is deleted or the API fails (the request, once written, still stands).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rolecall.api.kinds import Kind
-from rolecall_cli.cluster import Cluster
+from rolecall_cli.cluster import Cluster, Gone
 from rolecall_cli.exits import Exit, ExitCode
 
 err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
-WATCH_SECONDS = 55  # one watch call; the loop re-watches from the last resourceVersion until --timeout
+WATCH_SECONDS = 55  # one watch call; the loop watches again, from a fresh read, until --timeout
 
 
 @dataclass
@@ -44,13 +45,16 @@ class Step:
 Check = Callable[[dict[str, Any]], Step]
 
 
+class Deleted(Exit):
+    """The object went away while waiting: its request went with it."""
+
+
 def follow(cluster: Cluster, kind: Kind, obj: dict[str, Any], what: str, check: Check, timeout: float,
-           follow_hint: str) -> Ended:
-    """Watches `obj` (as the write returned it) until `check` says the request ended, or --timeout."""
+           follow_hint: str, *, interrupted: str | None = None) -> Ended:
+    """Watches `obj` (as the write returned it) until `check` says the request ended, or --timeout.
+    `interrupted`: what Ctrl-C says (default: the request keeps running, and how to follow it)."""
     deadline = time.monotonic() + timeout
-    name = obj["metadata"]["name"]
     named: set[str] = set()
-    last = Step()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[note]}"), console=err, transient=False) as bar:
         task = bar.add_task(what, total=None, note="waiting for the operator")
@@ -65,13 +69,16 @@ def follow(cluster: Cluster, kind: Kind, obj: dict[str, Any], what: str, check: 
             bar.update(task, total=step.total, completed=step.done, note=note)
             return step
 
-        last = seen(obj)
-        rv = obj["metadata"].get("resourceVersion")
         try:
-            last = _until_ended(cluster, kind, name, rv, deadline, seen, last)
+            last = _until_ended(cluster, kind, obj, deadline, seen)
         except KeyboardInterrupt:
-            raise Exit(ExitCode.INTERRUPTED, f"interrupted: the request keeps running (the operator carries it "
-                                             f"out). Follow it with: {follow_hint}") from None
+            raise Exit(ExitCode.INTERRUPTED, interrupted or f"interrupted: the request keeps running (the operator "
+                                                            f"carries it out). Follow it with: {follow_hint}") from None
+        except Deleted:
+            raise
+        except Exit as e:  # the API failed or refused the watch: the request, once written, still stands
+            raise Exit(e.code, f"{e.message}. The request was written and stands; follow it with: "
+                               f"{follow_hint}") from None
     if last.ended is not None:
         return last.ended
     if not last.accepted:
@@ -80,25 +87,28 @@ def follow(cluster: Cluster, kind: Kind, obj: dict[str, Any], what: str, check: 
                    "(kubectl get pods -A -l app.kubernetes.io/name=rolecall)? The request stays recorded and is "
                    f"carried out when an operator starts; follow it with: {follow_hint}")
     progress = f"{last.done} of {last.total} done" if last.total is not None else last.note
-    raise Exit(ExitCode.TIMED_OUT, f"still running after {timeout:g}s ({progress}); it goes on. Follow it with: "
-                                   f"{follow_hint}")
+    raise Exit(ExitCode.TIMED_OUT, f"not ended after {timeout:g}s ({progress}); the operator goes on with it. "
+                                   f"Follow it with: {follow_hint}")
 
 
-def _until_ended(cluster: Cluster, kind: Kind, name: str, rv: str | None, deadline: float,
-                 seen: Callable[[dict[str, Any]], Step], last: Step) -> Step:
-    while last.ended is None:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        for kind_of_event, o in cluster.watch(kind, name, rv, min(left, WATCH_SECONDS)):
-            if kind_of_event == "DELETED":
-                raise Exit(ExitCode.TARGETS_FAILED, f"{kind.kind} {name} was deleted while waiting")
-            rv = o["metadata"].get("resourceVersion", rv)
-            last = seen(o)
-            if last.ended is not None or time.monotonic() >= deadline:
-                break
-        else:  # the watch ended by itself (its time, or 410 Gone): start again from a fresh read
-            o = cluster.get(kind, name)
-            rv = o["metadata"].get("resourceVersion")
-            last = seen(o)
+def _until_ended(cluster: Cluster, kind: Kind, obj: dict[str, Any], deadline: float,
+                 seen: Callable[[dict[str, Any]], Step]) -> Step:
+    name = obj["metadata"]["name"]
+    last = seen(obj)
+    rv = obj["metadata"].get("resourceVersion")
+    while last.ended is None and (left := deadline - time.monotonic()) > 0:
+        try:
+            for event, o in cluster.watch(kind, name, rv, min(left, WATCH_SECONDS)):
+                if event == "DELETED":
+                    raise Deleted(ExitCode.API, f"{kind.kind} {name} was deleted while waiting")
+                rv = o["metadata"].get("resourceVersion", rv)
+                last = seen(o)
+                if last.ended is not None or time.monotonic() >= deadline:
+                    return last
+        except Gone:
+            pass
+        # The watch ended (its time, 410 Gone, a silent connection): read afresh, then watch from there.
+        o = cluster.get(kind, name)
+        rv = o["metadata"].get("resourceVersion")
+        last = seen(o)
     return last

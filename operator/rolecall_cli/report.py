@@ -47,17 +47,18 @@ def write(cluster: Cluster, kind: Kind, name: str, out: Path) -> list[str]:
         add("resource.yaml", yaml.safe_dump(obj, sort_keys=False))
         events = cluster.events_of(obj)
         add("events.txt", "\n".join(
-            f"{e.last_timestamp or e.event_time or e.metadata.creation_timestamp}\t{e.type}\t{e.reason}\t"
-            f"x{e.count or 1}\t{e.message}" for e in events) + "\n")
+            f"{e.get('lastTimestamp') or e.get('eventTime') or e['metadata'].get('creationTimestamp')}\t{e.get('type')}"
+            f"\t{e.get('reason')}\tx{e.get('count') or 1}\t{e.get('message')}" for e in events) + "\n")
         labels = _selector(cluster, kind, obj)
         lines = ["NAME\tPHASE\tIP\tNODE\tREADY"]
         for pod in cluster.pods(ns, labels) if labels else []:
-            ready = next((c.status for c in pod.status.conditions or [] if c.type == "Ready"), "Unknown")
-            lines.append(f"{pod.metadata.name}\t{pod.status.phase}\t{pod.status.pod_ip}\t{pod.spec.node_name}\t"
-                         f"{ready}")
+            st = pod.get("status") or {}
+            ready = next((c["status"] for c in st.get("conditions") or [] if c["type"] == "Ready"), "Unknown")
+            lines.append(f"{pod['metadata']['name']}\t{st.get('phase')}\t{st.get('podIP')}\t"
+                         f"{(pod.get('spec') or {}).get('nodeName')}\t{ready}")
         if not labels:
             lines.append("(the selector has no matchLabels: list the pods with its matchExpressions by hand)")
         add("pods.txt", "\n".join(lines) + "\n")
-        for pod, log in cluster.operator_logs(LOG_LINES).items():
-            add(f"operator-logs/{pod.replace('/', '_')}.log" if pod else "operator-logs.txt", log + "\n")
+        for source, log in cluster.operator_logs(LOG_LINES).items():
+            add(f"operator-logs/{source.replace('/', '_')}.log" if source else "operator-logs.txt", log + "\n")
     return names

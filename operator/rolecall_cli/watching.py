@@ -13,20 +13,24 @@ from rich.live import Live
 
 from rolecall.api.kinds import KINDS, Kind
 from rolecall_cli import views
-from rolecall_cli.cluster import Cluster
+from rolecall_cli.cluster import Cluster, Gone
 
-RESTART_SECONDS = 300  # one watch call; each thread watches again from its last resourceVersion
+RESTART_SECONDS = 300  # one watch call; each thread watches again from its last resourceVersion (a list
+# afresh only when that is too old)
 
 
 def _watch_kind(cluster: Cluster, kind: Kind, name: str | None, all_ns: bool, rv: str | None,
                 out: queue.Queue[tuple[str, Kind, dict[str, Any]] | BaseException]) -> None:
     try:
         while True:
-            for event, obj in cluster.watch(kind, name, rv, RESTART_SECONDS, all_namespaces=all_ns):
-                rv = obj["metadata"].get("resourceVersion", rv)
-                out.put((event, kind, obj))
-            else:
-                rv = None  # expired or ended: a fresh watch (it starts with ADDED for every object)
+            try:
+                for event, obj in cluster.watch(kind, name, rv, RESTART_SECONDS, all_namespaces=all_ns):
+                    rv = obj["metadata"].get("resourceVersion", rv)
+                    out.put((event, kind, obj))
+            except Gone:  # too old: list afresh (objects deleted meanwhile leave the table)
+                items, rv = cluster.list_of(kind, all_ns)
+                out.put(("RELIST", kind, {"items": [o for o in items if name is None or
+                                                    o["metadata"]["name"] == name]}))
     except BaseException as e:
         out.put(e)
 
@@ -52,11 +56,18 @@ def watch(cluster: Cluster, kinds: list[Kind], name: str | None, all_ns: bool, c
             if isinstance(item, BaseException):
                 raise item
             event, kind, obj = item
-            key = (KINDS.index(kind), obj["metadata"]["namespace"], obj["metadata"]["name"])
-            if event == "DELETED":
-                objects.pop(key, None)
+            if event == "RELIST":
+                for key in [k for k in objects if k[0] == KINDS.index(kind)]:
+                    del objects[key]
+                items = obj["items"]
             else:
-                objects[key] = (kind, obj)
+                items = [obj]
+            for o in items:
+                key = (KINDS.index(kind), o["metadata"]["namespace"], o["metadata"]["name"])
+                if event == "DELETED":
+                    objects.pop(key, None)
+                else:
+                    objects[key] = (kind, o)
             screen.update(render(), refresh=True)
 
 

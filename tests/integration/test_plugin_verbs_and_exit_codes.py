@@ -68,7 +68,8 @@ def test_clear_dry_run_status_history_report_and_usage_errors(local_bed: Cluster
     token = get_cs(local_bed, namespace, "mc")["metadata"]["annotations"][CLEAR_TOKEN]
     assert status(local_bed, namespace, "mc")["lastHandledClearRequest"] == token
 
-    listed = rolecall(local_bed, namespace, "status", "cache/mc", "-o", "json")
+    # kubectl's flags work anywhere on the line: the -n after the verb is the one that counts here.
+    listed = rolecall(local_bed, "default", "status", "cache/mc", "-n", namespace, "-o", "json")
     assert listed.returncode == 0, said(listed)
     item = json.loads(listed.stdout)["items"][0]
     assert item["status"]["lastRequest"]["token"] == token and item["status"]["lastRequest"]["outcome"] == "Succeeded"

@@ -13,7 +13,7 @@ from rolecall.api.kinds import CACHE_SERVER, DATABASE_MAINTENANCE, DATABASE_SERV
 from rolecall.api.v1alpha1.common import RequestOutcome
 from rolecall_cli import checks, views
 from rolecall_cli.exits import BY_OUTCOME, Exit, ExitCode
-from rolecall_cli.main import main
+from rolecall_cli.main import global_flags_first, main
 from rolecall_cli.refs import parse
 
 
@@ -50,16 +50,41 @@ def test_usage_errors_exit_2_before_any_cluster_is_asked(monkeypatch: pytest.Mon
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))  # any API call would fail differently
     assert main(["clear", "web/x"]) == 2
     assert main(["clear", "cache/x", "--timeout", "soon"]) == 2
+    assert main(["clear", "cache/x", "--timeout", "5M"]) == 2  # an unknown unit
     assert main(["override", "web/x"]) == 2
+    assert main(["override", "web/x", "--keep-running-until", "2020-01-01T00:00:00Z"]) == 2  # passed already
+    assert main(["status", "-o", "jsn"]) == 2
     assert main(["no-such-verb"]) == 2
 
 
+def test_an_apiserver_that_does_not_answer_exits_7(tmp_path: Any) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("""apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u, namespace: ns}}]
+current-context: c
+""")
+    assert main(["status", "--kubeconfig", str(kubeconfig)]) == 7
+
+
+@pytest.mark.parametrize(("argv", "moved"), [
+    (["clear", "cache/x", "-n", "shop"], ["-n", "shop", "clear", "cache/x"]),
+    (["status", "--context=prod", "-w"], ["--context=prod", "status", "-w"]),
+    (["-nshop", "history", "db/d", "--kubeconfig", "/k"], ["-nshop", "--kubeconfig", "/k", "history", "db/d"]),
+    (["cancel", "cache/x", "--", "-n"], ["cancel", "cache/x", "--", "-n"])])
+def test_kubectl_flags_are_taken_anywhere_on_the_line(argv: list[str], moved: list[str]) -> None:
+    assert global_flags_first(argv) == moved
+
+
+CLEAR, COMPACT = "rolecall.dev/clear-requested-at", "rolecall.dev/compact-requested-at"
 RUN = {"action": "clear", "token": "t1", "acceptedAt": "2026-11-26T10:00:00Z", "targets": 5, "pending": ["a", "b"],
        "failed": ["c"]}
 
 
 def test_a_token_in_flight_shows_progress_and_named_failures() -> None:
-    check = checks.token(CACHE_SERVER, "last_handled_clear_request", "t1")
+    check = checks.token(CACHE_SERVER, "last_handled_clear_request", CLEAR, "t1")
     assert check(_obj({})).accepted is False  # not yet accepted: nobody has it
     step = check(_obj({"run": RUN, "failedPods": [{"pod": "mc-3", "outcome": "Failed", "message": "refused"}]}))
     assert step.ended is None and step.accepted and (step.done, step.total) == (3, 5)
@@ -69,7 +94,7 @@ def test_a_token_in_flight_shows_progress_and_named_failures() -> None:
 @pytest.mark.parametrize(("outcome", "code"), [("Succeeded", 0), ("Failed", 1), ("Refused", 4), ("Stalled", 5),
                                                ("Cancelled", 6), ("TimedOut", 3)])
 def test_a_handled_token_ends_with_its_recorded_outcome(outcome: str, code: int) -> None:
-    check = checks.token(DATABASE_SERVER, "last_handled_compact_request", "t1")
+    check = checks.token(DATABASE_SERVER, "last_handled_compact_request", COMPACT, "t1")
     last = {"action": "compact", "token": "t1", "outcome": outcome, "reason": "Why", "message": "what happened",
             "targets": 1, "done": 1}
     step = check(_obj({"lastHandledCompactRequest": "t1", "lastRequest": last}))
@@ -79,11 +104,27 @@ def test_a_handled_token_ends_with_its_recorded_outcome(outcome: str, code: int)
         assert "keeps retrying" in step.ended.message
 
 
-def test_a_token_handled_but_superseded_ends_ok_and_says_so() -> None:
-    check = checks.token(CACHE_SERVER, "last_handled_clear_request", "t1")
+def test_a_token_handled_then_followed_by_another_takes_its_outcome_from_history() -> None:
+    check = checks.token(CACHE_SERVER, "last_handled_clear_request", CLEAR, "t1")
     last = {"action": "clear", "token": "t2", "outcome": "Succeeded", "reason": "Cleared"}
-    step = check(_obj({"lastHandledClearRequest": "t1", "lastRequest": last}))
-    assert step.ended is not None and step.ended.code is ExitCode.OK and "newer request" in step.ended.message
+    history = [{"action": "clear", "trigger": "Annotation", "token": "t2", "outcome": "Succeeded"},
+               {"action": "clear", "trigger": "Annotation", "token": "t1", "outcome": "Failed"}]
+    step = check(_obj({"lastHandledClearRequest": "t1", "lastRequest": last, "history": history}))
+    assert step.ended is not None and step.ended.code is ExitCode.TARGETS_FAILED and "t1 ended Failed" in \
+        step.ended.message
+
+
+def test_a_token_overwritten_before_it_was_taken_follows_the_newer_one() -> None:
+    check = checks.token(CACHE_SERVER, "last_handled_clear_request", CLEAR, "t1")
+    newer = _obj({})
+    newer["metadata"]["annotations"] = {CLEAR: "t2"}  # someone asked again: the operator acts on t2 only
+    assert check(newer).ended is None
+    last = {"action": "clear", "token": "t2", "outcome": "Succeeded", "reason": "Cleared", "message": "Cleared 2 of 2"}
+    done = _obj({"lastHandledClearRequest": "t2", "lastRequest": last})
+    done["metadata"]["annotations"] = {CLEAR: "t2"}
+    ended = check(done).ended
+    assert ended is not None and ended.code is ExitCode.OK
+    assert ended.message.startswith("superseded by a newer request (t2), which covers it: Succeeded"), ended.message
 
 
 def test_a_stop_waits_for_its_generation_and_a_stall_ends_it() -> None:
@@ -97,6 +138,20 @@ def test_a_stop_waits_for_its_generation_and_a_stall_ends_it() -> None:
                                                         "ReplicasFought", "message": "argocd put 3 back"}]}, 2)
     ended = check(stalled).ended
     assert ended is not None and ended.code is ExitCode.STALLED and "ReplicasFought" in ended.message
+
+
+def test_a_start_held_stopped_by_a_window_ends_at_once_with_5() -> None:
+    check = checks.settled(WEB_SERVER, 3, "Running")
+    held = _obj({"phase": "Stopped", "runState": {"desired": "Stopped", "decidedBy": "Window",
+                                                  "reason": "outside every run window until 07:00"}}, generation=3)
+    ended = check(held).ended
+    assert ended is not None and ended.code is ExitCode.STALLED
+    assert "held stopped by Window: outside every run window" in ended.message and "--keep-running-until" in \
+        ended.message
+    degraded = _obj({"phase": "Degraded", "replicas": 2, "readyReplicas": 2, "conditions": [
+        {"type": "Degraded", "status": "True", "reason": "StatusPageUnavailable", "message": "web-1"}]}, 3)
+    ended = check(degraded).ended
+    assert ended is not None and ended.code is ExitCode.OK and "Degraded (StatusPageUnavailable)" in ended.message
 
 
 def test_a_cancel_ends_when_no_run_carries_its_key() -> None:
@@ -116,11 +171,14 @@ def test_a_maintenance_run_ends_by_phase() -> None:
     running = {"phase": "Running", "operations": [{"type": "clearOldData", "matchedAtStart": 30, "rowsDeleted": 7}]}
     step = check(_obj(running))
     assert step.ended is None and (step.done, step.total) == (7, 30)
-    stalled = {"phase": "Failed", "conditions": [
-        {"type": "Failed", "status": "True", "reason": "OperationFailed", "message": "relation does not exist"},
-        {"type": "Stalled", "status": "True", "reason": "RunFailed", "message": "x"}]}
-    ended = check(_obj(stalled)).ended
+    failed = {"phase": "Failed", "conditions": [  # as first written: Stalled comes with the next write
+        {"type": "Failed", "status": "True", "reason": "OperationFailed", "message": "relation does not exist"}]}
+    ended = check(_obj(failed)).ended  # a one-shot run is not retried: stalled
     assert ended is not None and ended.code is ExitCode.STALLED and "relation does not exist" in ended.message
+    refused = {"phase": "Failed", "conditions": [
+        {"type": "Failed", "status": "True", "reason": "RequesterNotAllowed", "message": "alice may not"}]}
+    ended = check(_obj(refused)).ended
+    assert ended is not None and ended.code is ExitCode.REFUSED
     # A dry run that succeeded is not the end of a real run (purge asks, then turns dryRun off).
     assert check(_obj({"phase": "Succeeded", "dryRun": True})).ended is None
 

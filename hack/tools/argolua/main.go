@@ -156,14 +156,21 @@ func runScript(path string, obj map[string]interface{}) ([]byte, error) {
 	}
 	L := lua.NewState(lua.Options{SkipOpenLibs: true})
 	defer L.Close()
-	for name, open := range map[string]lua.LGFunction{
-		lua.LoadLibName: lua.OpenPackage, lua.BaseLibName: lua.OpenBase, lua.TabLibName: lua.OpenTable,
-		lua.OsLibName: openSafeOs,
-	} {
-		if err := L.CallByParam(lua.P{Fn: L.NewFunction(open), Protect: true}, lua.LString(name)); err != nil {
+	// In Argo CD's order (package first: opening it resets package.loaded), then `os` preloaded too, so
+	// `local os = require("os")` works as it does there.
+	for _, lib := range []struct {
+		name string
+		open lua.LGFunction
+	}{{lua.LoadLibName, lua.OpenPackage}, {lua.BaseLibName, lua.OpenBase}, {lua.TabLibName, lua.OpenTable},
+		{lua.OsLibName, openSafeOs}} {
+		if err := L.CallByParam(lua.P{Fn: L.NewFunction(lib.open), Protect: true}, lua.LString(lib.name)); err != nil {
 			return nil, err
 		}
 	}
+	L.PreloadModule(lua.OsLibName, func(L *lua.LState) int {
+		L.Push(L.SetFuncs(L.NewTable(), safeOs))
+		return 1
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	L.SetContext(ctx)
@@ -183,8 +190,10 @@ func runScript(path string, obj map[string]interface{}) ([]byte, error) {
 }
 
 // The only os functions Argo CD offers: time and date (no exit, no files, no environment).
+var safeOs = map[string]lua.LGFunction{"time": osTime, "date": osDate}
+
 func openSafeOs(L *lua.LState) int {
-	L.Push(L.RegisterModule(lua.OsLibName, map[string]lua.LGFunction{"time": osTime, "date": osDate}))
+	L.Push(L.RegisterModule(lua.OsLibName, safeOs))
 	return 1
 }
 
@@ -199,12 +208,27 @@ func now() time.Time {
 	return time.Now()
 }
 
+// osTime: now, or the time a table {year, month, day, hour=12, min=0, sec=0} names (local time, as C's).
 func osTime(L *lua.LState) int {
-	L.Push(lua.LNumber(now().Unix()))
+	if L.GetTop() == 0 {
+		L.Push(lua.LNumber(now().Unix()))
+		return 1
+	}
+	t := L.CheckTable(1)
+	field := func(key string, def int) int {
+		if n, ok := t.RawGetString(key).(lua.LNumber); ok {
+			return int(n)
+		}
+		return def
+	}
+	at := time.Date(field("year", 1970), time.Month(field("month", 1)), field("day", 1), field("hour", 12),
+		field("min", 0), field("sec", 0), 0, time.Local)
+	L.Push(lua.LNumber(at.Unix()))
 	return 1
 }
 
-// osDate formats with the strftime directives the scripts use; "!" asks for UTC, like C's os.date.
+// osDate formats with the strftime directives %Y %m %d %H %M %S %c (a subset of Argo CD's, which rolecall's
+// scripts stay within); "!" asks for UTC, like C's os.date.
 func osDate(L *lua.LState) int {
 	format := L.OptString(1, "%c")
 	t := now().Local()

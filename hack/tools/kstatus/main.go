@@ -1,5 +1,5 @@
 // Command kstatus prints kstatus' verdict (sigs.k8s.io/cli-utils/pkg/kstatus/status.Compute, what Flux's
-// `wait: true` and `kubectl`-style waiters use) for each object it reads.
+// `wait: true` and other cli-utils based tools use) for each object it reads.
 //
 // Input: one JSON object, or a JSON list {"items": [...]} as `kubectl get -o json` prints it, on stdin.
 // Output: one JSON line per object: {"name": ..., "status": "Current|InProgress|Failed|...", "message": ...}.

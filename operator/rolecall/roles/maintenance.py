@@ -55,6 +55,10 @@ class RunFailed(Exception):
     pass
 
 
+class RunRefused(RunFailed):
+    """The requester no longer holds the right (checked again before the run): reason RequesterNotAllowed."""
+
+
 class RunCancelled(Exception):
     """rolecall.dev/cancel names this run (its status.scheduledAt): no new batch or step starts."""
 
@@ -96,7 +100,9 @@ async def _work(m: Maintenance) -> None:
         # A one-shot run that failed is not tried again (like a Job): a person has to look.
         error = next((r.error for r in s.operations or [] if r.error), None) or "the run failed"
         missing = "not found" in error and error.startswith("DatabaseServer")
-        m.mark_stalled("DatabaseServerNotFound" if missing else "RunFailed", error)
+        refused = any(c.type == "Failed" and c.reason == "RequesterNotAllowed" for c in s.conditions or [])
+        m.mark_stalled("DatabaseServerNotFound" if missing else "RequesterNotAllowed" if refused else "RunFailed",
+                       error)
 
 
 def _summary(operations: list[Operation]) -> str:
@@ -235,12 +241,12 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
     m.mark_busy("Running", f"Running {s.summary}.")
     deadline = parse_time(s.started_at or now()) + dt.timedelta(seconds=spec.timeout_seconds)
     error: str | None = None
-    cancelled = timed_out = False
+    cancelled = timed_out = refused = False
     try:
         server_obj = await _server(m)
-        refused = await _refusal(m, server_obj)
-        if refused:
-            raise RunFailed(refused)
+        refusal = await _refusal(m, server_obj)
+        if refusal:
+            raise RunRefused(refusal)
         server = DatabaseServerSpec.model_validate(server_obj["spec"])
         server = server.model_copy(update={"timeout_seconds": spec.timeout_seconds})
         # A database that stops answering (frozen, partitioned) must not hold the run past its timeout:
@@ -257,7 +263,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
     except TimeoutError as e:
         error, timed_out = str(e) or f"timeoutSeconds ({spec.timeout_seconds}s) passed", True
     except (RunFailed, EngineError, database.NoTarget, NotActionable) as e:
-        error = str(e) or type(e).__name__
+        error, refused = str(e) or type(e).__name__, isinstance(e, RunRefused)
     except kube.ApiException as e:
         if e.status is None or e.status >= 500 or e.status == 429:
             raise  # the apiserver's trouble, not the run's: it is resumed once the apiserver answers
@@ -270,7 +276,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         for result in running:  # a cancel ends the step that was running; the ones not begun stay Pending
             result.phase, result.error, result.completed_at = ("Cancelled" if cancelled else "Failed"), \
                 error[:1024], now()
-    _finish(m, error, cancelled, timed_out)
+    _finish(m, error, cancelled, timed_out, refused)
     m.busy = None
     # The outcome's Event comes before the status write that records it (a client waiting on Complete
     # then finds the Event).
@@ -376,7 +382,8 @@ async def _clear_old_data(m: Maintenance, db: DatabaseSession, op: Operation, re
     result.rows_deleted = matched - result.remaining
 
 
-def _finish(m: Maintenance, error: str | None, cancelled: bool = False, timed_out: bool = False) -> None:
+def _finish(m: Maintenance, error: str | None, cancelled: bool = False, timed_out: bool = False,
+            refused: bool = False) -> None:
     s = m.status
     s.phase = "Cancelled" if cancelled else "Failed" if error else "Succeeded"
     s.completed_at = now()
@@ -388,7 +395,8 @@ def _finish(m: Maintenance, error: str | None, cancelled: bool = False, timed_ou
         m.condition("Failed", False, "Cancelled", f"The run was {error}.")
     elif error:
         m.condition("Complete", False, "Failed", f"{s.summary} failed: {error}")
-        m.condition("Failed", True, "TimedOut" if timed_out else "OperationFailed", error)
+        reason = "TimedOut" if timed_out else "RequesterNotAllowed" if refused else "OperationFailed"
+        m.condition("Failed", True, reason, error)
     elif s.dry_run:
         s.rows_deleted = s.bytes_reclaimed = None
         m.condition("Complete", True, "DryRun", _plan(s))

@@ -1,0 +1,68 @@
+"""`purge`: old rows deleted in batches by a one-shot DatabaseMaintenance the plugin creates and follows."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from rolecall.api.kinds import DATABASE_MAINTENANCE, DATABASE_SERVER
+from rolecall_cli import checks
+from rolecall_cli.app import Timeout, Wait, Yes, app, can_ask, end, err, flags, requested, seconds
+from rolecall_cli.exits import Exit, ExitCode
+from rolecall_cli.follow import follow
+from rolecall_cli.refs import Ref, parse
+
+
+@app.command()
+def purge(ctx: typer.Context, target: Annotated[str, typer.Argument(help="db/NAME")],
+          table: Annotated[str, typer.Option(help="The table to delete old rows from.")],
+          column: Annotated[str, typer.Option(help="The column holding each row's time.")],
+          older_than: Annotated[str, typer.Option(help="Rows older than this are deleted, e.g. 30d.")],
+          batch_size: Annotated[int, typer.Option(help="Rows per batch (each its own transaction).")] = 1000,
+          max_rows: Annotated[int | None, typer.Option(help="Stop after this many rows.")] = None,
+          timestamp_format: Annotated[str | None, typer.Option(
+              help="SQLite only: unixSeconds, unixMilliseconds or iso8601.")] = None,
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count the rows a purge would delete.")]
+          = False,
+          wait: Wait = True, timeout: Timeout = "1h", yes: Yes = False) -> None:
+    """Delete old rows in batches: creates a one-shot DatabaseMaintenance and follows it. At a terminal it
+    first runs a dry run and asks, with the number of rows that would go (a no deletes that dry run)."""
+    deadline = time.monotonic() + seconds(timeout)  # one deadline for the dry run, the question and the run
+    seconds(older_than, "--older-than")
+    ref = parse(target, kinds=(DATABASE_SERVER,))
+    assert ref.name is not None
+    f = flags(ctx)
+    f.cluster.get(ref.kind, ref.name)  # a clear error for a missing server, before anything is created
+    clear_old: dict[str, Any] = {"table": table, "timestampColumn": column, "olderThan": older_than,
+                                 "batchSize": batch_size}
+    if max_rows is not None:
+        clear_old["maxRows"] = max_rows
+    if timestamp_format is not None:
+        clear_old["timestampFormat"] = timestamp_format
+    ask = not yes and not dry_run and can_ask()
+    body = {"apiVersion": DATABASE_MAINTENANCE.api_version, "kind": DATABASE_MAINTENANCE.kind,
+            "metadata": {"generateName": f"purge-{ref.name}-"[:50]},
+            "spec": {"databaseServerRef": {"name": ref.name}, "operations": [{"clearOldData": clear_old}],
+                     "dryRun": dry_run or ask, "ttlSecondsAfterFinished": 86400}}
+    obj = f.cluster.create(DATABASE_MAINTENANCE, body)
+    dbm = Ref(DATABASE_MAINTENANCE, obj["metadata"]["name"])
+    err.print(f"created {dbm}")
+    if ask:
+        plan = follow(f.cluster, DATABASE_MAINTENANCE, obj, f"purge {ref} (dry run)", checks.maintenance_run(True),
+                      deadline - time.monotonic(), f.hint(dbm))
+        if plan.code is not ExitCode.OK:
+            end(plan)
+        try:
+            agreed = typer.confirm(f"{plan.message}. Delete them?", default=False, err=True)
+        except typer.Abort:
+            agreed = False
+        if not agreed:
+            f.cluster.delete(DATABASE_MAINTENANCE, dbm.name or "")
+            raise Exit(ExitCode.USAGE, f"not confirmed: nothing was deleted (the dry run {dbm} is deleted too)")
+        obj = f.cluster.patch(DATABASE_MAINTENANCE, dbm.name or "", {"spec": {"dryRun": False}})
+    if not wait:
+        requested(f.hint(dbm))
+    end(follow(f.cluster, DATABASE_MAINTENANCE, obj, f"purge {ref}" + (" (dry run)" if dry_run else ""),
+               checks.maintenance_run(dry_run), deadline - time.monotonic(), f.hint(dbm)))
