@@ -185,6 +185,15 @@ def test_stop_and_start_remember_replicas_and_warn_under_gitops(local_bed: Clust
     assert started.returncode == 0 and "running with 2 replicas (2 ready)" in started.stdout, said(started)
     assert apps.read_namespaced_deployment("mc", namespace).spec.replicas == 2
 
+    # The annotation way, which a GitOps sync leaves alone: stopped for an hour, then the override removed.
+    held = rolecall(local_bed, namespace, "override", "cache/mc", "--stay-stopped-until", "1h", "--timeout", "60s")
+    assert held.returncode == 0 and "2 replicas remembered" in held.stdout, said(held)
+    assert apps.read_namespaced_deployment("mc", namespace).spec.replicas == 0
+    assert rolecall(local_bed, namespace, "start", "cache/mc", "--timeout", "60s").returncode == 5  # held by it
+    removed = rolecall(local_bed, namespace, "override", "cache/mc", "--remove")
+    assert removed.returncode == 0, said(removed)
+    wait_for(lambda: apps.read_namespaced_deployment("mc", namespace).spec.replicas == 2, "2 replicas again", 60)
+
 
 def test_purge_counts_then_deletes_old_rows(local_bed: Cluster, namespace: str, operator: Operator) -> None:
     ip = pg_pods(local_bed, namespace, ["pg-0"])["pg-0"]
