@@ -8,6 +8,7 @@ the raw kubectl command; then it follows the status until the operator acknowled
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import pydantic
@@ -45,6 +46,9 @@ def global_flags_first(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; usage errors exit 2 (the CLI library's own code), our Exit its code."""
     args = global_flags_first(sys.argv[1:] if argv is None else argv)
+    # Ctrl-C always ends a wait (exit 130), even when started with SIGINT ignored (a job a shell script put in
+    # the background inherits that, and Python then never raises KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app(args=args, prog_name="kubectl rolecall")
     except Exit as e:

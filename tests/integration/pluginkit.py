@@ -4,6 +4,7 @@ its own venv, as pipx would), as a subprocess, through kubectl's plugin discover
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -29,8 +30,11 @@ def rolecall(cluster: Cluster, ns: str, *args: str, kubeconfig: Path | None = No
 
 
 def popen(cluster: Cluster, ns: str, *args: str) -> subprocess.Popen[str]:
+    """Started with SIGINT ignored, as a shell script's background job inherits it (and as CI may run us): the
+    plugin must still end on Ctrl-C (a test SIGINTs it), whatever its parent did."""
     return subprocess.Popen([str(PLUGIN_BIN / "kubectl-rolecall"), "-n", ns, *args], env=plugin_env(cluster),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
 
 
 def said(result: subprocess.CompletedProcess[str]) -> str:
