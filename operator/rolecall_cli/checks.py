@@ -8,12 +8,12 @@ from typing import Any
 
 from rolecall.api.kinds import DATABASE_MAINTENANCE, Kind
 from rolecall.api.v1alpha1.common import RoleStatus
-from rolecall.api.v1alpha1.database import DatabaseMaintenanceStatus
 from rolecall_cli.exits import BY_OUTCOME, ExitCode
 from rolecall_cli.follow import Check, Ended, Step
 
 
-def role_status(kind: Kind, obj: dict[str, Any]) -> Any:
+def status_of(kind: Kind, obj: dict[str, Any]) -> Any:
+    """The object's status as the kind's model (every kind, DatabaseMaintenance too); absent fields as None."""
     return kind.status.model_validate(obj.get("status") or {})
 
 
@@ -32,7 +32,7 @@ def token(kind: Kind, handled_field: str, annotation: str, value: str) -> Check:
     following = [value]
 
     def check(obj: dict[str, Any]) -> Step:
-        st = role_status(kind, obj)
+        st = status_of(kind, obj)
         mine = following[-1]
         run = st.run
         if getattr(st, handled_field) != mine and (run is None or run.token != mine):
@@ -68,7 +68,7 @@ def dry_run(kind: Kind, value: str) -> Check:
     """A dry-run token: ended when status.lastDryRun carries it (the pods a real run would touch)."""
 
     def check(obj: dict[str, Any]) -> Step:
-        st = role_status(kind, obj)
+        st = status_of(kind, obj)
         plan = st.last_dry_run
         if plan is None or plan.token != value:
             return Step()
@@ -86,7 +86,7 @@ def settled(kind: Kind, generation: int | None, want: str) -> Check:
     (spec.stopped, an override or a run window: nothing will change until that does)."""
 
     def check(obj: dict[str, Any]) -> Step:
-        st = role_status(kind, obj)
+        st = status_of(kind, obj)
         if generation is not None and (st.observed_generation or 0) < generation:
             return Step(note="waiting for the operator")
         stalled = condition(st, "Stalled")
@@ -123,7 +123,7 @@ def maintenance_run(dry_run: bool) -> Check:
     Cancelled; progress is rows deleted of rows matched."""
 
     def check(obj: dict[str, Any]) -> Step:
-        st = DatabaseMaintenanceStatus.model_validate(obj.get("status") or {})
+        st = status_of(DATABASE_MAINTENANCE, obj)
         matched = sum(r.matched_at_start or 0 for r in st.operations or [])
         deleted = sum(r.rows_deleted or 0 for r in st.operations or [])
         if st.phase in (None, "Pending", "Queued"):
@@ -149,9 +149,9 @@ def maintenance_run(dry_run: bool) -> Check:
 def run_key(kind: Kind, obj: dict[str, Any]) -> str | None:
     """What rolecall.dev/cancel must name to cancel what runs now: the run's token, spec time or slot."""
     if kind is DATABASE_MAINTENANCE:
-        st = DatabaseMaintenanceStatus.model_validate(obj.get("status") or {})
+        st = status_of(DATABASE_MAINTENANCE, obj)
         return st.scheduled_at if st.phase == "Running" else None
-    run = role_status(kind, obj).run
+    run = status_of(kind, obj).run
     return (run.token or run.cleared_after or run.scheduled_at) if run is not None else None
 
 
@@ -163,11 +163,11 @@ def cancelled(kind: Kind, key: str) -> Check:
             return Step(accepted=True, note="targets in flight finish")
         detail = ""
         if kind is DATABASE_MAINTENANCE:
-            st = DatabaseMaintenanceStatus.model_validate(obj.get("status") or {})
+            st = status_of(DATABASE_MAINTENANCE, obj)
             outcome = st.phase or "Unknown"
             detail = f"{st.rows_deleted or 0} rows deleted"
         else:
-            last = role_status(kind, obj).last_request
+            last = status_of(kind, obj).last_request
             outcome = last.outcome if last is not None else "Unknown"
             if last is not None:
                 detail = f"{last.done or 0} pods done, {last.not_started or 0} never started"

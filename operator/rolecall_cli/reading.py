@@ -77,7 +77,7 @@ def users(ctx: typer.Context, target: Annotated[str, typer.Argument(help="web/NA
         obj = f.cluster.patch(ref.kind, ref.name, {"metadata": {"annotations": {REFRESH_ANNOTATION: value}}})
 
         def refreshed(o: dict[str, Any]) -> Step:
-            if checks.role_status(ref.kind, o).last_handled_refresh_request == value:  # echoed once read
+            if checks.status_of(ref.kind, o).last_handled_refresh_request == value:  # echoed once read
                 return Step(ended=Ended(ExitCode.OK, ""), accepted=True)
             return Step()
 
@@ -89,7 +89,7 @@ def users(ctx: typer.Context, target: Annotated[str, typer.Argument(help="web/NA
             stale = Exit(ExitCode.TIMED_OUT, f"no operator read the pods within {wait:g}s: these are the figures "
                                              "of its last refresh")
         obj = f.cluster.get(ref.kind, ref.name)
-    st = checks.role_status(ref.kind, obj)
+    st = checks.status_of(ref.kind, obj)
     figures = {"currentUsers": st.current_users, "source": st.current_users_source,
                "activeConnections": st.active_connections, "refreshedAt": st.refreshed_at,
                "pods": [p.dump() for p in st.pods or []]}

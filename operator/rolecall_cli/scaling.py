@@ -42,7 +42,7 @@ def _stop_or_start(ctx: typer.Context, target: str, stopped: bool, wait: bool, t
     until = "--stay-stopped-until" if stopped else "--keep-running-until"
     _warn_gitops(obj, ref, f"kubectl rolecall override {ref} {until} <time>")
     if stopped:
-        st = checks.role_status(ref.kind, obj)
+        st = checks.status_of(ref.kind, obj)
         workload = ((obj.get("spec") or {}).get("workloadRef") or {})
         f.cluster.patch(ref.kind, ref.name, {"spec": {"stopped": True}}, dry_run=True)  # admission's verdict first
         confirm(f"stop {ref} in {f.cluster.namespace}: scale {workload.get('kind', 'its workload')} "
@@ -122,7 +122,7 @@ def override(ctx: typer.Context, target: Annotated[str, typer.Argument(help="KIN
                                                           f"kubectl rolecall start {ref}"), accepted=True)
             return Step(ended=Ended(ExitCode.OK, "spec.stopped is true and holds it stopped already; the override "
                                                  "applies once spec.stopped is false"), accepted=True)
-        st = checks.role_status(ref.kind, o)
+        st = checks.status_of(ref.kind, o)
         if st.run_state is None or st.run_state.decided_by != "Override":
             return Step(note="waiting for the operator")
         return settled(o)

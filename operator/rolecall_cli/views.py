@@ -11,7 +11,7 @@ from rich.table import Table
 
 from rolecall.api.kinds import DATABASE_MAINTENANCE, WEB_SERVER, Kind
 from rolecall.api.types import parse_time
-from rolecall.api.v1alpha1.database import DatabaseMaintenanceStatus
+from rolecall_cli.checks import status_of
 
 COLUMNS = ("NAME", "PHASE", "TARGETS", "LAST", "USERS", "CONNS", "IN-FLIGHT", "STATE", "NOT-FINE")
 
@@ -49,7 +49,7 @@ def row(kind: Kind, obj: dict[str, Any], with_namespace: bool) -> tuple[str, ...
         name = f"{meta['namespace']}/{name}"
     if kind is DATABASE_MAINTENANCE:
         return (name, *_maintenance(obj))
-    st: Any = kind.status.model_validate(obj.get("status") or {})
+    st = status_of(kind, obj)
     if (st.observed_generation or 0) < meta.get("generation", 0):
         phase = f"{st.phase or 'Pending'} (not yet observed)"
     else:
@@ -84,7 +84,7 @@ def row(kind: Kind, obj: dict[str, Any], with_namespace: bool) -> tuple[str, ...
 
 
 def _maintenance(obj: dict[str, Any]) -> tuple[str, ...]:
-    st = DatabaseMaintenanceStatus.model_validate(obj.get("status") or {})
+    st = status_of(DATABASE_MAINTENANCE, obj)
     spec = obj.get("spec") or {}
     last = ""
     if st.completed_at:
@@ -108,7 +108,7 @@ def table(rows: list[tuple[str, ...]]) -> Table:
 def history_table(kind: Kind, obj: dict[str, Any]) -> Table:
     t = Table(box=None, pad_edge=False, header_style="bold")
     if kind is DATABASE_MAINTENANCE:
-        st = DatabaseMaintenanceStatus.model_validate(obj.get("status") or {})
+        st = status_of(DATABASE_MAINTENANCE, obj)
         for column in ("STARTED", "TRIGGER", "REQUESTER", "PHASE", "ROWS", "RECLAIMED", "DRY RUN", "ERROR"):
             t.add_column(column, overflow="fold")
         for r in st.history or []:
@@ -117,7 +117,7 @@ def history_table(kind: Kind, obj: dict[str, Any]) -> Table:
                       "" if r.bytes_reclaimed is None else str(r.bytes_reclaimed), "yes" if r.dry_run else "",
                       r.error or "")
         return t
-    role: Any = kind.status.model_validate(obj.get("status") or {})
+    role = status_of(kind, obj)
     for column in ("FINISHED", "ACTION", "TRIGGER", "REQUESTER", "OUTCOME", "TARGETS", "DONE", "FAILED", "FAILED PODS",
                    "REPLICAS"):
         t.add_column(column, overflow="fold")
