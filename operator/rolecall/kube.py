@@ -14,8 +14,9 @@ which change nothing, are exempt).
 from __future__ import annotations
 
 import functools
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import urllib3
@@ -37,6 +38,8 @@ __all__ = [
     "exec_argv",
     "exec_core",
     "load",
+    "pod_events",
+    "pod_page",
     "set_write_guard",
 ]
 
@@ -185,3 +188,34 @@ def admission_object_exists(plural: str, name: str) -> bool:
             return False
         raise
     return True
+
+
+def pod_page(namespace: str | None, limit: int, token: str | None) -> dict[str, Any]:
+    """One page of a pod list (all namespaces when `namespace` is None) as plain JSON: the pod index keeps a
+    few fields per pod, and building client models for thousands of pods would cost more than the index."""
+    api, kw = core(), {"limit": limit, "_preload_content": False, **({"_continue": token} if token else {})}
+    resp = api.list_namespaced_pod(namespace, **kw) if namespace else api.list_pod_for_all_namespaces(**kw)
+    return dict(json.loads(resp.data))
+
+
+def pod_events(namespace: str | None, resource_version: str, timeout_seconds: int) -> Iterator[dict[str, Any]]:
+    """A pod watch from `resource_version`, as plain JSON events (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR).
+
+    On its own ApiClient, so a long-lived stream never holds a connection of the shared pool. Ends when the
+    server closes it (after about `timeout_seconds`); a stream that stays silent 30 s longer than that, or
+    breaks, raises Unavailable.
+    """
+    from kubernetes.watch.watch import iter_resp_lines
+
+    api = client.CoreV1Api(_client())
+    kw = {"watch": True, "resource_version": resource_version, "allow_watch_bookmarks": True,
+          "timeout_seconds": timeout_seconds, "_preload_content": False,
+          "_request_timeout": (REQUEST_TIMEOUT[0], timeout_seconds + 30)}
+    resp = api.list_namespaced_pod(namespace, **kw) if namespace else api.list_pod_for_all_namespaces(**kw)
+    try:
+        for line in iter_resp_lines(resp):
+            yield json.loads(line)
+    except urllib3.exceptions.HTTPError as e:
+        raise Unavailable(f"pod watch broken: {type(e).__name__}: {e}") from e
+    finally:
+        resp.release_conn()

@@ -25,6 +25,7 @@ from rolecall import handlers, health, kube, leadership, metrics
 from rolecall.runs import authz
 from rolecall.runs.context import Runtime
 from rolecall.runs.queue import Gate
+from rolecall.targets.podwatch import PodWatch
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     registry = kopf.OperatorRegistry()
     handlers.register(registry, gate, Runtime(identity=lease.identity))
     keeper: list[asyncio.Task[None]] = []
+    # Targets come from a watch-fed pod index: one watch per namespace, or one for all of them.
+    pod_watches = [PodWatch(ns) for ns in args.namespace] or [PodWatch(None)]
 
     def lead() -> None:
         metrics.TAKEOVERS.inc()
@@ -145,11 +148,15 @@ def main(argv: list[str] | None = None) -> None:
         # leader reconciles.
         keeper.append(asyncio.get_running_loop().create_task(lease.run(lead, gate.close), name="leader-lease"))
         keeper.append(asyncio.get_running_loop().create_task(watchdog.run(), name="liveness-watchdog"))
+        for w in pod_watches:
+            w.start()
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         for task in keeper:
             task.cancel()
+        for w in pod_watches:
+            w.stop()
         await gate.close()
         await lease.release()
 

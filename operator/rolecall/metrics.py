@@ -36,6 +36,12 @@ CACHE_EVICTIONS = Gauge("rolecall_cache_evictions", "Evictions summed over the t
 WEB_ACTIVE_CONNECTIONS = Gauge("rolecall_web_active_connections", "Client connections over a WebServer's pods.",
                                ["namespace", "name"])
 WEB_CURRENT_USERS = Gauge("rolecall_web_current_users", "currentUsers of a WebServer.", ["namespace", "name"])
+POD_INDEX_SIZE = Gauge("rolecall_pod_index_pods", "Pods in the operator's watch-fed pod index (all phases).")
+POD_INDEX_LISTINGS = Counter("rolecall_pod_index_listings", "Full pod listings that (re)filled the pod index.")
+POD_INDEX_EVENTS = Counter("rolecall_pod_index_events", "Pod watch events applied to the pod index, by type.",
+                           ["type"])
+POD_WATCH_RESTARTS = Counter("rolecall_pod_watch_restarts", "Pod watch streams that ended: 'ended' (by the server, "
+                             "resumed), 'expired' or 'broken' (the index waits for a new listing).", ["reason"])
 
 
 def api(verb: str, resource: str) -> None:

@@ -81,7 +81,7 @@ OPERATOR_NEEDS = {
     ("rolecall.dev", "databasemaintenances", "delete"): "ttlSecondsAfterFinished",
     **{("rolecall.dev", f"{r}/status", v): "status is its only write" for r in (
         "cacheservers", "webservers", "databaseservers", "databasemaintenances") for v in ("get", "patch")},
-    ("", "pods", "get"): "re-read a pod by UID before acting", ("", "pods", "list"): "resolve the selector",
+    ("", "pods", "list"): "fill the pod index", ("", "pods", "watch"): "keep the pod index current",
     ("", "pods/exec", "get"): "sqlite3 (websocket GET)", ("", "pods/exec", "create"): "sqlite3 (upgrade)",
     **{("apps", r, v): "stop/start and the remembered count" for r in (
         "deployments", "statefulsets", "deployments/scale", "statefulsets/scale") for v in ("get", "patch")},

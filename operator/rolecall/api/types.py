@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -201,6 +202,20 @@ class LabelSelector(Model):
                 op = "in" if e.operator == "In" else "notin"
                 parts.append(f"{e.key} {op} ({','.join(e.values or [])})")
         return ",".join(parts)
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a pod with `labels` is selected, by the rules the list API applies to `to_label_selector()`."""
+        if any(labels.get(k) != v for k, v in (self.match_labels or {}).items()):
+            return False
+        for e in self.match_expressions or []:
+            present = e.key in labels
+            if (e.operator == "Exists" and not present) or (e.operator == "DoesNotExist" and present):
+                return False
+            if e.operator == "In" and labels.get(e.key) not in (e.values or []):
+                return False
+            if e.operator == "NotIn" and present and labels[e.key] in (e.values or []):
+                return False
+        return True
 
 
 class SecretKeyRef(Model):

@@ -39,7 +39,7 @@ async def _credentials(ctx: Ctx) -> Credentials | None:
 
 
 async def _targets(ctx: Ctx) -> list[Target]:
-    return await pods.resolve(ctx.ns, ctx.spec.selector.to_label_selector(), ctx.spec.node_selector)
+    return await pods.resolve(ctx.ns, ctx.spec.selector, ctx.spec.node_selector)
 
 
 def _endpoint(ctx: Ctx, ip: str, creds: Credentials | None) -> Endpoint:

@@ -79,7 +79,7 @@ async def find_target(namespace: str, spec: DatabaseServerSpec, creds: Credentia
     """The one pod to act on: the single pod of a one-pod engine (SQLite), or the single primary among
     replicas (PostgreSQL: asked on each pod; standbys are never written to; none or several is refused)."""
     engine = DATABASE_ENGINES[spec.engine]
-    targets = await pods.resolve(namespace, spec.selector.to_label_selector(), spec.node_selector)
+    targets = await pods.resolve(namespace, spec.selector, spec.node_selector)
     if not targets:
         raise NoTarget("NoTargetPods", "no running pod matches spec.selector")
     if engine.one_pod:

@@ -93,7 +93,7 @@ async def _read_figures(ctx: Ctx) -> list[WebPodStatus]:
     """Reads every target pod's status page (and user count), updates status; returns per-pod results."""
     ctx.memory.figures_generation = ctx.generation
     with next_figures_in(ctx, float(ctx.spec.refresh_interval_seconds)):
-        targets = await pods.resolve(ctx.ns, ctx.spec.selector.to_label_selector(), ctx.spec.node_selector)
+        targets = await pods.resolve(ctx.ns, ctx.spec.selector, ctx.spec.node_selector)
     results: dict[str, WebPodStatus] = {}
 
     async def read(t: Target) -> str:

@@ -287,7 +287,7 @@ async def _pending_targets(ctx: Context[Any, Any], run: RunLedger) -> dict[str, 
     if all(u in known for u in run.pending):
         return known
     # After a restart: find the recorded UIDs among the namespace's pods (never by a stored IP).
-    listed = await pods.by_uid(ctx.ns, ctx.spec.selector.to_label_selector())
+    listed = await pods.by_uid(ctx.ns, ctx.spec.selector)
     ctx.memory.targets = listed
     return listed
 

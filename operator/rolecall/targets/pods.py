@@ -1,9 +1,12 @@
-"""Target pods: listed by label selector in the resource's own namespace, optionally only on chosen nodes.
+"""Target pods: picked by label selector in the resource's own namespace, optionally only on chosen nodes.
 
-A target is a Pod object; its address is only ever that Pod's status.podIP, and the Pod is re-read by
-name and UID just before acting, because pod IPs are reused and a pod may have gone since listing.
-Read-only probes (status pages, stats) use the IP of the list they were just resolved from instead,
-which saves one GET per pod per refresh; they change nothing on the pod.
+Pods come from the watch-fed pod index (targets/index.py), not from API reads. A target's address is only
+ever that Pod's own status.podIP: just before acting, the pod is looked up again by UID in the index and
+acted on only if it is still there, running and not being deleted, at the IP of the latest watch event
+(pod IPs are reused; a pod deleted and replaced under the same name has a new UID, so it is never mistaken
+for the old one). The index answers only while its watch chain is unbroken (see index.py), so "latest
+watch event" is at most the watch's delivery delay old (benchmarks/watch_delay.py measures it).
+Read-only probes (status pages, stats) use the IP the target was resolved with: they change nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import asyncio
 from dataclasses import dataclass, field
 
 from rolecall import kube, metrics
+from rolecall.api.types import LabelSelector
+from rolecall.targets.index import PODS, PodEntry
 
 
 @dataclass(frozen=True)
@@ -43,55 +48,41 @@ class NotActionable(Exception):
         self.gone = gone  # the pod (and the cache in it) no longer exists: nothing left to act on
 
 
-async def resolve(namespace: str, label_selector: str, node_selector: dict[str, str] | None) -> list[Target]:
-    """The running pods the selector picks now (one list call; one more for nodeSelector)."""
-    metrics.api("list", "pods")
-    pods = await asyncio.to_thread(kube.core().list_namespaced_pod, namespace, label_selector=label_selector)
-    nodes: set[str] | None = None
+async def resolve(namespace: str, selector: LabelSelector, node_selector: dict[str, str] | None) -> list[Target]:
+    """The running pods the selector picks now, by name (from the index; one node LIST with nodeSelector)."""
+    await PODS.synced(namespace)
+    picked = [p for p in PODS.select(namespace, selector) if p.running]
     if node_selector:
         sel = ",".join(f"{k}={v}" for k, v in sorted(node_selector.items()))
         metrics.api("list", "nodes")
         listed = await asyncio.to_thread(kube.core().list_node, label_selector=sel)
         nodes = {n.metadata.name for n in listed.items}
-    targets = []
-    for p in pods.items:
-        if p.metadata.deletion_timestamp or p.status.phase != "Running":
-            continue
-        if nodes is not None and p.spec.node_name not in nodes:
-            continue
-        targets.append(Target(uid=p.metadata.uid, name=p.metadata.name, node=p.spec.node_name,
-                              listed_ip=p.status.pod_ip, host_network=bool(p.spec.host_network)))
-    return sorted(targets, key=lambda t: t.name)
+        picked = [p for p in picked if p.node in nodes]
+    return [_target(p) for p in picked]
 
 
-async def by_uid(namespace: str, label_selector: str) -> dict[str, Target]:
+async def by_uid(namespace: str, selector: LabelSelector) -> dict[str, Target]:
     """The selector's pods by UID, whatever their phase (to find a run's recorded targets after a restart)."""
-    metrics.api("list", "pods")
-    listed = await asyncio.to_thread(kube.core().list_namespaced_pod, namespace, label_selector=label_selector)
-    return {p.metadata.uid: Target(p.metadata.uid, p.metadata.name, p.spec.node_name, listed_ip=p.status.pod_ip,
-                                   host_network=bool(p.spec.host_network)) for p in listed.items}
+    await PODS.synced(namespace)
+    return {p.uid: _target(p) for p in PODS.select(namespace, selector)}
 
 
-async def listed_address(namespace: str, target: Target) -> str:
-    """For read-only probes: the IP of the list the target was just resolved from (no extra GET)."""
-    return target.probe_address()
+def _target(p: PodEntry) -> Target:
+    return Target(uid=p.uid, name=p.name, node=p.node, listed_ip=p.ip, host_network=p.host_network)
 
 
 async def address(namespace: str, target: Target) -> str:
-    """Re-reads the pod and returns its IP, or raises NotActionable."""
-    metrics.api("get", "pods")
-    try:
-        pod = await asyncio.to_thread(kube.core().read_namespaced_pod, target.name, namespace)
-    except kube.ApiException as e:
-        if e.status == 404:
-            raise NotActionable("pod is gone", permanent=True, gone=True) from e
-        raise
-    if pod.metadata.uid != target.uid:
-        raise NotActionable("pod was replaced by another with the same name", permanent=True, gone=True)
-    if pod.spec.host_network:
+    """The pod's IP as of the latest watch event, if it is still the same running pod; else NotActionable."""
+    await PODS.synced(namespace)
+    pod = PODS.get(namespace, target.uid)
+    if pod is None:
+        raise NotActionable("pod is gone (deleted, or replaced by another with the same name)", permanent=True,
+                            gone=True)
+    if pod.host_network:
         raise NotActionable(HOST_NETWORK_REFUSED, permanent=True)
-    if pod.metadata.deletion_timestamp:
+    if pod.deleting:
         raise NotActionable("pod is terminating", permanent=True, gone=True)
-    if pod.status.phase != "Running" or not pod.status.pod_ip:
-        raise NotActionable(f"pod is {pod.status.phase or 'not running'} and has no IP yet", permanent=False)
-    return str(pod.status.pod_ip)
+    if pod.phase != "Running" or not pod.ip:
+        raise NotActionable(f"pod is {pod.phase} and has no IP yet" if not pod.ip else f"pod is {pod.phase}",
+                            permanent=False)
+    return pod.ip
