@@ -19,13 +19,18 @@ from cachekit import (
     wait_memcached,
 )
 from harness import Cluster, Operator, deployment, running_pods, wait_for
-
-PROGRESS_BATCH = 20  # rolecall's default (ROLECALL_PROGRESS_BATCH)
+from rolecall.runs.request import PROGRESS_BATCH  # the operator inherits this environment
 
 
 def _writes(op: Operator) -> dict[str, float]:
     return {"status": op.metric("rolecall_api_requests_total", {"verb": "patch", "resource": "cacheservers/status"}),
             "events": op.metric("rolecall_api_requests_total", {"verb": "create", "resource": "events"})}
+
+
+def _pod_reads(op: Operator) -> dict[str, float]:
+    """Pod reads by rolecall's own code: LIST pages of the pod index's listings, and any GET."""
+    return {verb: op.metric("rolecall_api_requests_total", {"verb": verb, "resource": "pods"})
+            for verb in ("get", "list", "watch")}
 
 
 def test_a_clear_costs_the_budgeted_writes_and_idle_costs_none(
@@ -42,7 +47,7 @@ def test_a_clear_costs_the_budgeted_writes_and_idle_costs_none(
     wait_for(lambda: operator.metric("rolecall_stats_refreshes_total") >= refreshes + 1, "a settled stats refresh",
              30)
 
-    before = _writes(operator)
+    before, reads_before = _writes(operator), _pod_reads(operator)
     annotate_clear(local_bed, namespace, "mc", "budget")
     wait_handled(local_bed, namespace, "mc", "budget")
     wait_for(lambda: operator.metric("rolecall_requests_total", {"action": "clear"}) >= 1, "request counted")
@@ -50,6 +55,9 @@ def test_a_clear_costs_the_budgeted_writes_and_idle_costs_none(
     budget = math.ceil(pods / PROGRESS_BATCH) + 2
     assert after["status"] - before["status"] <= budget, (before, after, budget)
     assert after["events"] - before["events"] == 2  # ClearStarted + Cleared
+    # Targets come from the pod index: the request read no pod (no LIST by selector, no GET per target).
+    assert _pod_reads(operator) == reads_before, (reads_before, _pod_reads(operator))
+    assert reads_before["get"] == 0 and reads_before["list"] >= 1 and reads_before["watch"] >= 1, reads_before
 
     # Idle: two more stats refreshes (the engines are read) but nothing changed, so nothing is written.
     idle_from = _writes(operator)

@@ -436,3 +436,46 @@ def test_work_starts_only_after_a_renewal_confirms_a_late_acquisition() -> None:
     asyncio.run(main())
     assert events_ == ["lead"], events_  # the unconfirmed first term never led, so nothing was cancelled
     assert lead.terms == 1
+
+
+def test_progress_writes_overlap_the_fan_out_but_unwritten_outcomes_stay_bounded(
+        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """While one progress write is on its way targets keep starting; once a second batch has gathered behind
+    it nothing new starts until it lands: done-but-unwritten stays < 2 × batch, plus those in flight."""
+    clock, batch, concurrency = FakeClock(), 2, 3
+    many = [Target(f"uid-{i:02d}", f"mc-{i:02d}", "node") for i in range(40)]
+    started: set[str] = set()
+    writing: list[bool] = [False]
+    overlapped: list[str] = []
+    worst: list[int] = [0]
+
+    async def slow_flush(self: StatusWriter[Any]) -> bool:
+        snapshot = self.status.dump()
+        writing[0] = True
+        await asyncio.sleep(0.02)  # the write is on its way; it lands with what it carried when sent
+        writing[0] = False
+        world["writes"].statuses.append(snapshot)
+        self.written = snapshot
+        return True
+
+    monkeypatch.setattr(StatusWriter, "flush", slow_flush)
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        landed = world["writes"].statuses[-1].get("run") or {}
+        recorded = {u for u in (x.uid for x in many)} - set(landed.get("pending", []))
+        worst[0] = max(worst[0], len(started - recorded))
+        if writing[0]:
+            overlapped.append(t.uid)
+        started.add(t.uid)
+        await asyncio.sleep(0.001)
+        return "ok"
+
+    async def resolve(ctx: Any) -> list[Target]:
+        return list(many)
+
+    clear = request.Action(**{**action(act).__dict__, "resolve": resolve})
+    ctx = context(clock, {"rolecall.dev/clear-requested-at": "t1"}, concurrency=concurrency)
+    asyncio.run(request.step(ctx, clear))
+    assert ctx.status.last_request is not None and ctx.status.last_request.done == 40
+    assert overlapped, "no target started while a progress write was on its way"
+    assert worst[0] <= concurrency + 2 * batch - 1, worst[0]

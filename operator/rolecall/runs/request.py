@@ -11,8 +11,8 @@ Promises kept here (each has a test):
 - Acknowledged is not succeeded: a request that ends (succeeded, partly failed, refused, stalled) has
   its token echoed and its outcome in `status.lastRequest`, and its Event is posted before that write.
 - Bounded repeats: after a crash or takeover only targets not recorded are acted on again, so at most
-  the ones in flight (≤ concurrency) and the ones done since the last progress write (< PROGRESS_BATCH)
-  are acted on twice.
+  the ones in flight (≤ concurrency) and the ones done since the last progress write that landed
+  (< 2 × PROGRESS_BATCH: one batch in the write on its way, one gathering behind it) are acted on twice.
 - Retries keep their backoff in status (`run.retryAt`, `lastRequest.retryAt`): a restart does not reset it.
 """
 
@@ -48,8 +48,9 @@ from rolecall.targets import pods
 from rolecall.targets.pods import NotActionable, Target
 
 P = TypeVar("P")
-# Progress is written after this many outcomes, or after PROGRESS_SECONDS with at least one new one.
-PROGRESS_BATCH = int(os.environ.get("ROLECALL_PROGRESS_BATCH", "20"))
+# Progress is written after this many outcomes, or after PROGRESS_SECONDS with at least one new one: a
+# 1,000-pod fan-out costs ~20 progress patches (the API budget is ⌈targets/50⌉ + 2 patches per request).
+PROGRESS_BATCH = int(os.environ.get("ROLECALL_PROGRESS_BATCH", "50"))
 PROGRESS_SECONDS = float(os.environ.get("ROLECALL_PROGRESS_SECONDS", "2"))
 
 
@@ -251,20 +252,24 @@ def _node_summary(targets: list[Target]) -> list[NodeSummary] | None:
 
 
 class _Progress:
-    """Writes progress in batches; while a write is on its way no new target is started, so the outcomes
-    not yet written are bounded (≤ batch + targets in flight)."""
+    """Writes progress in batches while the fan-out goes on. Targets keep starting while one write is on its
+    way; only when a second batch has gathered behind it does nothing new start until it lands, so the
+    outcomes not yet written stay bounded (< 2 × batch, plus the targets in flight)."""
 
     def __init__(self, ctx: Context[Any, Any], run: RunLedger) -> None:
         self.ctx = ctx
         self.run = run
         self.halt: tuple[str, str, str] | None = None  # (outcome, reason, message) once a cancel or deadline hit
-        self.unwritten = 0
+        self.unwritten = 0  # outcomes not in any write yet
+        self.writing = False
         self.last = ctx.clock.monotonic()
-        self.idle = asyncio.Event()
-        self.idle.set()
+        self.landed = asyncio.Event()
+        self.landed.set()
 
     async def before_act(self) -> None:
-        await self.idle.wait()
+        while self.writing and self.unwritten >= PROGRESS_BATCH:
+            self.landed.clear()
+            await self.landed.wait()
         kube.check_write_guard()  # a process that may no longer lead starts nothing
         self.halt = self.halt or _halted(self.ctx, self.run)
         if self.halt:
@@ -272,14 +277,15 @@ class _Progress:
 
     async def recorded(self) -> None:
         self.unwritten += 1
-        if self.unwritten < PROGRESS_BATCH and self.ctx.clock.monotonic() - self.last < PROGRESS_SECONDS:
+        if self.writing or (self.unwritten < PROGRESS_BATCH
+                            and self.ctx.clock.monotonic() - self.last < PROGRESS_SECONDS):
             return
-        self.unwritten, self.last = 0, self.ctx.clock.monotonic()
-        self.idle.clear()
+        self.writing, self.unwritten, self.last = True, 0, self.ctx.clock.monotonic()
         try:
             await self.ctx.write()  # a failure aborts the fan-out: nothing more is done unrecorded
         finally:
-            self.idle.set()
+            self.writing = False
+            self.landed.set()
 
 
 async def _pending_targets(ctx: Context[Any, Any], run: RunLedger) -> dict[str, Target]:
