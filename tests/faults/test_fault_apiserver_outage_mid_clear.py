@@ -2,7 +2,7 @@
 SIGCONT) for 5, 15 and 30 s: status never claims a pod that memcached did not flush, every pod ends
 flushed, repeats stay within the bound, and the token is acknowledged with its outcome.
 
-The bound (README, guarantees): pods acted on twice ≤ concurrency (in flight) + 2 × PROGRESS_BATCH - 1 (done
+The bound (README, guarantees): pods acted on twice ≤ concurrency (in flight) + 2 * PROGRESS_BATCH - 1 (done
 but not in a write that landed); and a pod status had recorded done before the fault is never flushed again.
 """
 

@@ -441,7 +441,7 @@ def test_work_starts_only_after_a_renewal_confirms_a_late_acquisition() -> None:
 def test_progress_writes_overlap_the_fan_out_but_unwritten_outcomes_stay_bounded(
         world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """While one progress write is on its way targets keep starting; once a second batch has gathered behind
-    it nothing new starts until it lands: done-but-unwritten stays < 2 × batch, plus those in flight."""
+    it nothing new starts until it lands: done-but-unwritten stays < 2 * batch, plus those in flight."""
     clock, batch, concurrency = FakeClock(), 2, 3
     many = [Target(f"uid-{i:02d}", f"mc-{i:02d}", "node") for i in range(40)]
     started: set[str] = set()

@@ -12,7 +12,7 @@ Promises kept here (each has a test):
   its token echoed and its outcome in `status.lastRequest`, and its Event is posted before that write.
 - Bounded repeats: after a crash or takeover only targets not recorded are acted on again, so at most
   the ones in flight (≤ concurrency) and the ones done since the last progress write that landed
-  (< 2 × PROGRESS_BATCH: one batch in the write on its way, one gathering behind it) are acted on twice.
+  (< 2 * PROGRESS_BATCH: one batch in the write on its way, one gathering behind it) are acted on twice.
 - Retries keep their backoff in status (`run.retryAt`, `lastRequest.retryAt`): a restart does not reset it.
 """
 
@@ -254,7 +254,7 @@ def _node_summary(targets: list[Target]) -> list[NodeSummary] | None:
 class _Progress:
     """Writes progress in batches while the fan-out goes on. Targets keep starting while one write is on its
     way; only when a second batch has gathered behind it does nothing new start until it lands, so the
-    outcomes not yet written stay bounded (< 2 × batch, plus the targets in flight)."""
+    outcomes not yet written stay bounded (< 2 * batch, plus the targets in flight)."""
 
     def __init__(self, ctx: Context[Any, Any], run: RunLedger) -> None:
         self.ctx = ctx
