@@ -47,10 +47,13 @@ def bed(name: str, audit: bool = False) -> Iterator[Cluster]:
         bed_mod.down(state)
 
 
-def operator(cluster: Cluster, namespaces: list[str], log_dir: Path, *extra: str) -> Operator:
+def operator(cluster: Cluster, namespaces: list[str], log_dir: Path, *extra: str, lease_namespace: str = "",
+             launcher: tuple[str, ...] = ("-m", "rolecall")) -> Operator:
+    """The operator with its ServiceAccount's token: only `namespaces`, or all of them when empty."""
     log_dir.mkdir(parents=True, exist_ok=True)
     op = Operator(kubeconfig=operator_kubeconfig(cluster, log_dir / "operator.kubeconfig"), namespaces=namespaces,
-                  log_dir=log_dir, lease_namespace=namespaces[0], lease_seconds=15)
+                  log_dir=log_dir, lease_namespace=lease_namespace or namespaces[0], lease_seconds=15,
+                  launcher=launcher)
     op.start(*extra)
     return op
 

@@ -1,32 +1,47 @@
-"""Scale: 1,000 CacheServers over 5,000 pods; operator RSS and CPU at idle and during a burst of 100
-simultaneous clear requests, and the time to handle the burst.
+"""Scale: one operator process watching all namespaces, with 1,000 CacheServers over 5,000 target pods and
+10,000 pods that no resource targets; RSS and CPU at idle and during a burst of 100 simultaneous clears; then
+more CacheServers (2,000, 5,000, 10,000) so the cost per resource shows.
 
-  python -m benchmarks.scale [--resources 1000] [--pods 5000] [--burst 100] [--idle-seconds 60]
+  python -m benchmarks.scale [--resources 1000] [--pods 5000] [--untargeted 10000] [--burst 100]
+                             [--idle-seconds 60] [--runs 3] [--grow 2000 5000 10000] [--profile]
 
-KWOK makes pods cheap: the 100 burst CacheServers each select one pod with a real memcached behind it;
-the other 900 each select a group of plain pods (no server behind them), created directly as Pods. All
-CacheServers use statsIntervalSeconds 86400, so after their first reconcile nothing is due. RSS is the
-operator process's VmRSS, CPU its utime+stime from /proc. --runs idle windows and bursts follow each other
-on the same bed (median, min, max). Writes results/scale.{json,csv,png}.
+KWOK makes pods cheap: the 100 burst CacheServers each select one pod with a real memcached behind it; the
+other resources each select a group of plain pods (no server behind them); the untargeted pods live in a
+namespace of their own, which the operator's pod watch sees all the same (a cluster-wide pod watch grows
+with every pod). Every CacheServer uses statsIntervalSeconds 86400, so after its first reconcile nothing is
+due. The grown resources select the same groups again (the bed cannot run 10,000 memcached processes).
+RSS is the operator's VmRSS, CPU its utime+stime from /proc. Measured: how long the pod index's first
+listing takes (startup waits for it), RSS with the index alone, idle windows and bursts one after the other
+(median, min, max), and per growth step the first-reconcile time and the settled RSS.
+Writes results/scale.{json,csv,png}.
+
+--profile runs the same bed up to the 1,000 resources with the operator under memray (PYTHONMALLOC=malloc,
+so every Python object is seen), kills it after a settled idle minute and reports what is still allocated by
+package and by allocation site: results/scale_profile.{json,csv}. Its own figures are not the measured ones
+(the profiler costs memory and time).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client  # type: ignore[import-untyped]
+from kubernetes import client, watch  # type: ignore[import-untyped]
 
-from benchmarks.common import bed, machine, namespace, operator, pyplot, summarise, write
+from benchmarks.common import RESULTS, bed, machine, namespace, operator, pyplot, summarise, write
 from cachekit import pod_ips, standin_pod, wait_memcached
-from harness import wait_for
+from harness import Cluster, Operator, wait_for
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -39,26 +54,64 @@ def _proc(pid: int) -> tuple[float, float]:
     return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / TICK
 
 
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
 class Sampler:
     """Samples RSS and CPU of a process every `interval` seconds in a thread."""
 
     def __init__(self, pid: int, interval: float = 0.25) -> None:
         self.pid, self.interval = pid, interval
         self.samples: list[tuple[float, float, float]] = []  # (t, rss MiB, cpu s)
+        self.t0 = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        t0 = time.monotonic()
         while not self._stop.is_set():
             rss, cpu = _proc(self.pid)
-            self.samples.append((time.monotonic() - t0, rss, cpu))
+            self.samples.append((time.monotonic() - self.t0, rss, cpu))
             self._stop.wait(self.interval)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class Reconciled(threading.Thread):
+    """Counts the CacheServers of a namespace whose status has a phase (their first reconcile is written),
+    from a watch, so waiting for 10,000 of them lists nothing over and over."""
+
+    def __init__(self, cluster: Cluster, ns: str) -> None:
+        super().__init__(daemon=True)
+        self.api, self.ns = client.CustomObjectsApi(cluster.api_client), ns
+        self.phased: set[str] = set()
+        self.handled: dict[str, str] = {}  # name -> lastHandledClearRequest
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        while True:
+            try:
+                for ev in watch.Watch().stream(self.api.list_namespaced_custom_object, "rolecall.dev", "v1alpha1",
+                                               self.ns, "cacheservers", timeout_seconds=300):
+                    obj, st = ev["object"], ev["object"].get("status") or {}
+                    with self.lock:
+                        if st.get("phase"):
+                            self.phased.add(obj["metadata"]["name"])
+                        if st.get("lastHandledClearRequest"):
+                            self.handled[obj["metadata"]["name"]] = st["lastHandledClearRequest"]
+            except Exception:
+                time.sleep(0.5)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.phased)
+
+    def handled_with(self, token: str) -> int:
+        with self.lock:
+            return sum(1 for v in self.handled.values() if v == token)
 
 
 def _cs(name: str, selector: dict[str, str]) -> dict[str, Any]:
@@ -67,119 +120,245 @@ def _cs(name: str, selector: dict[str, str]) -> dict[str, Any]:
                      "timeoutSeconds": 2}}
 
 
+def _create_pods(cluster: Cluster, ns: str, untargeted_ns: str, args: argparse.Namespace, groups: int) -> None:
+    core = client.CoreV1Api(cluster.api_client)
+    plain = {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "app", "image": "app"}]}}
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: core.create_namespaced_pod(ns, standin_pod(f"burst-{i}", "memcached",
+                                                                             {"burst": str(i)})), range(args.burst)))
+        list(pool.map(lambda i: core.create_namespaced_pod(ns, {**plain, "metadata": {
+            "name": f"plain-{i}", "labels": {"group": str(i % groups)}}}), range(args.pods - args.burst)))
+        list(pool.map(lambda i: core.create_namespaced_pod(untargeted_ns, {**plain, "metadata": {
+            "name": f"other-{i}", "labels": {"app": "not-a-cache"}}}), range(args.untargeted)))
+    total = args.pods + args.untargeted
+
+    def running() -> bool:
+        count, token = 0, None
+        while True:  # paged: 15,000 pods in one answer would cost the bench more than the check
+            page = core.list_pod_for_all_namespaces(limit=2000, _continue=token)
+            count += sum(1 for p in page.items if p.status.phase == "Running"
+                         and p.metadata.namespace in (ns, untargeted_ns))
+            token = page.metadata._continue
+            if not token:
+                return count == total
+
+    wait_for(running, f"{total} Running pods", 1800, interval=3)
+    wait_for(lambda: len(pod_ips(cluster, ns, "testbed.rolecall.dev/engine=memcached")) == args.burst,
+             "burst pod IPs", 300)
+    wait_memcached(list(pod_ips(cluster, ns, "testbed.rolecall.dev/engine=memcached").values()))
+
+
+def _create_cacheservers(cluster: Cluster, ns: str, names: list[tuple[str, dict[str, str]]]) -> None:
+    custom = client.CustomObjectsApi(cluster.api_client)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda item: custom.create_namespaced_custom_object(
+            "rolecall.dev", "v1alpha1", ns, "cacheservers", _cs(*item)), names))
+
+
+def _start(cluster: Cluster, ns: str, launcher: tuple[str, ...] = ("-m", "rolecall")) -> tuple[Operator, float]:
+    """The operator for all namespaces; returns it and the seconds until its pod index had listed every pod."""
+    t0 = time.monotonic()
+    op = operator(cluster, [], Path(tempfile.mkdtemp(prefix="bench-scale-")), lease_namespace=ns, launcher=launcher)
+    wait_for(lambda: op.metric("rolecall_pod_index_listings_total") >= 1, "the pod index's first listing", 600,
+             interval=0.05)
+    return op, time.monotonic() - t0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--resources", type=int, default=1000)
     p.add_argument("--pods", type=int, default=5000)
+    p.add_argument("--untargeted", type=int, default=10000)
     p.add_argument("--burst", type=int, default=100)
     p.add_argument("--idle-seconds", type=int, default=60)
     p.add_argument("--runs", type=int, default=3, help="idle windows and bursts, one after the other")
+    p.add_argument("--grow", type=int, nargs="*", default=[2000, 5000, 10000])
+    p.add_argument("--profile", action="store_true", help="a memray pass instead of the measured one")
     args = p.parse_args()
-    idle_groups = args.resources - args.burst
-    plain_pods = args.pods - args.burst
-    phases: dict[str, Any] = {}
+    groups = args.resources - args.burst
     with bed("scale") as cluster:
-        ns = namespace(cluster, "bench-scale")
-        core = client.CoreV1Api(cluster.api_client)
-        custom = client.CustomObjectsApi(cluster.api_client)
+        ns, untargeted_ns = namespace(cluster, "bench-scale"), namespace(cluster, "bench-scale-untargeted")
         t0 = time.monotonic()
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda i: core.create_namespaced_pod(ns, standin_pod(f"burst-{i}", "memcached",
-                                                                                 {"burst": str(i)})),
-                          range(args.burst)))
-            plain = {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "app", "image": "app"}]}}
-            list(pool.map(lambda i: core.create_namespaced_pod(ns, {**plain, "metadata": {
-                "name": f"plain-{i}", "labels": {"group": str(i % idle_groups)}}}), range(plain_pods)))
-        wait_for(lambda: sum(1 for x in core.list_namespaced_pod(ns).items if x.status.phase == "Running")
-                 == args.pods, f"{args.pods} Running pods", 900, interval=2)
-        wait_for(lambda: len(pod_ips(cluster, ns, "testbed.rolecall.dev/engine=memcached")) == args.burst,
-                 "burst pod IPs", 300)
-        wait_memcached(list(pod_ips(cluster, ns, "testbed.rolecall.dev/engine=memcached").values()))
-        phases["pods_ready_s"] = round(time.monotonic() - t0, 1)
-        print(f"{args.pods} pods Running after {phases['pods_ready_s']}s")
+        _create_pods(cluster, ns, untargeted_ns, args, groups)
+        pods_ready = round(time.monotonic() - t0, 1)
+        print(f"{args.pods + args.untargeted} pods Running after {pods_ready}s", file=sys.stderr)
+        counter = Reconciled(cluster, ns)
+        counter.start()
+        if args.profile:
+            _profile(cluster, ns, args, groups, counter)
+            return
+        _measure(cluster, ns, args, groups, counter, pods_ready)
 
-        op = operator(cluster, [ns], Path(tempfile.mkdtemp(prefix="bench-scale-")))
-        pid = op.procs[-1].pid
-        sampler = Sampler(pid)
+
+def _measure(cluster: Cluster, ns: str, args: argparse.Namespace, groups: int, counter: Reconciled,
+             pods_ready: float) -> None:
+    phases: dict[str, Any] = {"pods_ready_s": pods_ready}
+    op, listed = _start(cluster, ns)
+    pid = op.procs[-1].pid
+    sampler = Sampler(pid)
+    marks: list[tuple[float, str]] = []
+    phases["index_first_listing_s"] = round(listed, 2)
+    time.sleep(5)
+    phases["rss_index_only_mib"] = round(_proc(pid)[0], 1)
+    custom = client.CustomObjectsApi(cluster.api_client)
+    t0 = time.monotonic()
+    marks.append((t0 - sampler.t0, f"{args.resources} CacheServers created"))
+    _create_cacheservers(cluster, ns, [(f"burst-{i}", {"burst": str(i)}) for i in range(args.burst)]
+                         + [(f"idle-{g}", {"group": str(g)}) for g in range(groups)])
+    wait_for(lambda: counter.count() >= args.resources, f"{args.resources} CacheServers reconciled", 900, interval=0.5)
+    phases["first_reconciles_s"] = round(time.monotonic() - t0, 1)
+    idle_cpu, idle_rss, burst_s, burst_cpu, burst_rss = [], [], [], [], []
+    for run in range(args.runs):  # each run: an idle window, then a burst of simultaneous requests
+        cpu_before = _proc(pid)[1]
+        time.sleep(args.idle_seconds)
+        rss, cpu_after = _proc(pid)
+        idle_cpu.append(100 * (cpu_after - cpu_before) / args.idle_seconds)
+        idle_rss.append(rss)
+        token = f"burst-{run}-{int(time.time())}"
+        burst_start = len(sampler.samples)
         t0 = time.monotonic()
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda i: custom.create_namespaced_custom_object(
-                "rolecall.dev", "v1alpha1", ns, "cacheservers", _cs(f"burst-{i}", {"burst": str(i)})),
-                range(args.burst)))
-            list(pool.map(lambda g: custom.create_namespaced_custom_object(
-                "rolecall.dev", "v1alpha1", ns, "cacheservers", _cs(f"idle-{g}", {"group": str(g)})),
-                range(idle_groups)))
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(lambda i, token=token: custom.patch_namespaced_custom_object(
+                "rolecall.dev", "v1alpha1", ns, "cacheservers", f"burst-{i}",
+                {"metadata": {"annotations": {"rolecall.dev/clear-requested-at": token}}}), range(args.burst)))
+        wait_for(lambda token=token: counter.handled_with(token) == args.burst, "the burst handled", 600,
+                 interval=0.02)
+        burst_s.append(time.monotonic() - t0)
+        time.sleep(0.5)  # one more sample after the last status write
+        burst = sampler.samples[burst_start:]
+        burst_rss.append(max(x[1] for x in burst))
+        burst_cpu.append(100 * (burst[-1][2] - burst[0][2]) / max(1e-9, burst[-1][0] - burst[0][0]))
+        print(f"run {run + 1}: idle RSS {rss:.1f} MiB, idle CPU {idle_cpu[-1]:.2f}%, burst {burst_s[-1]:.2f}s",
+              file=sys.stderr)
+    for key, values in (("idle_rss_mib", idle_rss), ("idle_cpu_percent", idle_cpu),
+                        ("burst_handled_s", burst_s), ("burst_cpu_percent", burst_cpu),
+                        ("burst_peak_rss_mib", burst_rss)):
+        st = summarise(values)
+        phases[key] = {"median": round(st["median"], 2), "min": round(st["min"], 2), "max": round(st["max"], 2)}
+    phases["threads"] = _threads(pid)
+    growth = [{"resources": args.resources, "rss_mib": round(summarise(idle_rss)["median"], 1),
+               "first_reconciles_s": phases["first_reconciles_s"]}]
+    have = args.resources
+    for target in args.grow:
+        t0 = time.monotonic()
+        marks.append((t0 - sampler.t0, f"{target} CacheServers"))
+        _create_cacheservers(cluster, ns, [(f"more-{i}", {"group": str(i % groups)}) for i in range(have, target)])
+        wait_for(lambda target=target: counter.count() >= target, f"{target} CacheServers reconciled", 1800,
+                 interval=0.5)
+        took = round(time.monotonic() - t0, 1)
+        time.sleep(20)  # settled: nothing is due for any of them
+        growth.append({"resources": target, "rss_mib": round(_proc(pid)[0], 1), "first_reconciles_s": took})
+        print(f"{target} CacheServers: first reconciles of the new ones {took}s, RSS {growth[-1]['rss_mib']} MiB",
+              file=sys.stderr)
+        have = target
+    if len(growth) > 1:
+        first, last = growth[0], growth[-1]
+        phases["kib_per_resource"] = round(1024 * (last["rss_mib"] - first["rss_mib"])
+                                           / (last["resources"] - first["resources"]), 1)
+    phases["peak_rss_mib"] = round(max(x[1] for x in sampler.samples), 1)
+    sampler.stop()
+    op.stop_all()
+    _report(args, phases, growth, sampler, marks)
 
-        def all_reconciled() -> bool:
-            items = custom.list_namespaced_custom_object("rolecall.dev", "v1alpha1", ns, "cacheservers")["items"]
-            return sum(1 for o in items if (o.get("status") or {}).get("phase")) == args.resources
 
-        wait_for(all_reconciled, f"{args.resources} CacheServers reconciled", 900, interval=2)
-        phases["first_reconciles_s"] = round(time.monotonic() - t0, 1)
-        rss_loaded = _proc(pid)[0]
-        idle_cpu, idle_rss, burst_s, burst_cpu, burst_rss = [], [], [], [], []
-        for run in range(args.runs):  # each run: an idle window, then a burst of simultaneous requests
-            cpu_before = _proc(pid)[1]
-            time.sleep(args.idle_seconds)
-            rss, cpu_after = _proc(pid)
-            idle_cpu.append(100 * (cpu_after - cpu_before) / args.idle_seconds)
-            idle_rss.append(rss)
-            token = f"burst-{run}-{int(time.time())}"
-            burst_start = len(sampler.samples)
-            t0 = time.monotonic()
-            with ThreadPoolExecutor(32) as pool:
-                list(pool.map(lambda i, token=token: custom.patch_namespaced_custom_object(
-                    "rolecall.dev", "v1alpha1", ns, "cacheservers", f"burst-{i}",
-                    {"metadata": {"annotations": {"rolecall.dev/clear-requested-at": token}}}), range(args.burst)))
-
-            def burst_done(token: str = token) -> bool:
-                items = custom.list_namespaced_custom_object("rolecall.dev", "v1alpha1", ns, "cacheservers")["items"]
-                return sum(1 for o in items if (o.get("status") or {}).get("lastHandledClearRequest") == token) \
-                    == args.burst
-
-            wait_for(burst_done, "the burst handled", 600, interval=0.2)
-            burst_s.append(time.monotonic() - t0)
-            time.sleep(0.5)  # one more sample after the last status write
-            burst = sampler.samples[burst_start:]
-            burst_rss.append(max(x[1] for x in burst))
-            burst_cpu.append(100 * (burst[-1][2] - burst[0][2]) / max(1e-9, burst[-1][0] - burst[0][0]))
-            print(f"run {run + 1}: idle RSS {rss:.1f} MiB, idle CPU {idle_cpu[-1]:.2f}%, burst {burst_s[-1]:.2f}s",
-                  file=sys.stderr)
-        sampler.stop()
-        for key, values in (("idle_rss_mib", idle_rss), ("idle_cpu_percent", idle_cpu),
-                            ("burst_handled_s", burst_s), ("burst_cpu_percent", burst_cpu),
-                            ("burst_peak_rss_mib", burst_rss)):
-            st = summarise(values)
-            phases[key] = {"median": round(st["median"], 2), "min": round(st["min"], 2), "max": round(st["max"], 2)}
-        phases["loaded_rss_mib"] = round(rss_loaded, 1)
-        phases["peak_rss_mib"] = round(max(x[1] for x in sampler.samples), 1)
-        op.stop_all()
+def _report(args: argparse.Namespace, phases: dict[str, Any], growth: list[dict[str, Any]], sampler: Sampler,
+            marks: list[tuple[float, str]]) -> None:
     rows = [{"measure": k, **(v if isinstance(v, dict) else {"median": v, "min": v, "max": v})}
             for k, v in phases.items()]
-    print(f"\nscale: {args.resources} CacheServers, {args.pods} pods, burst of {args.burst}, {args.runs} runs "
-          f"({machine()})")
-    print(f"{'measure':<24}{'median':>10}{'min':>10}{'max':>10}")
+    rows += [{"measure": f"rss_at_{g['resources']}_resources_mib", "median": g["rss_mib"], "min": g["rss_mib"],
+              "max": g["rss_mib"]} for g in growth]
+    rows += [{"measure": f"first_reconciles_up_to_{g['resources']}_s", "median": g["first_reconciles_s"],
+              "min": g["first_reconciles_s"], "max": g["first_reconciles_s"]} for g in growth]
+    print(f"\nscale: {args.resources} CacheServers, {args.pods} target pods + {args.untargeted} untargeted, burst of "
+          f"{args.burst}, {args.runs} runs, growth to {args.grow} ({machine()})")
+    print(f"{'measure':<34}{'median':>10}{'min':>10}{'max':>10}")
     for r in rows:
-        print(f"{r['measure']:<24}{r['median']:>10}{r['min']:>10}{r['max']:>10}")
-    write("scale", {"args": vars(args), "phases": phases,
+        print(f"{r['measure']:<34}{r['median']!s:>10}{r['min']!s:>10}{r['max']!s:>10}")
+    write("scale", {"args": vars(args), "phases": phases, "growth": growth, "marks": marks,
                     "samples": [{"t": round(t, 2), "rss_mib": round(r, 1), "cpu_s": round(c, 2)}
                                 for t, r, c in sampler.samples]}, rows)
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, (ax, right) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [2, 1]})
     ts = [s[0] for s in sampler.samples]
     ax.plot(ts, [s[1] for s in sampler.samples], label="RSS MiB")
     ax2 = ax.twinx()
-    cpu = [0.0] + [100 * (b[2] - a[2]) / max(1e-9, b[0] - a[0]) for a, b in zip(sampler.samples, sampler.samples[1:],
-                                                                                strict=False)]
-    ax2.plot(ts, cpu, color="#c44", alpha=0.5, label="CPU %")
+    cpu = [0.0] + [100 * (b[2] - a[2]) / max(1e-9, b[0] - a[0])
+                   for a, b in zip(sampler.samples, sampler.samples[1:], strict=False)]
+    ax2.plot(ts, cpu, color="#c44", alpha=0.4, label="CPU %")
+    for t, label in marks:
+        ax.axvline(t, color="#888", linestyle=":")
+        ax.annotate(label, (t, ax.get_ylim()[1]), fontsize=6, rotation=90, va="top")
     ax.set_xlabel("seconds since the operator started")
     ax.set_ylabel("RSS MiB")
     ax2.set_ylabel("CPU %")
-    ax.set_title(f"operator with {args.resources} CacheServers / {args.pods} pods; burst of {args.burst} "
-                 f"({machine()})", fontsize=9)
+    ax.set_title(f"{args.pods + args.untargeted} pods watched; burst of {args.burst}; growth", fontsize=9)
+    right.plot([g["resources"] for g in growth], [g["rss_mib"] for g in growth], marker="o")
+    right.set_xlabel("CacheServers")
+    right.set_ylabel("settled RSS MiB")
+    right.set_title("RSS against resources", fontsize=9)
+    fig.suptitle(machine(), fontsize=8)
     fig.tight_layout()
-    fig.savefig(Path(__file__).parent / "results" / "scale.png", dpi=110)
+    fig.savefig(RESULTS / "scale.png", dpi=110)
     print("wrote benchmarks/results/scale.{json,csv,png}")
+
+
+def _profile(cluster: Cluster, ns: str, args: argparse.Namespace, groups: int, counter: Reconciled) -> None:
+    capture = Path(tempfile.mkdtemp(prefix="bench-scale-memray-")) / "operator.bin"
+    os.environ["PYTHONMALLOC"] = "malloc"  # the operator child inherits it: every object is a malloc memray sees
+    try:
+        op, _ = _start(cluster, ns, ("-m", "memray", "run", "-q", "-o", str(capture), "-m", "rolecall"))
+    finally:
+        del os.environ["PYTHONMALLOC"]
+    _create_cacheservers(cluster, ns, [(f"burst-{i}", {"burst": str(i)}) for i in range(args.burst)]
+                         + [(f"idle-{g}", {"group": str(g)}) for g in range(groups)])
+    wait_for(lambda: counter.count() >= args.resources, f"{args.resources} CacheServers reconciled", 1800,
+             interval=0.5)
+    time.sleep(60)
+    os.killpg(op.procs[-1].pid, signal.SIGKILL)  # what is allocated now is what an idle operator holds
+    op.procs[-1].wait()
+    table = capture.with_suffix(".csv")
+    subprocess.run([sys.executable, "-m", "memray", "transform", "csv", "--leaks", "-f", "-o", str(table),
+                    str(capture)], check=True, capture_output=True)
+    by_package, by_site, at_import = Counter[str](), Counter[str](), 0
+    with open(table, newline="") as f:
+        for row in csv.DictReader(f):
+            size, frames = int(row["size"]), row["stack_trace"].split("|")
+            if any(fr.startswith(("_find_and_load;", "_load_unlocked;", "exec_module;")) for fr in frames):
+                at_import += size
+                by_package["(imports: module code and data)"] += size
+                continue
+            by_package[_package(frames)] += size
+            by_site[_site(frames)] += size
+    total = sum(by_package.values())
+    rows = [{"what": k, "mib": round(v / 2**20, 2), "percent": round(100 * v / total, 1)}
+            for k, v in by_package.most_common(20)]
+    sites = [{"what": k, "mib": round(v / 2**20, 2), "percent": round(100 * v / total, 1)}
+             for k, v in by_site.most_common(25)]
+    print(f"\nstill allocated in the idle operator (memray, {args.resources} CacheServers, "
+          f"{args.pods + args.untargeted} pods): {total / 2**20:.1f} MiB, of which imports {at_import / 2**20:.1f}")
+    for r in [*rows, {"what": "--- by allocation site", "mib": "", "percent": ""}, *sites]:
+        print(f"{r['what'][:100]:<100}{r['mib']!s:>9}{r['percent']!s:>7}")
+    write("scale_profile", {"args": vars(args), "total_mib": round(total / 2**20, 1),
+                            "imports_mib": round(at_import / 2**20, 1), "by_package": rows, "by_site": sites},
+          [*rows, *sites])
+
+
+def _package(frames: list[str]) -> str:
+    """The first frame (innermost first) in rolecall or a third-party package; the stdlib is looked through."""
+    for fr in frames:
+        path = fr.split(";")[1] if ";" in fr else ""
+        if "/rolecall/" in path:
+            return "rolecall." + path.split("/rolecall/")[1].split(".py")[0].replace("/", ".")
+        if "site-packages/" in path:
+            return path.split("site-packages/")[1].split("/")[0]
+    return "python (stdlib)"
+
+
+def _site(frames: list[str]) -> str:
+    inner = frames[0].split(";")
+    caller = next((fr.split(";") for fr in frames if "/rolecall/" in fr), None)
+    where = f"{inner[0]} ({inner[1].rsplit('/', 1)[-1]}:{inner[2]})" if len(inner) == 3 else frames[0]
+    return where + (f" <- {caller[0]} ({caller[1].split('/rolecall/')[1]}:{caller[2]})" if caller else "")
 
 
 if __name__ == "__main__":

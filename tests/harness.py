@@ -108,6 +108,7 @@ class Operator:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     metrics_ports: list[int] = field(default_factory=list)
     health_ports: list[int] = field(default_factory=list)
+    launcher: tuple[str, ...] = ("-m", "rolecall")  # e.g. ("-m", "memray", "run", ..., "-m", "rolecall")
 
     def start(self, *extra: str) -> subprocess.Popen[bytes]:
         n = len(self.procs)
@@ -115,7 +116,7 @@ class Operator:
         self.metrics_ports.append(port)
         self.health_ports.append(free_port())
         log = open(self.log_dir / f"operator-{n}.log", "ab")  # noqa: SIM115 - handed to the child
-        args = [sys.executable, "-m", "rolecall", "--lease-namespace", self.lease_namespace,
+        args = [sys.executable, *self.launcher, "--lease-namespace", self.lease_namespace,
                 "--lease-seconds", str(self.lease_seconds), "--metrics-address", f"127.0.0.1:{port}",
                 "--health-address", f"127.0.0.1:{self.health_ports[-1]}", *extra]
         for ns in self.namespaces:

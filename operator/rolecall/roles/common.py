@@ -39,16 +39,15 @@ def context(kind: Kind, body: dict[str, Any], memory: Memory, runtime: Runtime,
     """The context of one reconcile. Status is what this process last wrote when it wrote since the body
     was read (a watch event may still carry an older copy), else the body's."""
     meta = body["metadata"]
-    known = memory.status if isinstance(memory.status, status_model) else None
-    in_body = status_model.model_validate(body.get("status") or {})
-    status = known if known is not None else in_body
-    # The body's resourceVersion is the newer one when its status is already what we wrote (the watch has
-    # caught up, and perhaps the user changed metadata or spec since): writing on it saves a conflict.
-    rv = memory.resource_version if known is not None and in_body.dump() != known.dump() \
-        else meta.get("resourceVersion")
-    out = StatusWriter(kind.group, kind.version, kind.plural, meta["namespace"], meta["name"],
-                       status.model_copy(deep=True), written=status.dump(), resource_version=rv,
-                       foreign=kind.foreign_status)
+    status = status_model.model_validate(body.get("status") or {})
+    written, rv = status.dump(), meta.get("resourceVersion")
+    if memory.written is not None and written != memory.written:
+        # The watch has not caught up with our last write: that write is the truth, on its resourceVersion.
+        # (When it has caught up, the body's resourceVersion is the newer one, perhaps after the user changed
+        # metadata or spec since: writing on it saves a conflict.)
+        status, written, rv = status_model.model_validate(memory.written), memory.written, memory.resource_version
+    out = StatusWriter(kind.group, kind.version, kind.plural, meta["namespace"], meta["name"], status,
+                       written=written, resource_version=rv, foreign=kind.foreign_status)
     return Context(kind, body, spec, out, memory, runtime.clock, runtime.identity)
 
 

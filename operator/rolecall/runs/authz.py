@@ -13,6 +13,7 @@ Under GitOps the requester is the GitOps controller's account, and its rights ar
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -72,8 +73,9 @@ def _message(plural: str, action: str) -> str:
 async def _allowed(user: str, groups: list[str], namespace: str, attrs: Attributes) -> bool:
     body = {"spec": {"user": user, "groups": groups, "resourceAttributes": attrs.sar(namespace)}}
     metrics.api("create", "subjectaccessreviews")
-    review = await asyncio.to_thread(kube.authorization().create_subject_access_review, body)
-    return bool(review.status.allowed)
+    raw = await asyncio.to_thread(lambda: kube.authorization().create_subject_access_review(
+        body, _preload_content=False).data)  # only status.allowed is read: no model built
+    return bool((json.loads(raw).get("status") or {}).get("allowed"))
 
 
 @dataclass(frozen=True)

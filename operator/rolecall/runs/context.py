@@ -8,6 +8,7 @@ once at its end by `roles.common.finish`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ class Runtime:
 class Memory:
     """Per-object memory of this process (typed; see the module docstring)."""
 
-    status: Any = None  # the status model as last written (trusted over a watch event's older copy)
+    written: dict[str, Any] | None = None  # the status as last written (trusted over a watch event's older copy)
     resource_version: str | None = None  # of the object as last written or read by this process
     figures_due: float = 0.0  # monotonic time of the next periodic read (cache stats, web figures, db size)
     figures_generation: int | None = None  # the spec generation the figures were last read for
@@ -62,6 +63,7 @@ class Memory:
     stall_checks: int = 0  # looks at a stalled cause in a row (for backoff)
     # The newest annotations seen by the watch, also while a reconcile runs (a cancel must reach a fan-out).
     annotations: dict[str, str] | None = None
+    started_event: asyncio.Task[None] | None = None  # a run's start Event, still on its way
 
 
 @dataclass
@@ -145,6 +147,6 @@ class Context(Generic[SpecT, StatusT]):
         if wrote:
             metrics.REQUEST_STEP.labels(self.kind.kind, "status-write").observe(time.monotonic() - started)
         if wrote:  # later reconciles trust this over a watch event's body, which may still be older
-            self.memory.status = type(self.out.status).model_validate(self.out.written)
+            self.memory.written = self.out.written
             self.memory.resource_version = self.out.resource_version
         return wrote

@@ -25,7 +25,23 @@ async def post(obj: dict[str, Any], type: str, reason: str, message: str) -> Non
     }
     metrics.api("create", "events")
     try:
-        await asyncio.to_thread(kube.core().create_namespaced_event, meta["namespace"], body)
+        # The answer is not needed: read it raw instead of building a V1Event model from it.
+        await asyncio.to_thread(lambda: kube.core().create_namespaced_event(meta["namespace"], body,
+                                                                            _preload_content=False).data)
     except kube.ApiException as e:
         # An Event is a courtesy copy of what status already says; losing one must not fail the action.
         log.warning("could not post Event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], e.reason)
+
+
+def post_soon(obj: dict[str, Any], type: str, reason: str, message: str) -> asyncio.Task[None]:
+    """Posts an Event alongside what follows (e.g. a start's Event while the targets are acted on); the caller
+    awaits the task before posting anything that must come after it."""
+    return asyncio.get_running_loop().create_task(_post_quietly(obj, type, reason, message),
+                                                  name=f"event {reason}")
+
+
+async def _post_quietly(obj: dict[str, Any], type: str, reason: str, message: str) -> None:
+    try:
+        await post(obj, type, reason, message)
+    except kube.Unavailable as e:  # nobody awaits the outcome to fail on it: say it here
+        log.warning("could not post Event %s for %s: %s", reason, obj["metadata"]["name"], e)

@@ -224,8 +224,9 @@ async def _accept(ctx: Context[Any, Any], action: Action[Any], trigger: Trigger,
     ctx.busy_phase = action.busy
     with metrics.REQUEST_STEP.labels(ctx.kind.kind, "ledger-write").time():
         await ctx.write()  # the ledger: request, requester and target UIDs recorded before any target is touched
-    await events.post(ctx.obj, "Normal", f"{action.name.title()}Started",
-                      f"{action.busy} {len(targets)} pods for {what}.")
+    # Posted while the targets are acted on: nothing waits for it but the outcome's Event, which follows it.
+    ctx.memory.started_event = events.post_soon(ctx.obj, "Normal", f"{action.name.title()}Started",
+                                                f"{action.busy} {len(targets)} pods for {what}.")
     return run
 
 
@@ -343,10 +344,15 @@ async def _carry_out(ctx: Context[Any, Any], action: Action[P], run: RunLedger, 
     waves = getattr(ctx.spec, action.waves_field, None) if action.waves_field and first_pass else None
     if waves is not None:
         todo = todo[:fanout.limit_of(waves.size, max(1, run.targets))]  # this wave; the rest stay pending
-    with metrics.REQUEST_STEP.labels(ctx.kind.kind, "engine-calls").time():
-        await fanout.fan_out(todo, act, fanout.limit_of(ctx.spec.concurrency, max(1, run.targets)), record,
-                             attempts=action.attempts, timeout=float(ctx.spec.timeout_seconds) * 2 + 5,
-                             before_act=progress.before_act)
+    try:
+        with metrics.REQUEST_STEP.labels(ctx.kind.kind, "engine-calls").time():
+            await fanout.fan_out(todo, act, fanout.limit_of(ctx.spec.concurrency, max(1, run.targets)), record,
+                                 attempts=action.attempts, timeout=float(ctx.spec.timeout_seconds) * 2 + 5,
+                                 before_act=progress.before_act)
+    finally:
+        if (started := ctx.memory.started_event) is not None:  # the start's Event comes before any outcome's
+            ctx.memory.started_event = None
+            await started
     if progress.halt:
         await _stop_run(ctx, action, run, *progress.halt)
         return
