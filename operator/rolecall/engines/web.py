@@ -125,5 +125,3 @@ async def app_users(ep: Endpoint, path: str, field: str) -> int:
         raise EngineError(f"{path}: {field} is {value!r}, not a whole number of users")
     return int(value)
 
-
-WEB_ENGINES: dict[str, WebEngine] = {"nginx": Nginx(), "apache": Apache()}

@@ -27,8 +27,7 @@ from rolecall.api.v1alpha1.webserver import (
     WebServerSpec,
     WebServerStatus,
 )
-from rolecall.engines import Endpoint, EngineError
-from rolecall.engines.web import WEB_ENGINES, app_users
+from rolecall.engines import WEB_ENGINES, Endpoint, EngineError, app_users
 from rolecall.roles.common import (
     desired_stopped,
     next_figures_in,

@@ -100,15 +100,17 @@ class WorkQueue:
                     slot.task.cancel()
             return
         slot = self._slots.get(uid)
+        asks = slot is None or slot.inputs != _inputs(body)  # a new object, or new inputs: not an echo
         if slot is None:
             slot = self._slots[uid] = _Slot(key=f"{meta['namespace']}/{meta['name']}", body=body)
         else:
             slot.body = body
-            if slot.inputs == _inputs(body) and not (slot.task and not slot.task.done()):
+            if not asks and not (slot.task and not slot.task.done()):
                 return  # only our own status changed
             slot.dirty = True
         slot.memory.annotations = dict(meta.get("annotations") or {})
-        slot.event_at = slot.event_at or time.monotonic()
+        if asks:  # event-to-reconcile measures what a request waits, not echoes of our writes
+            slot.event_at = slot.event_at or time.monotonic()
         self._kick(uid, slot)
 
     def _kick(self, uid: str, slot: _Slot) -> None:
