@@ -35,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="watch only this namespace (repeat for several); default: all namespaces")
     p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "rolecall-system"),
                    help="namespace of the leader Lease (default: $POD_NAMESPACE or rolecall-system)")
+    p.add_argument("--lease-name", default=os.environ.get("ROLECALL_LEASE_NAME", "rolecall-operator"),
+                   help="name of the leader Lease: one per shard (chart value shards), so each namespace set has "
+                        "its own active operator (default: $ROLECALL_LEASE_NAME or rolecall-operator)")
     p.add_argument("--lease-seconds", type=int, default=int(os.environ.get("ROLECALL_LEASE_SECONDS", "15")),
                    help="leader lease duration: how long a standby waits after the leader stops renewing")
     p.add_argument("--metrics-address", default=os.environ.get("ROLECALL_METRICS_ADDRESS", f"{_own_ip()}:8080"),
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     # Per-event success lines from kopf would drown the log; failures are still logged.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # each retry is reported once by us
-    lease = leadership.Leadership(namespace=args.lease_namespace, duration=args.lease_seconds)
+    lease = leadership.Leadership(namespace=args.lease_namespace, name=args.lease_name, duration=args.lease_seconds)
     watchdog = health.Watchdog()
 
     def alive() -> str | None:

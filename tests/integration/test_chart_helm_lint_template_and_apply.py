@@ -296,3 +296,36 @@ def test_rendered_output_applies_and_an_operator_with_its_account_works(
         assert cmd_flush(ip) == 1
     finally:
         chart_operator.stop_all()
+
+
+def test_shards_render_a_deployment_and_lease_each_and_warn_about_unowned_namespaces() -> None:
+    docs = _render("--set", "shards[0].name=a", "--set", "shards[0].namespaces={t1,t2}",
+                   "--set", "shards[1].name=b", "--set", "shards[1].namespaces={t3}")
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(deployments) == {"rolecall-operator-a", "rolecall-operator-b"}
+    a = deployments["rolecall-operator-a"]["spec"]
+    args = a["template"]["spec"]["containers"][0]["args"]
+    assert "--lease-name=rolecall-operator-a" in args and {"--namespace=t1", "--namespace=t2"} <= set(args)
+    assert "--namespace=t3" not in args
+    assert a["selector"]["matchLabels"] == {"app.kubernetes.io/name": "rolecall", "rolecall.dev/shard": "a"}
+    assert a["template"]["metadata"]["labels"]["rolecall.dev/shard"] == "a"
+    bound = {d["metadata"]["namespace"] for d in docs if d["kind"] == "RoleBinding"}
+    assert {"t1", "t2", "t3", "rolecall-system"} <= bound
+    assert not [d for d in docs if d["kind"] == "ClusterRoleBinding" and d["metadata"]["name"] == "rolecall-operator"]
+    binding = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"
+                   and d["metadata"]["name"] == "rolecall-unowned-namespace")
+    assert binding["spec"]["validationActions"] == ["Warn"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == ["t1", "t2", "t3"]
+    assert not [d for d in _render() if d["metadata"]["name"] == "rolecall-unowned-namespace"]  # all namespaces
+
+
+@pytest.mark.parametrize(("sets", "error"), [
+    (["shards[0].name=a", "shards[0].namespaces={t1}", "shards[1].name=b", "shards[1].namespaces={t1}"],
+     'namespace "t1" is in shards "a" and "b"'),
+    (["shards[0].name=a", "shards[0].namespaces={t1}", "watchNamespaces={t2}"], "set either shards or watchNamespaces"),
+    (["shards[0].name=a", "shards[0].namespaces={t1}", "shards[1].name=a", "shards[1].namespaces={t2}"],
+     'shard "a" is listed twice'),
+])
+def test_shards_that_would_act_twice_or_conflict_are_refused(sets: list[str], error: str) -> None:
+    out = _helm("template", "rolecall", str(CHART), *[x for s in sets for x in ("--set", s)])
+    assert out.returncode != 0 and error in out.stderr, out.stderr

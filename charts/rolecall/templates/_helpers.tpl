@@ -15,3 +15,33 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- define "rolecall.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
+
+{{/* Every namespace an operator of this release watches (watchNamespaces, or all shards'), as JSON; an
+empty list means all namespaces. */}}
+{{- define "rolecall.ownedNamespaces" -}}
+{{- $owned := .Values.watchNamespaces -}}
+{{- range .Values.shards }}{{ $owned = concat $owned .namespaces }}{{ end -}}
+{{- toJson $owned -}}
+{{- end }}
+
+{{/* Shards: each a namespace set with its own Deployment and Lease; no namespace may have two owners. */}}
+{{- define "rolecall.checkShards" -}}
+{{- if and .Values.shards .Values.watchNamespaces }}
+{{- fail "set either shards or watchNamespaces: with shards, each shard's namespaces are what is watched" }}
+{{- end }}
+{{- $seen := dict }}
+{{- $names := dict }}
+{{- range .Values.shards }}
+{{- if hasKey $names .name }}
+{{- fail (printf "shard %q is listed twice" .name) }}
+{{- end }}
+{{- $_ := set $names .name true }}
+{{- $shard := .name }}
+{{- range .namespaces }}
+{{- if hasKey $seen . }}
+{{- fail (printf "namespace %q is in shards %q and %q: its resources would be acted on twice" . (get $seen .) $shard) }}
+{{- end }}
+{{- $_ := set $seen . $shard }}
+{{- end }}
+{{- end }}
+{{- end }}
