@@ -9,7 +9,7 @@ CACHE_BIN = $(shell $(PY) -c 'import os;print(os.path.join(os.environ.get("ROLEC
 PYTEST_ARGS ?=
 
 .PHONY: help venv plugin engines cluster-bins image lock crds crds-check lint test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
-	bench-fanout bench-latency bench-api bench-scale clean
+	bench-fanout bench-latency bench-api bench-scale bench-watch bench-clients bench-shards clean
 help:
 	@echo "make run    - build the image, start the local cluster, helm-install rolecall (the operator runs as a pod),"
 	@echo "             apply a demo of all four kinds (LOCAL_OPERATOR=1: the operator as a local process)"
@@ -91,7 +91,7 @@ run: venv plugin engines cluster-bins $(if $(LOCAL_OPERATOR),,image)
 stop:
 	PYTHONPATH=hack $(BIN)/python -m testbed.demo down --dir $(RUN_DIR)
 
-bench: bench-bed bench-fanout bench-latency bench-api bench-scale
+bench: bench-bed bench-fanout bench-latency bench-api bench-watch bench-clients bench-scale bench-shards
 
 bench-deps: venv engines cluster-bins
 	$(BIN)/pip install -q -e '.[bench]'
@@ -109,7 +109,16 @@ bench-api: bench-deps
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.api_cost
 
 bench-scale: bench-deps
-	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.scale
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.scale --profile
+
+bench-watch: bench-deps
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.watch_delay
+
+bench-clients: bench-deps
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.memcached_clients
+
+bench-shards: bench-deps
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.shards
 
 clean: stop
 	rm -rf .testbed $(VENV)

@@ -13,6 +13,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -107,3 +108,74 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_figures(pid: int) -> tuple[float, float]:
+    """(RSS MiB, CPU seconds) of a process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / TICK
+
+
+def threads_of(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+class Sampler:
+    """Samples RSS and CPU of a process every `interval` seconds in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.25) -> None:
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, float, float]] = []  # (t, rss MiB, cpu s)
+        self.t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss, cpu = proc_figures(self.pid)
+            self.samples.append((time.monotonic() - self.t0, rss, cpu))
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Reconciled(threading.Thread):
+    """Counts the CacheServers of a namespace whose status has a phase (their first reconcile is written),
+    from a watch, so waiting for 10,000 of them lists nothing over and over."""
+
+    def __init__(self, cluster: Cluster, ns: str) -> None:
+        super().__init__(daemon=True)
+        self.api, self.ns = client.CustomObjectsApi(cluster.api_client), ns
+        self.phased: set[str] = set()
+        self.handled: dict[str, str] = {}  # name -> lastHandledClearRequest
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        while True:
+            try:
+                for ev in watch.Watch().stream(self.api.list_namespaced_custom_object, "rolecall.dev", "v1alpha1",
+                                               self.ns, "cacheservers", timeout_seconds=300):
+                    obj, st = ev["object"], ev["object"].get("status") or {}
+                    with self.lock:
+                        if st.get("phase"):
+                            self.phased.add(obj["metadata"]["name"])
+                        if st.get("lastHandledClearRequest"):
+                            self.handled[obj["metadata"]["name"]] = st["lastHandledClearRequest"]
+            except Exception:
+                time.sleep(0.5)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.phased)
+
+    def handled_with(self, token: str) -> int:
+        with self.lock:
+            return sum(1 for v in self.handled.values() if v == token)

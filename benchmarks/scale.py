@@ -15,10 +15,10 @@ listing takes (startup waits for it), RSS with the index alone, idle windows and
 (median, min, max), and per growth step the first-reconcile time and the settled RSS.
 Writes results/scale.{json,csv,png}.
 
---profile runs the same bed up to the 1,000 resources with the operator under memray (PYTHONMALLOC=malloc,
-so every Python object is seen), kills it after a settled idle minute and reports what is still allocated by
-package and by allocation site: results/scale_profile.{json,csv}. Its own figures are not the measured ones
-(the profiler costs memory and time).
+--profile then starts a second operator on the same bed (every pod and CacheServer of the run) under memray
+(PYTHONMALLOC=malloc, so every Python object is seen), kills it after a settled idle minute and reports what
+is still allocated, by package and by allocation site: results/scale_profile.{json,csv}. Its own RSS is not a
+measured figure (the profiler costs memory and time).
 """
 
 from __future__ import annotations
@@ -30,88 +30,31 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, watch  # type: ignore[import-untyped]
+import httpx
+from kubernetes import client  # type: ignore[import-untyped]
 
-from benchmarks.common import RESULTS, bed, machine, namespace, operator, pyplot, summarise, write
+from benchmarks.common import (
+    RESULTS,
+    Reconciled,
+    Sampler,
+    bed,
+    machine,
+    namespace,
+    operator,
+    proc_figures,
+    pyplot,
+    summarise,
+    threads_of,
+    write,
+)
 from cachekit import pod_ips, standin_pod, wait_memcached
 from harness import Cluster, Operator, wait_for
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _proc(pid: int) -> tuple[float, float]:
-    """(RSS MiB, CPU seconds) of a process."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / TICK
-
-
-def _threads(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/task"))
-
-
-class Sampler:
-    """Samples RSS and CPU of a process every `interval` seconds in a thread."""
-
-    def __init__(self, pid: int, interval: float = 0.25) -> None:
-        self.pid, self.interval = pid, interval
-        self.samples: list[tuple[float, float, float]] = []  # (t, rss MiB, cpu s)
-        self.t0 = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            rss, cpu = _proc(self.pid)
-            self.samples.append((time.monotonic() - self.t0, rss, cpu))
-            self._stop.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-class Reconciled(threading.Thread):
-    """Counts the CacheServers of a namespace whose status has a phase (their first reconcile is written),
-    from a watch, so waiting for 10,000 of them lists nothing over and over."""
-
-    def __init__(self, cluster: Cluster, ns: str) -> None:
-        super().__init__(daemon=True)
-        self.api, self.ns = client.CustomObjectsApi(cluster.api_client), ns
-        self.phased: set[str] = set()
-        self.handled: dict[str, str] = {}  # name -> lastHandledClearRequest
-        self.lock = threading.Lock()
-
-    def run(self) -> None:
-        while True:
-            try:
-                for ev in watch.Watch().stream(self.api.list_namespaced_custom_object, "rolecall.dev", "v1alpha1",
-                                               self.ns, "cacheservers", timeout_seconds=300):
-                    obj, st = ev["object"], ev["object"].get("status") or {}
-                    with self.lock:
-                        if st.get("phase"):
-                            self.phased.add(obj["metadata"]["name"])
-                        if st.get("lastHandledClearRequest"):
-                            self.handled[obj["metadata"]["name"]] = st["lastHandledClearRequest"]
-            except Exception:
-                time.sleep(0.5)
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.phased)
-
-    def handled_with(self, token: str) -> int:
-        with self.lock:
-            return sum(1 for v in self.handled.values() if v == token)
 
 
 def _cs(name: str, selector: dict[str, str]) -> dict[str, Any]:
@@ -155,11 +98,19 @@ def _create_cacheservers(cluster: Cluster, ns: str, names: list[tuple[str, dict[
             "rolecall.dev", "v1alpha1", ns, "cacheservers", _cs(*item)), names))
 
 
+def _metric(op: Operator, name: str, labels: dict[str, str] | None = None) -> float:
+    """A metric of the operator, 0 while its metrics server is not up yet."""
+    try:
+        return op.metric(name, labels)
+    except httpx.HTTPError:
+        return 0.0
+
+
 def _start(cluster: Cluster, ns: str, launcher: tuple[str, ...] = ("-m", "rolecall")) -> tuple[Operator, float]:
     """The operator for all namespaces; returns it and the seconds until its pod index had listed every pod."""
     t0 = time.monotonic()
     op = operator(cluster, [], Path(tempfile.mkdtemp(prefix="bench-scale-")), lease_namespace=ns, launcher=launcher)
-    wait_for(lambda: op.metric("rolecall_pod_index_listings_total") >= 1, "the pod index's first listing", 600,
+    wait_for(lambda: _metric(op, "rolecall_pod_index_listings_total") >= 1, "the pod index's first listing", 600,
              interval=0.05)
     return op, time.monotonic() - t0
 
@@ -184,10 +135,9 @@ def main() -> None:
         print(f"{args.pods + args.untargeted} pods Running after {pods_ready}s", file=sys.stderr)
         counter = Reconciled(cluster, ns)
         counter.start()
-        if args.profile:
-            _profile(cluster, ns, args, groups, counter)
-            return
         _measure(cluster, ns, args, groups, counter, pods_ready)
+        if args.profile:
+            _profile(cluster, ns, args, counter.count())
 
 
 def _measure(cluster: Cluster, ns: str, args: argparse.Namespace, groups: int, counter: Reconciled,
@@ -199,7 +149,7 @@ def _measure(cluster: Cluster, ns: str, args: argparse.Namespace, groups: int, c
     marks: list[tuple[float, str]] = []
     phases["index_first_listing_s"] = round(listed, 2)
     time.sleep(5)
-    phases["rss_index_only_mib"] = round(_proc(pid)[0], 1)
+    phases["rss_index_only_mib"] = round(proc_figures(pid)[0], 1)
     custom = client.CustomObjectsApi(cluster.api_client)
     t0 = time.monotonic()
     marks.append((t0 - sampler.t0, f"{args.resources} CacheServers created"))
@@ -209,9 +159,9 @@ def _measure(cluster: Cluster, ns: str, args: argparse.Namespace, groups: int, c
     phases["first_reconciles_s"] = round(time.monotonic() - t0, 1)
     idle_cpu, idle_rss, burst_s, burst_cpu, burst_rss = [], [], [], [], []
     for run in range(args.runs):  # each run: an idle window, then a burst of simultaneous requests
-        cpu_before = _proc(pid)[1]
+        cpu_before = proc_figures(pid)[1]
         time.sleep(args.idle_seconds)
-        rss, cpu_after = _proc(pid)
+        rss, cpu_after = proc_figures(pid)
         idle_cpu.append(100 * (cpu_after - cpu_before) / args.idle_seconds)
         idle_rss.append(rss)
         token = f"burst-{run}-{int(time.time())}"
@@ -235,7 +185,7 @@ def _measure(cluster: Cluster, ns: str, args: argparse.Namespace, groups: int, c
                         ("burst_peak_rss_mib", burst_rss)):
         st = summarise(values)
         phases[key] = {"median": round(st["median"], 2), "min": round(st["min"], 2), "max": round(st["max"], 2)}
-    phases["threads"] = _threads(pid)
+    phases["threads"] = threads_of(pid)
     growth = [{"resources": args.resources, "rss_mib": round(summarise(idle_rss)["median"], 1),
                "first_reconciles_s": phases["first_reconciles_s"]}]
     have = args.resources
@@ -247,7 +197,7 @@ def _measure(cluster: Cluster, ns: str, args: argparse.Namespace, groups: int, c
                  interval=0.5)
         took = round(time.monotonic() - t0, 1)
         time.sleep(20)  # settled: nothing is due for any of them
-        growth.append({"resources": target, "rss_mib": round(_proc(pid)[0], 1), "first_reconciles_s": took})
+        growth.append({"resources": target, "rss_mib": round(proc_figures(pid)[0], 1), "first_reconciles_s": took})
         print(f"{target} CacheServers: first reconciles of the new ones {took}s, RSS {growth[-1]['rss_mib']} MiB",
               file=sys.stderr)
         have = target
@@ -302,17 +252,16 @@ def _report(args: argparse.Namespace, phases: dict[str, Any], growth: list[dict[
     print("wrote benchmarks/results/scale.{json,csv,png}")
 
 
-def _profile(cluster: Cluster, ns: str, args: argparse.Namespace, groups: int, counter: Reconciled) -> None:
+def _profile(cluster: Cluster, ns: str, args: argparse.Namespace, resources: int) -> None:
+    """On the measured run's bed (all its pods and CacheServers), a fresh operator under memray."""
     capture = Path(tempfile.mkdtemp(prefix="bench-scale-memray-")) / "operator.bin"
     os.environ["PYTHONMALLOC"] = "malloc"  # the operator child inherits it: every object is a malloc memray sees
     try:
         op, _ = _start(cluster, ns, ("-m", "memray", "run", "-q", "-o", str(capture), "-m", "rolecall"))
     finally:
         del os.environ["PYTHONMALLOC"]
-    _create_cacheservers(cluster, ns, [(f"burst-{i}", {"burst": str(i)}) for i in range(args.burst)]
-                         + [(f"idle-{g}", {"group": str(g)}) for g in range(groups)])
-    wait_for(lambda: counter.count() >= args.resources, f"{args.resources} CacheServers reconciled", 1800,
-             interval=0.5)
+    wait_for(lambda: _metric(op, "rolecall_reconciles_total", {"kind": "CacheServer"}) >= resources,
+             f"{resources} CacheServers reconciled under memray", 3600, interval=1)
     time.sleep(60)
     os.killpg(op.procs[-1].pid, signal.SIGKILL)  # what is allocated now is what an idle operator holds
     op.procs[-1].wait()
@@ -334,11 +283,11 @@ def _profile(cluster: Cluster, ns: str, args: argparse.Namespace, groups: int, c
             for k, v in by_package.most_common(20)]
     sites = [{"what": k, "mib": round(v / 2**20, 2), "percent": round(100 * v / total, 1)}
              for k, v in by_site.most_common(25)]
-    print(f"\nstill allocated in the idle operator (memray, {args.resources} CacheServers, "
+    print(f"\nstill allocated in the idle operator (memray, {resources} CacheServers, "
           f"{args.pods + args.untargeted} pods): {total / 2**20:.1f} MiB, of which imports {at_import / 2**20:.1f}")
     for r in [*rows, {"what": "--- by allocation site", "mib": "", "percent": ""}, *sites]:
         print(f"{r['what'][:100]:<100}{r['mib']!s:>9}{r['percent']!s:>7}")
-    write("scale_profile", {"args": vars(args), "total_mib": round(total / 2**20, 1),
+    write("scale_profile", {"args": vars(args), "resources": resources, "total_mib": round(total / 2**20, 1),
                             "imports_mib": round(at_import / 2**20, 1), "by_package": rows, "by_site": sites},
           [*rows, *sites])
 
