@@ -4,9 +4,11 @@ it, and only while the leader gate is open."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from rolecall.runs.context import Memory, Runtime
+from rolecall.runs.packing import pack, unpack
 from rolecall.runs.queue import Gate, WorkQueue
 
 
@@ -163,3 +165,27 @@ def test_nothing_reconciles_while_the_gate_is_closed_and_closing_cancels_the_run
         await gate.close()
 
     asyncio.run(main())
+
+
+def test_bodies_are_kept_packed_and_reconciled_as_they_came() -> None:
+    """Every watched object's latest body stays in memory: packed (runs/packing.py), a fraction of its size."""
+    history = [{"action": "clear", "token": f"t{i}", "outcome": "Succeeded", "acceptedAt": "2026-11-26T23:00:00Z"}
+               for i in range(10)]
+    big = {**body(1), "status": {"history": history, "conditions": [{"type": "Ready", "status": "True"}] * 5}}
+    seen: list[dict[str, Any]] = []
+
+    async def reconcile(b: dict[str, Any], memory: Memory, runtime: Runtime) -> float | None:
+        seen.append(b)
+        return None
+
+    async def main() -> WorkQueue:
+        q, _ = queue(reconcile)
+        q.observe(big)
+        await until(lambda: len(seen) == 1)
+        return q
+
+    q = asyncio.run(main())
+    assert seen == [big] and seen[0] is not big  # the reconcile gets its own copy, equal to the event's
+    kept = next(iter(q._slots.values())).packed
+    assert isinstance(kept, bytes) and len(kept) < len(json.dumps(big)) / 3
+    assert unpack(pack(big)) == big and pack(big) == pack(json.loads(json.dumps(big)))

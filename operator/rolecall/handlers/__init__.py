@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import kopf
@@ -36,4 +35,5 @@ def _watch(registry: kopf.OperatorRegistry, kind: Kind, reconcile: Reconcile, ga
         nonlocal queue
         if queue is None:
             queue = WorkQueue(reconcile, gate, runtime, kind=kind.plural)  # inside the operator's event loop
-        queue.observe(copy.deepcopy(dict(body)), deleted=event.get("type") == "DELETED")
+        # The raw body as the watch delivered it: the queue keeps a packed copy (runs/packing.py), not this dict.
+        queue.observe(dict(event.get("object") or body), deleted=event.get("type") == "DELETED")

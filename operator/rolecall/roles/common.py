@@ -23,6 +23,7 @@ from rolecall.engines import Credentials
 from rolecall.leadership import NotLeader
 from rolecall.runs import authz, events, ledger, request, windows
 from rolecall.runs.context import Context, Memory, Runtime
+from rolecall.runs.packing import pack, unpack
 from rolecall.runs.reasons import Stall, classify
 from rolecall.runs.status import StaleStatus, StatusWriter
 from rolecall.targets import workload
@@ -41,11 +42,12 @@ def context(kind: Kind, body: dict[str, Any], memory: Memory, runtime: Runtime,
     meta = body["metadata"]
     status = status_model.model_validate(body.get("status") or {})
     written, rv = status.dump(), meta.get("resourceVersion")
-    if memory.written is not None and written != memory.written:
+    if memory.written is not None and pack(written) != memory.written:
         # The watch has not caught up with our last write: that write is the truth, on its resourceVersion.
         # (When it has caught up, the body's resourceVersion is the newer one, perhaps after the user changed
         # metadata or spec since: writing on it saves a conflict.)
-        status, written, rv = status_model.model_validate(memory.written), memory.written, memory.resource_version
+        written, rv = unpack(memory.written), memory.resource_version
+        status = status_model.model_validate(written)
     out = StatusWriter(kind.group, kind.version, kind.plural, meta["namespace"], meta["name"], status,
                        written=written, resource_version=rv, foreign=kind.foreign_status)
     return Context(kind, body, spec, out, memory, runtime.clock, runtime.identity)

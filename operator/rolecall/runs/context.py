@@ -20,6 +20,7 @@ from rolecall.api.kinds import Kind
 from rolecall.api.types import Model, format_time
 from rolecall.api.v1alpha1.common import RoleStatus
 from rolecall.runs import conditions
+from rolecall.runs.packing import pack
 from rolecall.runs.status import StatusWriter, set_condition
 from rolecall.targets.pods import Target
 
@@ -50,7 +51,7 @@ class Runtime:
 class Memory:
     """Per-object memory of this process (typed; see the module docstring)."""
 
-    written: dict[str, Any] | None = None  # the status as last written (trusted over a watch event's older copy)
+    written: bytes | None = None  # the status as last written, packed (trusted over a watch event's older copy)
     resource_version: str | None = None  # of the object as last written or read by this process
     figures_due: float = 0.0  # monotonic time of the next periodic read (cache stats, web figures, db size)
     figures_generation: int | None = None  # the spec generation the figures were last read for
@@ -147,6 +148,6 @@ class Context(Generic[SpecT, StatusT]):
         if wrote:
             metrics.REQUEST_STEP.labels(self.kind.kind, "status-write").observe(time.monotonic() - started)
         if wrote:  # later reconciles trust this over a watch event's body, which may still be older
-            self.memory.written = self.out.written
+            self.memory.written = pack(self.out.written)
             self.memory.resource_version = self.out.resource_version
         return wrote

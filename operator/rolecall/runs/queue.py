@@ -22,6 +22,7 @@ from typing import Any
 from rolecall import metrics
 from rolecall.leadership import NotLeader
 from rolecall.runs.context import Memory, Runtime
+from rolecall.runs.packing import pack, unpack
 from rolecall.runs.status import StaleStatus
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Gate:
 @dataclass
 class _Slot:
     key: str
-    body: dict[str, Any]
+    packed: bytes  # the latest body (runs/packing.py: kept for every object, so kept small)
     dirty: bool = True
     task: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
@@ -102,9 +103,9 @@ class WorkQueue:
         slot = self._slots.get(uid)
         asks = slot is None or slot.inputs != _inputs(body)  # a new object, or new inputs: not an echo
         if slot is None:
-            slot = self._slots[uid] = _Slot(key=f"{meta['namespace']}/{meta['name']}", body=body)
+            slot = self._slots[uid] = _Slot(key=f"{meta['namespace']}/{meta['name']}", packed=pack(body))
         else:
-            slot.body = body
+            slot.packed = pack(body)
             if not asks and not (slot.task and not slot.task.done()):
                 return  # only our own status changed
             slot.dirty = True
@@ -149,7 +150,7 @@ class WorkQueue:
             if slot.event_at is not None:
                 metrics.EVENT_TO_RECONCILE.labels(self._kind).observe(time.monotonic() - slot.event_at)
                 slot.event_at = None
-            body = slot.body
+            body = unpack(slot.packed)
             slot.inputs = _inputs(body)
             if slot.timer:
                 slot.timer.cancel()
@@ -168,7 +169,7 @@ class WorkQueue:
                 log.warning("%s %s: status changed by another writer; reconciling from the fresh object",
                             self._kind, slot.key)
                 slot.memory = Memory()
-                slot.body = stale.fresh
+                slot.packed = pack(stale.fresh)
                 slot.failures += 1
                 slot.dirty = slot.failures < 3
                 delay = None if slot.dirty else min(self._max_backoff, 2.0 ** slot.failures)
