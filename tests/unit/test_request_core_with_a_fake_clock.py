@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
 from typing import Any
 
@@ -479,3 +480,36 @@ def test_progress_writes_overlap_the_fan_out_but_unwritten_outcomes_stay_bounded
     assert ctx.status.last_request is not None and ctx.status.last_request.done == 40
     assert overlapped, "no target started while a progress write was on its way"
     assert worst[0] <= concurrency + 2 * batch - 1, worst[0]
+
+
+def test_an_allowed_answer_is_reused_briefly_and_a_refusal_never(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run-time review: 100 requests by one account in a burst cost one SubjectAccessReview; a refusal
+    is asked again every time, and an allowed answer only for ALLOWED_SECONDS."""
+    answers: list[bool] = []
+    asked: list[str] = []
+    now = [1000.0]
+
+    class Review:
+        def __init__(self, allowed: bool) -> None:
+            self.data = json.dumps({"status": {"allowed": allowed}}).encode()
+
+    class Api:
+        def create_subject_access_review(self, body: dict[str, Any], _preload_content: bool) -> Review:
+            asked.append(body["spec"]["user"])
+            return Review(answers.pop(0))
+
+    monkeypatch.setattr(kube, "authorization", lambda: Api())
+    monkeypatch.setattr(authz.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(authz, "_allowed_until", {})
+    attrs = authz.Attributes("", "pods", "exec", "create", None)
+
+    def allowed(user: str) -> bool:
+        return asyncio.run(authz._allowed(user, ["g"], "ns", attrs))
+
+    answers[:] = [True]
+    assert all(allowed("ann") for _ in range(100)) and asked == ["ann"]
+    now[0] += authz.ALLOWED_SECONDS + 0.1
+    answers[:] = [False, False]
+    assert not allowed("ann") and not allowed("ann") and asked == ["ann", "ann", "ann"]  # refusals: asked each time
+    answers[:] = [True]
+    assert allowed("bob") and asked[-1] == "bob"  # another user is another question

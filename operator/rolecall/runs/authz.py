@@ -5,7 +5,8 @@ it, per action (rolecall.dev/<action>-requested-by[-groups]); the request core c
 ledger when it accepts the request. A request may run much later (a future clearedAfter, a
 schedule, a retry), so the operator asks the API server again, with a SubjectAccessReview for that user
 and their groups, just before it acts: the same alternatives admission accepts (the underlying
-Kubernetes right, or the narrow rolecall right). It also refuses to act at all when the admission
+Kubernetes right, or the narrow rolecall right); an allowed answer is reused for ALLOWED_SECONDS, a refusal
+never. It also refuses to act at all when the admission
 policies are missing from the cluster (fail closed) unless started with --allow-without-admission-policies.
 Under GitOps the requester is the GitOps controller's account, and its rights are what count.
 """
@@ -70,12 +71,31 @@ def _message(plural: str, action: str) -> str:
     return next(a.message() for a in ACTIONS[plural] if a.name == action)
 
 
+# An allowed answer is reused this long for the same user, groups and attributes (100 requests by one GitOps
+# account in a burst cost one review, not 100); a refusal is never reused. The apiserver's own webhook
+# authorizer keeps allowed answers for 5 minutes by default; RBAC itself answers from informer caches.
+ALLOWED_SECONDS = float(os.environ.get("ROLECALL_ALLOWED_CACHE_SECONDS", "5"))
+_allowed_until: dict[tuple[str, tuple[str, ...], str, Attributes], float] = {}
+
+
 async def _allowed(user: str, groups: list[str], namespace: str, attrs: Attributes) -> bool:
+    key = (user, tuple(groups), namespace, attrs)
+    now = time.monotonic()
+    if _allowed_until.get(key, 0.0) > now:
+        return True
     body = {"spec": {"user": user, "groups": groups, "resourceAttributes": attrs.sar(namespace)}}
     metrics.api("create", "subjectaccessreviews")
     raw = await asyncio.to_thread(lambda: kube.authorization().create_subject_access_review(
         body, _preload_content=False).data)  # only status.allowed is read: no model built
-    return bool((json.loads(raw).get("status") or {}).get("allowed"))
+    allowed = bool((json.loads(raw).get("status") or {}).get("allowed"))
+    if len(_allowed_until) > 10_000:  # many distinct requesters: forget the expired ones
+        for k in [k for k, until in _allowed_until.items() if until <= now]:
+            del _allowed_until[k]
+    if allowed:
+        _allowed_until[key] = now + ALLOWED_SECONDS
+    else:
+        _allowed_until.pop(key, None)
+    return allowed
 
 
 @dataclass(frozen=True)
