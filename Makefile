@@ -103,7 +103,7 @@ bench-fanout: bench-deps
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.fanout
 
 bench-latency: bench-deps
-	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.latency
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.latency --cpu-profile
 
 bench-api: bench-deps
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.api_cost

@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +101,59 @@ class Floor(threading.Thread):
             handled = token
 
 
+def _py_spy(pid: int) -> tuple[subprocess.Popen[bytes], Path]:
+    out = Path(tempfile.mkdtemp(prefix="bench-latency-spy-")) / "raw.txt"
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "--rate", "250",
+                             "--format", "raw", "-o", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)  # attached before the first timed request
+    return proc, out
+
+
+def _cpu_report(proc: subprocess.Popen[bytes], out: Path, requests: int) -> None:
+    """Where the operator's CPU went during the requests (py-spy samples of busy threads): own time by function
+    and by package, and time inside each of rolecall's own functions."""
+    proc.send_signal(signal.SIGINT)
+    proc.wait(60)
+    own, inside, packages, total = Counter[str](), Counter[str](), Counter[str](), 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames, n = stack.split(";"), int(count)
+        if not frames[-1].strip() or frames[-1].startswith(("select (", "EpollSelector.select", "_worker (",
+                                                           "wait (", "Condition.wait")):
+            continue  # a thread waiting, not working
+        total += n
+        own[frames[-1]] += n
+        packages[_package_of(frames[-1])] += n
+        for f in {f for f in frames if "/rolecall/" in f}:
+            inside[f] += n
+    rows = ([{"kind": "package", "what": k, "percent": round(100 * v / total, 1)} for k, v in packages.most_common(12)]
+            + [{"kind": "own time", "what": k, "percent": round(100 * v / total, 1)} for k, v in own.most_common(15)]
+            + [{"kind": "inside rolecall", "what": k, "percent": round(100 * v / total, 1)}
+               for k, v in inside.most_common(15)])
+    print(f"\noperator CPU during {requests} requests: {total} busy samples at 250 Hz (~{total * 4 / requests:.1f} ms "
+          "per request, all threads)")
+    for r in rows:
+        print(f"{r['kind']:<16}{r['percent']:>6}%  {r['what'][:110]}")
+    write("latency_cpu", {"samples": total, "requests": requests, "rows": rows}, rows)
+
+
+def _package_of(frame: str) -> str:
+    path = frame.rpartition(" (")[2]
+    if "/rolecall/" in path:
+        return "rolecall"
+    if "site-packages/" in path:
+        return path.split("site-packages/")[1].split("/")[0]
+    return "python (stdlib)"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=60)
+    p.add_argument("--cpu-profile", action="store_true",
+                   help="then record the operator with py-spy over as many untimed requests: results/latency_cpu.csv")
     args = p.parse_args()
     with bed("latency") as cluster:
         ns, floor_ns = namespace(cluster, "bench-latency"), namespace(cluster, "bench-latency-floor")
@@ -132,6 +186,12 @@ def main() -> None:
             floors.append(_request(cluster, floor_ns, token))
             time.sleep(0.05)
         after = sums()
+        if args.cpu_profile:  # after the timed requests, on requests of their own: sampling costs CPU
+            spy = _py_spy(op.procs[-1].pid)
+            for i in range(args.requests):
+                _request(cluster, ns, f"profiled-{i}")
+                time.sleep(0.05)
+            _cpu_report(*spy, args.requests)
         floor.stop()
         op.stop_all()
     steps = {}

@@ -15,22 +15,22 @@ listing takes (startup waits for it), RSS with the index alone, idle windows and
 (median, min, max), and per growth step the first-reconcile time and the settled RSS.
 Writes results/scale.{json,csv,png}.
 
---profile then starts a second operator on the same bed (every pod and CacheServer of the run) under memray
-(PYTHONMALLOC=malloc, so every Python object is seen), kills it after a settled idle minute and reports what
-is still allocated, by package and by allocation site: results/scale_profile.{json,csv}. Its own RSS is not a
-measured figure (the profiler costs memory and time).
+--profile then starts a second operator on the same bed (every pod and CacheServer of the run) traced by
+tracemalloc (PYTHONTRACEMALLOC), has it write a snapshot after a settled idle minute (SIGUSR1, rolecall/main.py)
+and reports what its Python objects hold, by package and by allocation site: results/scale_profile.{json,csv}.
+Its own RSS is not a measured figure (tracing costs memory and time). memray was tried first: with every
+allocation recorded its capture of this run grew to 4.7 GB and took longer to read than the run itself.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -124,7 +124,7 @@ def main() -> None:
     p.add_argument("--idle-seconds", type=int, default=60)
     p.add_argument("--runs", type=int, default=3, help="idle windows and bursts, one after the other")
     p.add_argument("--grow", type=int, nargs="*", default=[2000, 5000, 10000])
-    p.add_argument("--profile", action="store_true", help="a memray pass instead of the measured one")
+    p.add_argument("--profile", action="store_true", help="then a tracemalloc snapshot of an idle operator")
     args = p.parse_args()
     groups = args.resources - args.burst
     with bed("scale") as cluster:
@@ -253,61 +253,63 @@ def _report(args: argparse.Namespace, phases: dict[str, Any], growth: list[dict[
 
 
 def _profile(cluster: Cluster, ns: str, args: argparse.Namespace, resources: int) -> None:
-    """On the measured run's bed (all its pods and CacheServers), a fresh operator under memray."""
-    capture = Path(tempfile.mkdtemp(prefix="bench-scale-memray-")) / "operator.bin"
-    os.environ["PYTHONMALLOC"] = "malloc"  # the operator child inherits it: every object is a malloc memray sees
+    """On the measured run's bed (all its pods and CacheServers), a fresh operator traced by tracemalloc
+    (PYTHONTRACEMALLOC, 10 frames); after a settled idle minute SIGUSR1 makes it write a snapshot of what it
+    holds (rolecall/main.py), read here by allocation site and by package."""
+    where = Path(tempfile.mkdtemp(prefix="bench-scale-tracemalloc-"))
+    os.environ.update(PYTHONTRACEMALLOC="10", ROLECALL_SNAPSHOT_DIR=str(where))  # the operator child inherits
     try:
-        op, _ = _start(cluster, ns, ("-m", "memray", "run", "-q", "-o", str(capture), "-m", "rolecall"))
+        op, _ = _start(cluster, ns)
     finally:
-        del os.environ["PYTHONMALLOC"]
+        del os.environ["PYTHONTRACEMALLOC"], os.environ["ROLECALL_SNAPSHOT_DIR"]
+    pid = op.procs[-1].pid
     wait_for(lambda: _metric(op, "rolecall_reconciles_total", {"kind": "CacheServer"}) >= resources,
-             f"{resources} CacheServers reconciled under memray", 3600, interval=1)
+             f"{resources} CacheServers reconciled under tracemalloc", 3600, interval=1)
     time.sleep(60)
-    os.killpg(op.procs[-1].pid, signal.SIGKILL)  # what is allocated now is what an idle operator holds
-    op.procs[-1].wait()
-    table = capture.with_suffix(".csv")
-    subprocess.run([sys.executable, "-m", "memray", "transform", "csv", "--leaks", "-f", "-o", str(table),
-                    str(capture)], check=True, capture_output=True)
+    rss = proc_figures(pid)[0]
+    os.kill(pid, signal.SIGUSR1)
+    wait_for(lambda: "tracemalloc snapshot written" in op.logs(), "the snapshot", 600, interval=1)
+    op.stop_all()
+    snapshot = tracemalloc.Snapshot.load(str(where / f"rolecall-{pid}.tracemalloc"))
     by_package, by_site, at_import = Counter[str](), Counter[str](), 0
-    with open(table, newline="") as f:
-        for row in csv.DictReader(f):
-            size, frames = int(row["size"]), row["stack_trace"].split("|")
-            if any(fr.startswith(("_find_and_load;", "_load_unlocked;", "exec_module;")) for fr in frames):
-                at_import += size
-                by_package["(imports: module code and data)"] += size
-                continue
-            by_package[_package(frames)] += size
-            by_site[_site(frames)] += size
+    for stat in snapshot.statistics("traceback"):
+        frames = [(f.filename, f.lineno) for f in stat.traceback]  # oldest first
+        if any("importlib._bootstrap" in name for name, _ in frames):
+            at_import += stat.size
+            by_package["(imports: module code and data)"] += stat.size
+            continue
+        by_package[_package(frames)] += stat.size
+        by_site[_site(frames)] += stat.size
     total = sum(by_package.values())
     rows = [{"what": k, "mib": round(v / 2**20, 2), "percent": round(100 * v / total, 1)}
             for k, v in by_package.most_common(20)]
     sites = [{"what": k, "mib": round(v / 2**20, 2), "percent": round(100 * v / total, 1)}
              for k, v in by_site.most_common(25)]
-    print(f"\nstill allocated in the idle operator (memray, {resources} CacheServers, "
-          f"{args.pods + args.untargeted} pods): {total / 2**20:.1f} MiB, of which imports {at_import / 2**20:.1f}")
+    print(f"\nheld by the idle operator's Python objects (tracemalloc, {resources} CacheServers, "
+          f"{args.pods + args.untargeted} pods): {total / 2**20:.1f} MiB, of which imports {at_import / 2**20:.1f}; "
+          f"its RSS (tracing included) {rss:.1f} MiB")
     for r in [*rows, {"what": "--- by allocation site", "mib": "", "percent": ""}, *sites]:
         print(f"{r['what'][:100]:<100}{r['mib']!s:>9}{r['percent']!s:>7}")
-    write("scale_profile", {"args": vars(args), "resources": resources, "total_mib": round(total / 2**20, 1),
-                            "imports_mib": round(at_import / 2**20, 1), "by_package": rows, "by_site": sites},
-          [*rows, *sites])
+    write("scale_profile", {"args": vars(args), "resources": resources, "traced_mib": round(total / 2**20, 1),
+                            "imports_mib": round(at_import / 2**20, 1), "rss_traced_mib": round(rss, 1),
+                            "by_package": rows, "by_site": sites}, [*rows, *sites])
 
 
-def _package(frames: list[str]) -> str:
-    """The first frame (innermost first) in rolecall or a third-party package; the stdlib is looked through."""
-    for fr in frames:
-        path = fr.split(";")[1] if ";" in fr else ""
+def _package(frames: list[tuple[str, int]]) -> str:
+    """The most recent frame in rolecall or a third-party package; the standard library is looked through."""
+    for path, _ in reversed(frames):
         if "/rolecall/" in path:
-            return "rolecall." + path.split("/rolecall/")[1].split(".py")[0].replace("/", ".")
+            return "rolecall." + path.split("/rolecall/")[1].removesuffix(".py").replace("/", ".")
         if "site-packages/" in path:
             return path.split("site-packages/")[1].split("/")[0]
     return "python (stdlib)"
 
 
-def _site(frames: list[str]) -> str:
-    inner = frames[0].split(";")
-    caller = next((fr.split(";") for fr in frames if "/rolecall/" in fr), None)
-    where = f"{inner[0]} ({inner[1].rsplit('/', 1)[-1]}:{inner[2]})" if len(inner) == 3 else frames[0]
-    return where + (f" <- {caller[0]} ({caller[1].split('/rolecall/')[1]}:{caller[2]})" if caller else "")
+def _site(frames: list[tuple[str, int]]) -> str:
+    path, line = frames[-1]
+    caller = next(((p, n) for p, n in reversed(frames) if "/rolecall/" in p), None)
+    where = f"{path.rsplit('/', 1)[-1]}:{line}"
+    return where + (f" <- {caller[0].split('/rolecall/')[1]}:{caller[1]}" if caller else "")
 
 
 if __name__ == "__main__":

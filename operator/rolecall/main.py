@@ -12,8 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import gc
 import logging
 import os
+import signal
+import tempfile
+import tracemalloc
 import zoneinfo
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -114,8 +118,27 @@ def _fewer_malloc_arenas(arenas: int = 2) -> None:
     libc.mallopt(m_arena_max, arenas)
 
 
+def _memory_snapshots_on_sigusr1() -> None:
+    """With Python's own PYTHONTRACEMALLOC=<frames> set, SIGUSR1 writes a tracemalloc snapshot of what the
+    operator holds now to $ROLECALL_SNAPSHOT_DIR (default: the temp directory), to be read with
+    tracemalloc.Snapshot.load (benchmarks/scale.py --profile does). Without it, nothing is traced and SIGUSR1
+    keeps its default."""
+    if not tracemalloc.is_tracing():
+        return
+
+    def dump(*_: object) -> None:
+        where = os.environ.get("ROLECALL_SNAPSHOT_DIR") or tempfile.gettempdir()
+        path = os.path.join(where, f"rolecall-{os.getpid()}.tracemalloc")
+        gc.collect()
+        tracemalloc.take_snapshot().dump(path)
+        logging.getLogger(__name__).warning("tracemalloc snapshot written to %s", path)
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
 def main(argv: list[str] | None = None) -> None:
     _fewer_malloc_arenas()
+    _memory_snapshots_on_sigusr1()
     # Time zones come from the tzdata package only, the same list admission accepts (api/schedule.py).
     zoneinfo.reset_tzpath(to=[])
     args = parse_args(argv)
