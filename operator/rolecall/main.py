@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import gc
 import logging
 import os
@@ -25,7 +24,7 @@ from typing import Any
 
 import kopf
 
-from rolecall import handlers, health, kube, leadership, metrics
+from rolecall import handlers, health, kube, leadership, malloc, metrics
 from rolecall.runs import authz
 from rolecall.runs.context import Runtime
 from rolecall.runs.queue import Gate
@@ -104,18 +103,12 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.networking.error_backoffs = [1, 2, 4, 8] + [15] * 40
 
 
-def _fewer_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives each thread that allocates its own malloc arena (up to 8 per core), and memory freed in
-    one is not reused by another: with the blocking-call thread pool that showed as ~125 KiB of RSS per
-    watched resource in benchmarks/scale.py. Two arenas keep RSS down at no measurable CPU cost."""
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return  # the operator's environment decided
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return  # not glibc (e.g. musl): nothing to tune
-    m_arena_max = -8
-    libc.mallopt(m_arena_max, arenas)
+async def _trim_every(seconds: float) -> None:
+    """Free heap pages go back to the system once a minute (rolecall/malloc.py): after a burst of requests
+    RSS falls back to what the operator holds."""
+    while True:
+        await asyncio.sleep(seconds)
+        malloc.trim()
 
 
 def _memory_snapshots_on_sigusr1() -> None:
@@ -137,7 +130,7 @@ def _memory_snapshots_on_sigusr1() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    _fewer_malloc_arenas()
+    malloc.fewer_arenas()
     _memory_snapshots_on_sigusr1()
     # Time zones come from the tzdata package only, the same list admission accepts (api/schedule.py).
     zoneinfo.reset_tzpath(to=[])
@@ -186,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         # leader reconciles.
         keeper.append(asyncio.get_running_loop().create_task(lease.run(lead, gate.close), name="leader-lease"))
         keeper.append(asyncio.get_running_loop().create_task(watchdog.run(), name="liveness-watchdog"))
+        keeper.append(asyncio.get_running_loop().create_task(_trim_every(60.0), name="malloc-trim"))
         for w in pod_watches:
             w.start()
 

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from rolecall import kube, metrics
+from rolecall import kube, malloc, metrics
 from rolecall.targets.index import PODS, PodEntry, PodIndex
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class PodWatch:
             if not token:
                 break
         self.index.replace(self.scope, entries)
+        malloc.trim()  # the pages' parsed JSON is freed now: hand its heap pages back (rolecall/malloc.py)
         return version
 
     def _follow(self, version: str) -> str:
