@@ -153,8 +153,8 @@ def test_a_broken_or_expired_watch_is_listed_again_and_stale_pods_are_dropped(
     served_while_broken: list[bool] = []
     real_lost = idx.lost
 
-    def lost(scope: str | None) -> None:
-        real_lost(scope)
+    def lost(scope: str | None, error: BaseException | None = None) -> None:
+        real_lost(scope, error)
         served_while_broken.append(idx.live("ns"))
 
     monkeypatch.setattr(idx, "lost", lost)
@@ -195,3 +195,21 @@ def test_the_address_is_the_latest_events_and_resolve_skips_pods_not_running() -
     assert set(asyncio.run(pods.by_uid("ns", LabelSelector(match_labels={"app": "mc"})))) == {
         "uid-ns-t", "uid-ns-u", "uid-ns-v"}
     assert podwatch.PAGE > 0
+
+
+def test_a_listing_the_api_refuses_fails_readers_at_once_with_the_apis_answer() -> None:
+    """The operator's own rights taken away (RBAC): status must name the missing right, not time out."""
+    idx = PodIndex()
+    idx.watching("ns")
+    refusal = kube.ApiException(status=403, reason="Forbidden")
+    refusal.body = '{"message": "pods is forbidden: cannot list resource \\"pods\\""}'
+    idx.lost("ns", refusal)
+    with pytest.raises(kube.ApiException) as e:
+        asyncio.run(idx.synced("ns", wait=30))
+    assert e.value.status == 403 and "cannot list resource" in e.value.body and e.value is not refusal
+    idx.lost("ns", kube.Unavailable("connection refused"))  # other failures: wait, then Unavailable
+    idx.replace("ns", [])
+    asyncio.run(idx.synced("ns", wait=0.01))  # listed again: the refusal is forgotten
+    idx.lost("ns", kube.Unavailable("connection refused"))
+    with pytest.raises(kube.Unavailable):
+        asyncio.run(idx.synced("ns", wait=0.05))

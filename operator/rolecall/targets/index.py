@@ -70,6 +70,7 @@ class PodIndex:
             weakref.WeakValueDictionary())
         self._live: set[str | None] = set()  # scopes (a namespace, or None for all) whose chain is unbroken
         self._scopes: set[str | None] = set()  # scopes some watch feeds
+        self._refused: dict[str | None, kube.ApiException] = {}  # the API's 401/403 while listing a scope
 
     # --- written by a watch -----------------------------------------------------------------------------
 
@@ -103,6 +104,7 @@ class PodIndex:
             else:
                 self._pods[scope] = fresh.get(scope, {})
             self._live.add(scope)
+            self._refused.pop(scope, None)
         metrics.POD_INDEX_LISTINGS.inc()
 
     def put(self, e: PodEntry) -> None:
@@ -113,10 +115,13 @@ class PodIndex:
         with self._lock:
             self._pods.get(namespace, {}).pop(uid, None)
 
-    def lost(self, scope: str | None) -> None:
-        """The watch chain broke: nothing of `scope` is served until it is listed again."""
+    def lost(self, scope: str | None, error: BaseException | None = None) -> None:
+        """The watch chain broke: nothing of `scope` is served until it is listed again. A refusal by the API
+        (401/403: the operator's own rights) is kept, so that readers fail with it at once, naming the right."""
         with self._lock:
             self._live.discard(scope)
+            if isinstance(error, kube.ApiException) and error.status in (401, 403):
+                self._refused[scope] = error
 
     # --- read by the reconciles -------------------------------------------------------------------------
 
@@ -134,6 +139,11 @@ class PodIndex:
         while not self.live(namespace):
             if not ({None, namespace} & self._scopes):
                 raise kube.Unavailable(f"no pod watch covers namespace {namespace}")
+            refused = self._refused.get(namespace) or self._refused.get(None)
+            if refused is not None:  # a copy: the watch thread's exception object stays its own
+                copy = kube.ApiException(status=refused.status, reason=refused.reason)
+                copy.body = refused.body
+                raise copy
             if time.monotonic() >= deadline:
                 raise kube.Unavailable(f"the pod watch for {namespace} has not listed pods again within {wait:g}s "
                                        "(is the apiserver reachable?)")

@@ -63,7 +63,7 @@ class PodWatch:
                 version = None
             except Exception as e:  # any failure: stop serving, list again after a pause
                 metrics.POD_WATCH_RESTARTS.labels("broken").inc()
-                self.index.lost(self.scope)
+                self.index.lost(self.scope, e)
                 version = None
                 log.warning("pod watch for %s broken (%s: %s); listing again in %.1fs", self.scope or "all namespaces",
                             type(e).__name__, e, backoff)
