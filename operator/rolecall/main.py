@@ -120,11 +120,16 @@ def _memory_snapshots_on_sigusr1() -> None:
         return
 
     def dump(*_: object) -> None:
-        where = os.environ.get("ROLECALL_SNAPSHOT_DIR") or tempfile.gettempdir()
-        path = os.path.join(where, f"rolecall-{os.getpid()}.tracemalloc")
-        gc.collect()
-        tracemalloc.take_snapshot().dump(path)
-        logging.getLogger(__name__).warning("tracemalloc snapshot written to %s", path)
+        log = logging.getLogger(__name__)
+        try:
+            where = os.environ.get("ROLECALL_SNAPSHOT_DIR") or tempfile.gettempdir()
+            path = os.path.join(where, f"rolecall-{os.getpid()}.tracemalloc")
+            gc.collect()
+            tracemalloc.take_snapshot().dump(path)
+        except Exception:  # a signal handler must not raise into whatever the main thread was doing
+            log.exception("could not write a tracemalloc snapshot")
+            return
+        log.warning("tracemalloc snapshot written to %s", path)
 
     signal.signal(signal.SIGUSR1, dump)
 

@@ -55,9 +55,11 @@ def test_a_clear_costs_the_budgeted_writes_and_idle_costs_none(
     budget = math.ceil(pods / PROGRESS_BATCH) + 2
     assert after["status"] - before["status"] <= budget, (before, after, budget)
     assert after["events"] - before["events"] == 2  # ClearStarted + Cleared
-    # Targets come from the pod index: the request read no pod (no LIST by selector, no GET per target).
-    assert _pod_reads(operator) == reads_before, (reads_before, _pod_reads(operator))
-    assert reads_before["get"] == 0 and reads_before["list"] >= 1 and reads_before["watch"] >= 1, reads_before
+    # Targets come from the pod index: the request read no pod (no LIST by selector, no GET per target). The
+    # index's own watch may resume meanwhile (its streams end every ~60 s): that is not a read of the request.
+    reads_after = _pod_reads(operator)
+    assert (reads_after["get"], reads_after["list"]) == (0, reads_before["list"]), (reads_before, reads_after)
+    assert reads_before["list"] >= 1 and reads_before["watch"] >= 1, reads_before
 
     # Idle: two more stats refreshes (the engines are read) but nothing changed, so nothing is written.
     idle_from = _writes(operator)

@@ -70,7 +70,7 @@ def test_readers_wait_for_a_lost_scope_and_give_up_with_unavailable() -> None:
     with pytest.raises(kube.Unavailable, match="no pod watch covers"):
         asyncio.run(idx.synced("ns", wait=0.01))
     idx.watching("ns")
-    with pytest.raises(kube.Unavailable, match="has not listed pods again"):
+    with pytest.raises(kube.Unavailable, match="not in step with the apiserver"):
         asyncio.run(idx.synced("ns", wait=0.05))
     idx.replace("ns", [])
     asyncio.run(idx.synced("ns", wait=0.01))
@@ -213,3 +213,37 @@ def test_a_listing_the_api_refuses_fails_readers_at_once_with_the_apis_answer() 
     idx.lost("ns", kube.Unavailable("connection refused"))
     with pytest.raises(kube.Unavailable):
         asyncio.run(idx.synced("ns", wait=0.05))
+
+
+def test_a_scope_not_heard_from_is_not_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection that died without a word: after STALE_SECONDS without an event or a normal stream end,
+    nothing of the scope is served (the act just before a flush refuses with Unavailable)."""
+    now = [1000.0]
+    monkeypatch.setattr(index.time, "monotonic", lambda: now[0])
+    idx = PodIndex()
+    idx.watching("ns")
+    idx.replace("ns", [idx.entry(pod("t"))])
+    assert idx.live("ns")
+    now[0] += index.STALE_SECONDS - 1
+    assert idx.live("ns")
+    now[0] += 2
+    assert not idx.live("ns")
+    with pytest.raises(kube.Unavailable):
+        idx.check("ns")
+    idx.heard("ns")  # an event, or a stream the server ended normally
+    assert idx.live("ns")
+
+
+def test_the_first_listing_gets_a_longer_wait_than_a_relisting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index, "SYNC_WAIT_SECONDS", 0.1)  # a relisting's wait, made short
+    idx = PodIndex()
+    idx.watching("ns")
+
+    async def listed_after(seconds: float) -> None:
+        asyncio.get_running_loop().call_later(seconds, idx.replace, "ns", [])
+        await idx.synced("ns")
+
+    asyncio.run(listed_after(0.3))  # the first listing: waited for, longer than a relisting's wait
+    idx.lost("ns")
+    with pytest.raises(kube.Unavailable):
+        asyncio.run(listed_after(0.3))  # a relisting: given up after SYNC_WAIT_SECONDS

@@ -43,5 +43,5 @@ def post_soon(obj: dict[str, Any], type: str, reason: str, message: str) -> asyn
 async def _post_quietly(obj: dict[str, Any], type: str, reason: str, message: str) -> None:
     try:
         await post(obj, type, reason, message)
-    except kube.Unavailable as e:  # nobody awaits the outcome to fail on it: say it here
+    except Exception as e:  # e.g. Unavailable, or NotLeader from the write guard: it must not mask the fan-out's
         log.warning("could not post Event %s for %s: %s", reason, obj["metadata"]["name"], e)

@@ -17,8 +17,8 @@ LEVEL = 1  # fastest: status JSON is repetitive enough that level 1 already give
 
 
 def pack(obj: dict[str, Any]) -> bytes:
-    """Deterministic for equal input in the same key order, so packed forms can be compared as bytes."""
-    return zlib.compress(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode(), LEVEL)
+    """Deterministic for equal input (keys sorted), so packed forms can be compared as bytes."""
+    return zlib.compress(json.dumps(obj, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode(), LEVEL)
 
 
 def unpack(packed: bytes) -> dict[str, Any]:

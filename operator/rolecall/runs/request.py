@@ -10,9 +10,9 @@ Promises kept here (each has a test):
   and nothing is recorded for a target whose action was not seen to finish.
 - Acknowledged is not succeeded: a request that ends (succeeded, partly failed, refused, stalled) has
   its token echoed and its outcome in `status.lastRequest`, and its Event is posted before that write.
-- Bounded repeats: after a crash or takeover only targets not recorded are acted on again, so at most
-  the ones in flight (≤ concurrency) and the ones done since the last progress write that landed
-  (< 2 * PROGRESS_BATCH: one batch in the write on its way, one gathering behind it) are acted on twice.
+- Bounded repeats: after a crash or takeover only targets not recorded are acted on again: at most those
+  started but not in a progress write that landed, 2 * max(PROGRESS_BATCH, concurrency) (what the write on
+  its way carries, and what gathered behind it before starts stopped), are acted on twice.
 - Retries keep their backoff in status (`run.retryAt`, `lastRequest.retryAt`): a restart does not reset it.
 """
 
@@ -253,40 +253,79 @@ def _node_summary(targets: list[Target]) -> list[NodeSummary] | None:
 
 
 class _Progress:
-    """Writes progress in batches while the fan-out goes on. Targets keep starting while one write is on its
-    way; only when a second batch has gathered behind it does nothing new start until it lands, so the
-    outcomes not yet written stay bounded (< 2 * batch, plus the targets in flight)."""
+    """Writes progress in batches while the fan-out goes on: after PROGRESS_BATCH outcomes, or PROGRESS_SECONDS
+    after the last write when at least one outcome is unwritten (a timer, so slow last targets do not hold
+    finished ones back). Targets keep starting while a write is on its way, but only while the outcomes not
+    in it plus the targets in flight stay under a batch; so a write carries at most max(batch, concurrency)
+    outcomes, and the targets started but not in a write that landed stay at most
+    2 * max(PROGRESS_BATCH, concurrency).
+    A write that fails stops every later start and is raised after the fan-out: nothing unseen is recorded."""
 
     def __init__(self, ctx: Context[Any, Any], run: RunLedger) -> None:
         self.ctx = ctx
         self.run = run
         self.halt: tuple[str, str, str] | None = None  # (outcome, reason, message) once a cancel or deadline hit
         self.unwritten = 0  # outcomes not in any write yet
+        self.in_flight: set[str] = set()  # targets started and without an outcome yet
         self.writing = False
+        self.failure: BaseException | None = None
+        self.timer: asyncio.Task[None] | None = None
         self.last = ctx.clock.monotonic()
         self.landed = asyncio.Event()
         self.landed.set()
 
+    def started(self, uid: str) -> None:
+        self.in_flight.add(uid)
+
     async def before_act(self) -> None:
-        while self.writing and self.unwritten >= PROGRESS_BATCH:
+        while self.writing and self.unwritten + len(self.in_flight) >= PROGRESS_BATCH:
             self.landed.clear()
             await self.landed.wait()
+        if self.failure is not None:
+            raise self.failure  # a progress write failed: nothing more starts
         kube.check_write_guard()  # a process that may no longer lead starts nothing
         self.halt = self.halt or _halted(self.ctx, self.run)
         if self.halt:
             raise fanout.Halt(self.halt[2])  # nothing starts after a cancel or the deadline
 
-    async def recorded(self) -> None:
+    async def recorded(self, uid: str) -> None:
+        self.in_flight.discard(uid)
         self.unwritten += 1
-        if self.writing or (self.unwritten < PROGRESS_BATCH
-                            and self.ctx.clock.monotonic() - self.last < PROGRESS_SECONDS):
+        if self.writing:
             return
-        self.writing, self.unwritten, self.last = True, 0, self.ctx.clock.monotonic()
+        if self.unwritten >= PROGRESS_BATCH or self.ctx.clock.monotonic() - self.last >= PROGRESS_SECONDS:
+            await self._write()  # a failure aborts the fan-out: nothing more is done unrecorded
+        elif self.timer is None:
+            self.timer = asyncio.get_running_loop().create_task(self._write_later(), name="progress write")
+
+    async def _write(self) -> None:
+        """Writes until less than a batch is left (what gathered while a write was on its way included)."""
+        self.writing = True
         try:
-            await self.ctx.write()  # a failure aborts the fan-out: nothing more is done unrecorded
+            while True:
+                self.unwritten, self.last = 0, self.ctx.clock.monotonic()
+                await self.ctx.write()
+                if self.unwritten < PROGRESS_BATCH:
+                    break
         finally:
             self.writing = False
             self.landed.set()
+        if self.unwritten and self.timer is None:
+            self.timer = asyncio.get_running_loop().create_task(self._write_later(), name="progress write")
+
+    async def _write_later(self) -> None:
+        await asyncio.sleep(PROGRESS_SECONDS)
+        self.timer = None
+        if self.unwritten and not self.writing and self.failure is None:
+            try:
+                await self._write()
+            except Exception as e:  # nobody awaits a timer: the fan-out stops at its next start, and raises it
+                self.failure = e
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 async def _pending_targets(ctx: Context[Any, Any], run: RunLedger) -> dict[str, Target]:
@@ -311,6 +350,7 @@ async def _carry_out(ctx: Context[Any, Any], action: Action[P], run: RunLedger, 
     results: dict[str, PodResult] = {}
 
     async def act(t: Target) -> str:
+        progress.started(t.uid)
         try:
             address = await action.same_target(ctx.ns, t)
         except NotActionable as e:
@@ -325,6 +365,7 @@ async def _carry_out(ctx: Context[Any, Any], action: Action[P], run: RunLedger, 
     async def record(o: fanout.Outcome[Target]) -> None:
         t = o.target
         if not ledger.record(run, t.uid, o.status, o.permanent):
+            progress.in_flight.discard(t.uid)  # already recorded: nothing new to write
             return
         metrics.POD_ACTIONS.labels(ctx.kind.kind, str(getattr(ctx.spec, "engine", "")), action.name, o.status).inc()
         result = PodResult(pod=t.name, uid=t.uid, node=t.node, outcome=o.status,
@@ -336,7 +377,7 @@ async def _carry_out(ctx: Context[Any, Any], action: Action[P], run: RunLedger, 
                 n.done += o.status != ledger.FAILED
                 n.failed += o.status == ledger.FAILED
         s.done, s.failed = ledger.done(run), ledger.failed(run)
-        await progress.recorded()
+        await progress.recorded(t.uid)
 
     for uid in [u for u in run.pending if u not in by_uid]:  # gone before we got to it
         ledger.record(run, uid, ledger.SKIPPED)
@@ -350,9 +391,12 @@ async def _carry_out(ctx: Context[Any, Any], action: Action[P], run: RunLedger, 
                                  attempts=action.attempts, timeout=float(ctx.spec.timeout_seconds) * 2 + 5,
                                  before_act=progress.before_act)
     finally:
+        progress.close()
         if (started := ctx.memory.started_event) is not None:  # the start's Event comes before any outcome's
             ctx.memory.started_event = None
             await started
+    if progress.failure is not None:
+        raise progress.failure  # a timed progress write failed: the request is resumed from what status says
     if progress.halt:
         await _stop_run(ctx, action, run, *progress.halt)
         return

@@ -8,9 +8,11 @@ deleted: a few hundred bytes, with a label set shared by every pod that carries 
 
 Freshness: an entry is the pod as of the latest watch event. Entries are served only while their watch
 chain is unbroken (a full listing, then a watch from that listing's resourceVersion, resumed from the last
-one seen when the server ends a stream). When a stream breaks or its resourceVersion has expired, readers
-wait until a new full listing has replaced every entry of that scope: a pod deleted meanwhile is dropped,
-never served stale.
+one seen when the server ends a stream, every ~60 s) and was heard from within STALE_SECONDS (an event, or
+a stream the server ended normally): a connection that dies without a word stops being served within 75 s
+(TCP keepalive usually finds it within ~25 s, kube.pod_events). When a stream breaks or its resourceVersion
+has expired, readers wait until a new full listing has replaced every entry of that scope: a pod deleted
+meanwhile is dropped, never served stale.
 """
 
 from __future__ import annotations
@@ -29,8 +31,12 @@ from rolecall import kube, metrics
 
 log = logging.getLogger(__name__)
 
-# How long a reader waits for a broken watch chain to be listed again before it gives up (Unavailable).
+# How long a reader waits for a broken watch chain to be listed again before it gives up (Unavailable), and
+# for the first listing of a scope (a cluster-wide listing of tens of thousands of pods takes a while).
 SYNC_WAIT_SECONDS = 10.0
+FIRST_LISTING_WAIT_SECONDS = 300.0
+# A scope not heard from for this long is not served (its stream ends and resumes every ~60 s when healthy).
+STALE_SECONDS = 75.0
 
 
 class Selector(Protocol):
@@ -71,6 +77,9 @@ class PodIndex:
         self._live: set[str | None] = set()  # scopes (a namespace, or None for all) whose chain is unbroken
         self._scopes: set[str | None] = set()  # scopes some watch feeds
         self._refused: dict[str | None, kube.ApiException] = {}  # the API's 401/403 while listing a scope
+        self._heard: dict[str | None, float] = {}  # monotonic time each scope's watch was last heard from
+        self._listed: set[str | None] = set()  # scopes listed at least once
+        self._labels_lock = threading.Lock()  # several watch threads share the label sets
 
     # --- written by a watch -----------------------------------------------------------------------------
 
@@ -79,10 +88,11 @@ class PodIndex:
         meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
         labels = meta.get("labels") or {}
         key = tuple(sorted(labels.items()))
-        shared = self._labels.get(key)
-        if shared is None:
-            shared = _Labels({sys.intern(k): sys.intern(v) for k, v in key})
-            self._labels[key] = shared
+        with self._labels_lock:
+            shared = self._labels.get(key)
+            if shared is None:
+                shared = _Labels({sys.intern(k): sys.intern(v) for k, v in key})
+                self._labels[key] = shared
         node = spec.get("nodeName")
         return PodEntry(uid=meta["uid"], name=meta["name"], namespace=sys.intern(meta["namespace"]), labels=shared,
                         node=sys.intern(node) if node else None, ip=status.get("podIP") or None,
@@ -104,6 +114,8 @@ class PodIndex:
             else:
                 self._pods[scope] = fresh.get(scope, {})
             self._live.add(scope)
+            self._listed.add(scope)
+            self._heard[scope] = time.monotonic()
             self._refused.pop(scope, None)
         metrics.POD_INDEX_LISTINGS.inc()
 
@@ -114,6 +126,11 @@ class PodIndex:
     def drop(self, namespace: str, uid: str) -> None:
         with self._lock:
             self._pods.get(namespace, {}).pop(uid, None)
+
+    def heard(self, scope: str | None) -> None:
+        """The scope's watch is alive: an event arrived, or the server ended a stream normally."""
+        with self._lock:
+            self._heard[scope] = time.monotonic()
 
     def lost(self, scope: str | None, error: BaseException | None = None) -> None:
         """The watch chain broke: nothing of `scope` is served until it is listed again. A refusal by the API
@@ -130,23 +147,43 @@ class PodIndex:
             return sum(len(p) for p in self._pods.values())
 
     def live(self, namespace: str) -> bool:
+        """Whether `namespace` is served: listed, its chain unbroken, heard from within STALE_SECONDS."""
+        now = time.monotonic()
         with self._lock:
-            return None in self._live or namespace in self._live
+            return any(scope in self._live and now - self._heard.get(scope, 0.0) < STALE_SECONDS
+                       for scope in (None, namespace))
 
-    async def synced(self, namespace: str, wait: float = SYNC_WAIT_SECONDS) -> None:
-        """Returns once `namespace` is served (its watch chain unbroken); raises Unavailable after `wait`."""
+    def check(self, namespace: str) -> None:
+        """Raises at once unless `namespace` is served: the API's refusal when it refused the listing (the
+        operator's own rights), else Unavailable."""
+        if self.live(namespace):
+            return
+        if not ({None, namespace} & self._scopes):
+            raise kube.Unavailable(f"no pod watch covers namespace {namespace}")
+        refused = self._refused.get(namespace) or self._refused.get(None)
+        if refused is not None:  # a copy: the watch thread's exception object stays its own
+            copy = kube.ApiException(status=refused.status, reason=refused.reason)
+            copy.body = refused.body
+            raise copy
+        raise kube.Unavailable(f"the pod watch for {namespace} is not in step with the apiserver (it is listing "
+                               "pods again, or has not been heard from): is the apiserver reachable?")
+
+    async def synced(self, namespace: str, wait: float | None = None) -> None:
+        """Returns once `namespace` is served; raises what check() raises after `wait` (default: 10 s, or 300 s
+        while the scope has never been listed), or at once when the API refused the listing."""
+        if wait is None:
+            first = not ({None, namespace} & self._listed)
+            wait = FIRST_LISTING_WAIT_SECONDS if first else SYNC_WAIT_SECONDS
         deadline, pause = time.monotonic() + wait, 0.005
-        while not self.live(namespace):
-            if not ({None, namespace} & self._scopes):
-                raise kube.Unavailable(f"no pod watch covers namespace {namespace}")
-            refused = self._refused.get(namespace) or self._refused.get(None)
-            if refused is not None:  # a copy: the watch thread's exception object stays its own
-                copy = kube.ApiException(status=refused.status, reason=refused.reason)
-                copy.body = refused.body
-                raise copy
-            if time.monotonic() >= deadline:
-                raise kube.Unavailable(f"the pod watch for {namespace} has not listed pods again within {wait:g}s "
-                                       "(is the apiserver reachable?)")
+        while True:
+            try:
+                self.check(namespace)
+                return
+            except kube.ApiException:
+                raise
+            except kube.Unavailable:
+                if time.monotonic() >= deadline:
+                    raise
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.2)
 

@@ -4,8 +4,10 @@ Pods come from the watch-fed pod index (targets/index.py), not from API reads. A
 ever that Pod's own status.podIP: just before acting, the pod is looked up again by UID in the index and
 acted on only if it is still there, running and not being deleted, at the IP of the latest watch event
 (pod IPs are reused; a pod deleted and replaced under the same name has a new UID, so it is never mistaken
-for the old one). The index answers only while its watch chain is unbroken (see index.py), so "latest
-watch event" is at most the watch's delivery delay old (benchmarks/watch_delay.py measures it).
+for the old one). The index answers only while its watch chain is unbroken and was heard from within 75 s
+(see index.py): "latest watch event" is the watch's delivery delay old (benchmarks/watch_delay.py measures
+it) while the connection lives, and a connection that dies silently stops the index from answering within
+75 s.
 Read-only probes (status pages, stats) use the IP the target was resolved with: they change nothing.
 """
 
@@ -72,8 +74,9 @@ def _target(p: PodEntry) -> Target:
 
 
 async def address(namespace: str, target: Target) -> str:
-    """The pod's IP as of the latest watch event, if it is still the same running pod; else NotActionable."""
-    await PODS.synced(namespace)
+    """The pod's IP as of the latest watch event, if it is still the same running pod; else NotActionable.
+    Does not wait: a watch out of step raises Unavailable, which stops the fan-out (it is retried later)."""
+    PODS.check(namespace)
     pod = PODS.get(namespace, target.uid)
     if pod is None:
         raise NotActionable("pod is gone (deleted, or replaced by another with the same name)", permanent=True,

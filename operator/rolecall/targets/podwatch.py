@@ -4,7 +4,7 @@ A scope is one namespace (namespaced mode: one watch each, which RoleBindings th
 The thread blocks on the official client's streaming response, so the event loop never waits on it.
 
 The chain: a paginated LIST (its first page's resourceVersion is the snapshot the rest continue), then a
-watch from there. When the server ends a stream (every ~5 minutes) the next one resumes from the last
+watch from there. When the server ends a stream (every ~60 s) the next one resumes from the last
 resourceVersion seen, events or bookmarks, and the index stays served. Anything else (an error, an expired
 resourceVersion, an event that cannot be read) marks the scope lost and lists it again from scratch.
 """
@@ -22,7 +22,7 @@ from rolecall.targets.index import PODS, PodEntry, PodIndex
 log = logging.getLogger(__name__)
 
 PAGE = 250  # pods per LIST page: a few MB of JSON at a time, however many pods the cluster has
-SERVER_TIMEOUT = 300
+SERVER_TIMEOUT = 60  # the server ends each stream after this; resuming from the watch cache is cheap
 
 
 class _Expired(Exception):
@@ -54,6 +54,7 @@ class PodWatch:
                     backoff = 0.5
                 began = time.monotonic()
                 version = self._follow(version)
+                self.index.heard(self.scope)  # the server ended the stream normally: the connection lived
                 metrics.POD_WATCH_RESTARTS.labels("ended").inc()  # resumed from `version`: still served
                 if time.monotonic() - began < 1:
                     self._stop.wait(1)  # a server that ends streams at once is not asked again in a tight loop
@@ -79,8 +80,8 @@ class PodWatch:
             try:
                 page = kube.pod_page(self.scope, self.page, token)
             except kube.ApiException as e:
-                if e.status == 410 and token:  # the continue token expired mid-listing: start over
-                    entries, token = [], None
+                if e.status == 410 and token:  # the continue token expired mid-listing: start over, new snapshot
+                    entries, token, version = [], None, ""
                     continue
                 raise
             version = version or page["metadata"]["resourceVersion"]
@@ -98,6 +99,7 @@ class PodWatch:
             if self._stop.is_set():
                 break
             version = self._apply(event) or version
+            self.index.heard(self.scope)
         return version
 
     def _apply(self, event: dict[str, Any]) -> str | None:
