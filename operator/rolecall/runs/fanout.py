@@ -51,16 +51,17 @@ def limit_of(concurrency: int | str, targets: int) -> int:
     return max(1, int(concurrency))
 
 
-async def _nothing() -> None:
+async def _nothing(target: object) -> None:
     return None
 
 
 async def fan_out(targets: Sequence[T], act: Callable[[T], Awaitable[str]], limit: int,
                   on_outcome: Callable[[Outcome[T]], Awaitable[None]], *, attempts: int = 3,
                   backoff: float = 0.5, timeout: float = 30,
-                  before_act: Callable[[], Awaitable[None]] = _nothing) -> None:
-    """`before_act` runs before every attempt on a target: it may wait (e.g. for a progress write to land)
-    or raise (e.g. this process may no longer act), which aborts the fan-out."""
+                  before_act: Callable[[T], Awaitable[None]] = _nothing) -> None:
+    """`before_act(target)` runs before every attempt on a target: it may wait (e.g. for a progress write to
+    land) or raise (e.g. this process may no longer act), which aborts the fan-out. When it returns, the
+    attempt starts: it is the place to count the target as in flight."""
     gate = asyncio.Semaphore(limit)
 
     async def one(target: T) -> None:
@@ -84,11 +85,11 @@ async def fan_out(targets: Sequence[T], act: Callable[[T], Awaitable[str]], limi
 
 
 async def _with_retries(target: T, act: Callable[[T], Awaitable[str]], attempts: int, backoff: float,
-                        timeout: float, before_act: Callable[[], Awaitable[None]]) -> Outcome[T]:
+                        timeout: float, before_act: Callable[[T], Awaitable[None]]) -> Outcome[T]:
     message = ""
     for attempt in range(1, attempts + 1):
         try:
-            await before_act()  # outside the try below: its exceptions abort the fan-out, they are no outcome
+            await before_act(target)  # outside the try below: its exceptions abort the fan-out, they are no outcome
         except Halt:
             if attempt == 1:
                 raise  # never started: no outcome

@@ -106,8 +106,8 @@ class WorkQueue:
             slot = self._slots[uid] = _Slot(key=f"{meta['namespace']}/{meta['name']}", packed=pack(body))
         else:
             slot.packed = pack(body)
-            if not asks and not (slot.task and not slot.task.done()):
-                return  # only our own status changed
+            if not asks:
+                return  # only status changed (our own writes' echoes): the inputs of a reconcile are the same
             slot.dirty = True
         slot.memory.annotations = dict(meta.get("annotations") or {})
         if asks:  # event-to-reconcile measures what a request waits, not echoes of our writes

@@ -274,11 +274,8 @@ class _Progress:
         self.landed = asyncio.Event()
         self.landed.set()
 
-    def started(self, uid: str) -> None:
-        self.in_flight.add(uid)
-
-    async def before_act(self) -> None:
-        while self.writing and self.unwritten + len(self.in_flight) >= PROGRESS_BATCH:
+    async def before_act(self, target: Target) -> None:
+        while self.writing and self.unwritten + len(self.in_flight - {target.uid}) >= PROGRESS_BATCH:
             self.landed.clear()
             await self.landed.wait()
         if self.failure is not None:
@@ -287,6 +284,7 @@ class _Progress:
         self.halt = self.halt or _halted(self.ctx, self.run)
         if self.halt:
             raise fanout.Halt(self.halt[2])  # nothing starts after a cancel or the deadline
+        self.in_flight.add(target.uid)  # counted now, in the same step as the check: no start slips past it
 
     async def recorded(self, uid: str) -> None:
         self.in_flight.discard(uid)
@@ -350,7 +348,6 @@ async def _carry_out(ctx: Context[Any, Any], action: Action[P], run: RunLedger, 
     results: dict[str, PodResult] = {}
 
     async def act(t: Target) -> str:
-        progress.started(t.uid)
         try:
             address = await action.same_target(ctx.ns, t)
         except NotActionable as e:
