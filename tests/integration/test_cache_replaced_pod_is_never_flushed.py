@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client  # type: ignore[import-untyped]
@@ -55,6 +56,22 @@ def _server_pid(ip: str) -> int:
         return 0
 
 
+def _replacement_at(cluster: Cluster, ns: str, pod: dict[str, Any], ip: str) -> None:
+    """Creates `pod` and gives it `ip` (a pod's IP cannot be changed once set, and KWOK does not always hand a
+    freed IP out again): KWOK's pod-ready stage leaves alone any pod labelled testbed.rolecall.dev/runtime, and
+    the container stand-in takes only runtime=podman, so with runtime=manual the status is ours to write; the
+    engine stand-in then serves memcached at that IP, as for any other pod."""
+    pod = {**pod, "metadata": {**pod["metadata"],
+                               "labels": {**pod["metadata"]["labels"], "testbed.rolecall.dev/runtime": "manual"}}}
+    core = client.CoreV1Api(cluster.api_client)
+    core.create_namespaced_pod(ns, pod)
+    name = pod["metadata"]["name"]
+    wait_for(lambda: core.read_namespaced_pod(name, ns).spec.node_name, f"{name} scheduled")
+    ready = [{"type": t, "status": "True"} for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
+    core.patch_namespaced_pod_status(name, ns, {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                                                           "hostIP": "127.0.0.1", "conditions": ready}})
+
+
 def _ips(cluster: Cluster, ns: str) -> dict[str, tuple[str, str]]:
     return {p.metadata.name: (p.metadata.uid, p.status.pod_ip) for p in pods(cluster, ns, "app=mc")
             if p.status.pod_ip and not p.metadata.deletion_timestamp}
@@ -84,12 +101,10 @@ def test_a_target_replaced_under_the_same_name_and_ip_mid_clear_is_skipped(
         core.delete_namespaced_pod("b-replaced", namespace, grace_period_seconds=0)
         wait_for(lambda: "b-replaced" not in {p.metadata.name for p in pods(local_bed, namespace, "app=mc")},
                  "the old b-replaced gone from the API")
-        create_pods(local_bed, namespace, [standin_pod("b-replaced", "memcached", labels)])
+        _replacement_at(local_bed, namespace, standin_pod("b-replaced", "memcached", labels), b_ip)
         running_pods(local_bed, namespace, "app=mc", 2)
-        core.patch_namespaced_pod_status("b-replaced", namespace, {"status": {"podIP": b_ip, "podIPs": [{"ip": b_ip}]}})
-        new_uid, new_ip = wait_for(lambda: (got := _ips(local_bed, namespace).get("b-replaced")) and got[1] == b_ip
-                                   and got, "the replacement at the old pod's IP")
-        assert new_uid != old_uid
+        new_uid, new_ip = _ips(local_bed, namespace)["b-replaced"]
+        assert new_uid != old_uid and new_ip == b_ip
         wait_for(lambda: _server_pid(b_ip) not in (old_server, 0), "the new pod's memcached there")
         assert cmd_flush(new_ip) == 0
         wait_for(lambda: operator.metric("rolecall_pod_index_events_total", {"type": "DELETED"}) > deleted,
