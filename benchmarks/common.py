@@ -59,6 +59,16 @@ def operator(cluster: Cluster, namespaces: list[str], log_dir: Path, *extra: str
     return op
 
 
+def metric(op: Operator, name: str, labels: dict[str, str] | None = None) -> float:
+    """A metric of the operator, 0 while its metrics server is not up yet (a just-started process)."""
+    import httpx
+
+    try:
+        return op.metric(name, labels)
+    except httpx.HTTPError:
+        return 0.0
+
+
 def namespace(cluster: Cluster, prefix: str) -> str:
     return new_namespace(cluster, prefix)
 

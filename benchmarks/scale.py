@@ -36,7 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 from kubernetes import client  # type: ignore[import-untyped]
 
 from benchmarks.common import (
@@ -45,6 +44,7 @@ from benchmarks.common import (
     Sampler,
     bed,
     machine,
+    metric,
     namespace,
     operator,
     proc_figures,
@@ -98,19 +98,11 @@ def _create_cacheservers(cluster: Cluster, ns: str, names: list[tuple[str, dict[
             "rolecall.dev", "v1alpha1", ns, "cacheservers", _cs(*item)), names))
 
 
-def _metric(op: Operator, name: str, labels: dict[str, str] | None = None) -> float:
-    """A metric of the operator, 0 while its metrics server is not up yet."""
-    try:
-        return op.metric(name, labels)
-    except httpx.HTTPError:
-        return 0.0
-
-
 def _start(cluster: Cluster, ns: str, launcher: tuple[str, ...] = ("-m", "rolecall")) -> tuple[Operator, float]:
     """The operator for all namespaces; returns it and the seconds until its pod index had listed every pod."""
     t0 = time.monotonic()
     op = operator(cluster, [], Path(tempfile.mkdtemp(prefix="bench-scale-")), lease_namespace=ns, launcher=launcher)
-    wait_for(lambda: _metric(op, "rolecall_pod_index_listings_total") >= 1, "the pod index's first listing", 600,
+    wait_for(lambda: metric(op, "rolecall_pod_index_listings_total") >= 1, "the pod index's first listing", 600,
              interval=0.05)
     return op, time.monotonic() - t0
 
@@ -263,7 +255,7 @@ def _profile(cluster: Cluster, ns: str, args: argparse.Namespace, resources: int
     finally:
         del os.environ["PYTHONTRACEMALLOC"], os.environ["ROLECALL_SNAPSHOT_DIR"]
     pid = op.procs[-1].pid
-    wait_for(lambda: _metric(op, "rolecall_reconciles_total", {"kind": "CacheServer"}) >= resources,
+    wait_for(lambda: metric(op, "rolecall_reconciles_total", {"kind": "CacheServer"}) >= resources,
              f"{resources} CacheServers reconciled under tracemalloc", 3600, interval=1)
     time.sleep(60)
     rss = proc_figures(pid)[0]

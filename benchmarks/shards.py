@@ -23,7 +23,18 @@ from typing import Any
 
 from kubernetes import client  # type: ignore[import-untyped]
 
-from benchmarks.common import Reconciled, Sampler, bed, machine, namespace, operator, proc_figures, pyplot, write
+from benchmarks.common import (
+    Reconciled,
+    Sampler,
+    bed,
+    machine,
+    metric,
+    namespace,
+    operator,
+    proc_figures,
+    pyplot,
+    write,
+)
 from cachekit import cmd_flush, pod_ips, standin_pod, wait_memcached
 from harness import Cluster, Operator, running_pods, wait_for
 
@@ -56,7 +67,7 @@ def _configuration(cluster: Cluster, label: str, spaces: list[str], shards: bool
     t0 = time.monotonic()
     for name, op in ops.items():  # every resource of each process reconciled once (its reconcile counter)
         mine = per_ns * (1 if shards else len(spaces))
-        wait_for(lambda op=op, mine=mine: op.metric("rolecall_reconciles_total", {"kind": "CacheServer"}) >= mine,
+        wait_for(lambda op=op, mine=mine: metric(op, "rolecall_reconciles_total", {"kind": "CacheServer"}) >= mine,
                  f"{mine} reconciles by {name}", 1800, interval=0.5)
     first = round(time.monotonic() - t0, 1)
     settled = _settle(ops, idle)

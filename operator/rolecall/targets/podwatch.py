@@ -63,8 +63,10 @@ class PodWatch:
                 self.index.lost(self.scope)
                 version = None
             except Exception as e:  # any failure: stop serving, list again after a pause
-                metrics.POD_WATCH_RESTARTS.labels("broken").inc()
                 self.index.lost(self.scope, e)
+                if self._stop.is_set():  # stopped, and the stream then ended under it: nothing to report
+                    return
+                metrics.POD_WATCH_RESTARTS.labels("broken").inc()
                 version = None
                 log.warning("pod watch for %s broken (%s: %s); listing again in %.1fs", self.scope or "all namespaces",
                             type(e).__name__, e, backoff)
