@@ -104,7 +104,7 @@ class Floor(threading.Thread):
 def _py_spy(pid: int) -> tuple[subprocess.Popen[bytes], Path]:
     out = Path(tempfile.mkdtemp(prefix="bench-latency-spy-")) / "raw.txt"
     proc = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "--rate", "250",
-                             "--format", "raw", "-o", str(out), "--nonblocking"],
+                             "--format", "raw", "--full-filenames", "-o", str(out), "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1)  # attached before the first timed request
     return proc, out
@@ -130,14 +130,25 @@ def _cpu_report(proc: subprocess.Popen[bytes], out: Path, requests: int) -> None
         for f in {f for f in frames if "/rolecall/" in f}:
             inside[f] += n
     rows = ([{"kind": "package", "what": k, "percent": round(100 * v / total, 1)} for k, v in packages.most_common(12)]
-            + [{"kind": "own time", "what": k, "percent": round(100 * v / total, 1)} for k, v in own.most_common(15)]
-            + [{"kind": "inside rolecall", "what": k, "percent": round(100 * v / total, 1)}
+            + [{"kind": "own time", "what": _short(k), "percent": round(100 * v / total, 1)}
+               for k, v in own.most_common(15)]
+            + [{"kind": "inside rolecall", "what": _short(k), "percent": round(100 * v / total, 1)}
                for k, v in inside.most_common(15)])
     print(f"\noperator CPU during {requests} requests: {total} busy samples at 250 Hz (~{total * 4 / requests:.1f} ms "
           "per request, all threads)")
     for r in rows:
         print(f"{r['kind']:<16}{r['percent']:>6}%  {r['what'][:110]}")
     write("latency_cpu", {"samples": total, "requests": requests, "rows": rows}, rows)
+
+
+def _short(frame: str) -> str:
+    """`f (/long/path/site-packages/pkg/mod.py:12)` -> `f (pkg/mod.py:12)`: full paths (py-spy --full-filenames)
+    are what tells packages apart, short ones are what a person reads."""
+    name, _, path = frame.rpartition(" (")
+    for marker in ("site-packages/", "/operator/"):
+        if marker in path:
+            return f"{name} ({path.split(marker)[1]}"
+    return f"{name} ({path.rpartition('/')[2]}" if "/" in path else frame
 
 
 def _package_of(frame: str) -> str:
