@@ -148,8 +148,12 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            rss, cpu = proc_figures(self.pid)
-            self.samples.append((time.monotonic() - self.t0, rss, cpu))
+            try:
+                rss, cpu = proc_figures(self.pid)
+            except (FileNotFoundError, ProcessLookupError, StopIteration):  # between one process and the next
+                pass
+            else:
+                self.samples.append((time.monotonic() - self.t0, rss, cpu))
             self._stop.wait(self.interval)
 
     def stop(self) -> None:
