@@ -15,14 +15,15 @@ listing takes (startup waits for it), RSS with the index alone, idle windows and
 (median, min, max), and per growth step the first-reconcile time and the settled RSS.
 Writes results/scale.{json,csv,png}.
 
---profile adds, after the idle windows and bursts, a tracemalloc profile at the aim's size (the 1,000
-CacheServers and every pod): the measured operator stops, a second one traced by tracemalloc
-(PYTHONTRACEMALLOC) reconciles them, writes a snapshot after a settled idle minute (SIGUSR1, rolecall/main.py)
-and stops; the report says what its Python objects hold, by package and by allocation site:
-results/scale_profile.{json,csv}. Its own RSS is not a measured figure (tracing costs memory and time: at
-10,000 resources it would take longer than the rest of the run). An untraced operator then takes over for the
-growth steps (marked in the plot). memray was tried first: with every allocation recorded its capture of this
-run grew to 4.7 GB and took longer to read than the run itself.
+--profile (not part of `make bench`) adds, after the idle windows and bursts, a tracemalloc profile at the
+aim's size (the 1,000 CacheServers and every pod): the measured operator stops, a second one traced by
+tracemalloc (PYTHONTRACEMALLOC) reconciles them, writes a snapshot after a settled idle minute (SIGUSR1,
+rolecall/main.py) and stops; the report says what its Python objects hold, by package and by allocation site:
+results/scale_profile.{json,csv}; an untraced operator then takes over for the growth steps (marked in the
+plot). It is slow: on 2026-11-27 the traced operator had not finished its first pod listing after the 600 s
+this script allows (py-spy showed its watch thread still importing the kubernetes client's CoreV1Api under
+tracing), so at this size it does not finish. memray was tried first: with every allocation recorded its
+capture of this run grew to 4.7 GB and took longer to read than the run itself.
 """
 
 from __future__ import annotations
