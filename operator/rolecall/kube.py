@@ -124,8 +124,15 @@ def custom() -> client.CustomObjectsApi:
     return client.CustomObjectsApi(_shared())
 
 
+@functools.cache
+def _lease_client() -> client.ApiClient:
+    return _client()
+
+
 def coordination() -> client.CoordinationV1Api:
-    return client.CoordinationV1Api(_shared())
+    """Leases only, on their own client and connection pool: a renewal must never wait for a connection
+    behind thousands of queued request calls (it would miss its renew deadline and stop all work)."""
+    return client.CoordinationV1Api(_lease_client())
 
 
 def authorization() -> client.AuthorizationV1Api:

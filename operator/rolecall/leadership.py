@@ -24,6 +24,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,12 @@ class Leadership:
     _contact_at: float | None = None  # when the Lease was last read or written successfully (monotonic)
     renewals: int = 0
     terms: int = 0
+    # The Lease's own thread: through the shared default executor a renewal queued behind every blocking
+    # call of a large burst and missed its renew deadline (benchmarks/shards.py, 2,000 requests at once).
+    _thread: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="lease"))
+
+    async def _on_own_thread(self, call: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
     @property
     def renew_deadline(self) -> float:
@@ -123,7 +130,7 @@ class Leadership:
         while True:
             sent = self.clock()
             try:
-                if await asyncio.to_thread(self._try_acquire):
+                if await self._on_own_thread(self._try_acquire):
                     self._renewed_at = sent
                     return
             except (kube.ApiException, kube.Unavailable) as e:
@@ -143,7 +150,7 @@ class Leadership:
                 return f"not renewed within the renew deadline ({self.renew_deadline:g}s)"
             sent = self.clock()
             try:
-                held = await asyncio.wait_for(asyncio.to_thread(self._renew), timeout=max(0.1, deadline - sent))
+                held = await asyncio.wait_for(self._on_own_thread(self._renew), timeout=max(0.1, deadline - sent))
             except TimeoutError:
                 return f"renewal did not answer before the renew deadline ({self.renew_deadline:g}s)"
             except (kube.ApiException, kube.Unavailable) as e:
@@ -236,7 +243,7 @@ class Leadership:
             return
         self._renewed_at = None  # stop acting first
         try:
-            await asyncio.to_thread(self._release)
+            await self._on_own_thread(self._release)
         except Exception as e:
             log.warning("could not release the leader lease: %s", e)
 
