@@ -64,37 +64,39 @@ def _configuration(cluster: Cluster, label: str, spaces: list[str], shards: bool
         ops = {"both": operator(cluster, spaces, log_dir / "both", "--lease-name", "rolecall-operator-single",
                                 lease_namespace=spaces[0])}
     samplers = {name: Sampler(op.procs[-1].pid) for name, op in ops.items()}
-    t0 = time.monotonic()
-    for name, op in ops.items():  # every resource of each process reconciled once (its reconcile counter)
-        mine = per_ns * (1 if shards else len(spaces))
-        wait_for(lambda op=op, mine=mine: metric(op, "rolecall_reconciles_total", {"kind": "CacheServer"}) >= mine,
-                 f"{mine} reconciles by {name}", 1800, interval=0.5)
-    first = round(time.monotonic() - t0, 1)
-    settled = _settle(ops, idle)
-    flushes = {ns: sum(cmd_flush(ip) for ip in ips[ns]) for ns in spaces}
-    token = f"{label}-{int(time.time())}"
-    custom = client.CustomObjectsApi(cluster.api_client)
-    t0 = time.monotonic()
-    with ThreadPoolExecutor(32) as pool:
-        list(pool.map(lambda item: custom.patch_namespaced_custom_object(
-            "rolecall.dev", "v1alpha1", item[0], "cacheservers", item[1],
-            {"metadata": {"annotations": {"rolecall.dev/clear-requested-at": token}}}),
-            [(ns, f"cs-{i}") for ns in spaces for i in range(per_ns)]))
-    for ns in spaces:
-        wait_for(lambda ns=ns: counters[ns].handled_with(token) == per_ns, f"every clear in {ns} handled", 1800,
-                 interval=0.1)
-    cleared = round(time.monotonic() - t0, 1)
-    once = {ns: sum(cmd_flush(ip) for ip in ips[ns]) - flushes[ns] for ns in spaces}
-    assert once == {ns: per_ns for ns in spaces}, f"{label}: flushes per namespace {once}, expected {per_ns} each"
-    counted = {name: op.metric("rolecall_requests_total", {"action": "clear"}) for name, op in ops.items()}
-    if shards:
-        assert counted == {ns: per_ns for ns in spaces}, f"each shard must handle its own namespace only: {counted}"
-    peak = {name: round(max(s[1] for s in samplers[name].samples), 1) for name in ops}
-    cpu = {name: round(proc_figures(op.procs[-1].pid)[1], 1) for name, op in ops.items()}
-    for s in samplers.values():
-        s.stop()
-    for op in ops.values():
-        op.stop_all()
+    try:  # a failed check must not leave operators running into the next benchmark
+        t0 = time.monotonic()
+        for name, op in ops.items():  # every resource of each process reconciled once (its reconcile counter)
+            mine = per_ns * (1 if shards else len(spaces))
+            wait_for(lambda op=op, mine=mine: metric(op, "rolecall_reconciles_total", {"kind": "CacheServer"}) >= mine,
+                     f"{mine} reconciles by {name}", 1800, interval=0.5)
+        first = round(time.monotonic() - t0, 1)
+        settled = _settle(ops, idle)
+        flushes = {ns: sum(cmd_flush(ip) for ip in ips[ns]) for ns in spaces}
+        token = f"{label}-{int(time.time())}"
+        custom = client.CustomObjectsApi(cluster.api_client)
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(lambda item: custom.patch_namespaced_custom_object(
+                "rolecall.dev", "v1alpha1", item[0], "cacheservers", item[1],
+                {"metadata": {"annotations": {"rolecall.dev/clear-requested-at": token}}}),
+                [(ns, f"cs-{i}") for ns in spaces for i in range(per_ns)]))
+        for ns in spaces:
+            wait_for(lambda ns=ns: counters[ns].handled_with(token) == per_ns, f"every clear in {ns} handled", 1800,
+                     interval=0.1)
+        cleared = round(time.monotonic() - t0, 1)
+        once = {ns: sum(cmd_flush(ip) for ip in ips[ns]) - flushes[ns] for ns in spaces}
+        assert once == {ns: per_ns for ns in spaces}, f"{label}: flushes per namespace {once}, expected {per_ns} each"
+        counted = {name: op.metric("rolecall_requests_total", {"action": "clear"}) for name, op in ops.items()}
+        if shards:
+            assert counted == {ns: per_ns for ns in spaces}, f"each shard must handle its own namespace only: {counted}"
+        peak = {name: round(max(s[1] for s in samplers[name].samples), 1) for name in ops}
+        cpu = {name: round(proc_figures(op.procs[-1].pid)[1], 1) for name, op in ops.items()}
+    finally:
+        for s in samplers.values():
+            s.stop()
+        for op in ops.values():
+            op.stop_all()
     print(f"{label}: first reconciles {first}s, clear of all {per_ns * len(spaces)} {cleared}s, {settled}",
           file=sys.stderr)
     return {"configuration": label, "processes": {name: {**settled[name], "peak_rss_mib": peak[name],
