@@ -109,7 +109,7 @@ bench-api: bench-deps
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.api_cost
 
 bench-scale: bench-deps
-	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.scale
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.scale --profile
 
 bench-watch: bench-deps
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.watch_delay

@@ -15,15 +15,16 @@ listing takes (startup waits for it), RSS with the index alone, idle windows and
 (median, min, max), and per growth step the first-reconcile time and the settled RSS.
 Writes results/scale.{json,csv,png}.
 
---profile (not part of `make bench`) adds, after the idle windows and bursts, a tracemalloc profile at the
-aim's size (the 1,000 CacheServers and every pod): the measured operator stops, a second one traced by
-tracemalloc (PYTHONTRACEMALLOC) reconciles them, writes a snapshot after a settled idle minute (SIGUSR1,
-rolecall/main.py) and stops; the report says what its Python objects hold, by package and by allocation site:
-results/scale_profile.{json,csv}; an untraced operator then takes over for the growth steps (marked in the
-plot). It is slow: on 2026-11-27 the traced operator had not finished its first pod listing after the 600 s
-this script allows (py-spy showed its watch thread still importing the kubernetes client's CoreV1Api under
-tracing), so at this size it does not finish. memray was tried first: with every allocation recorded its
-capture of this run grew to 4.7 GB and took longer to read than the run itself.
+--profile adds, after the idle windows and bursts, a tracemalloc profile at the aim's size (the 1,000
+CacheServers and every pod): the measured operator stops, a second one traced by tracemalloc
+(ROLECALL_TRACEMALLOC: tracing starts once its modules are imported, rolecall/main.py) reconciles them, writes
+a snapshot after a settled idle minute (SIGUSR1) and stops; the report says what its Python objects hold
+beyond the imports, by package and by allocation site: results/scale_profile.{json,csv}; an untraced
+operator then takes over for the growth steps (marked in the plot). What the imports hold is measured as RSS
+(import_rss() below). Tracing from the first line (PYTHONTRACEMALLOC) did not finish at this size: on
+2026-11-27 the traced operator had not finished its first pod listing after 600 s, still importing the
+kubernetes client under tracing. memray was tried first: with every allocation recorded its capture of this
+run grew to 4.7 GB and took longer to read than the run itself.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -258,14 +260,15 @@ def _report(args: argparse.Namespace, phases: dict[str, Any], growth: list[dict[
 
 def _profile(cluster: Cluster, ns: str, args: argparse.Namespace, resources: int) -> None:
     """On the measured run's bed (all its pods and CacheServers), a fresh operator traced by tracemalloc
-    (PYTHONTRACEMALLOC, 10 frames); after a settled idle minute SIGUSR1 makes it write a snapshot of what it
-    holds (rolecall/main.py), read here by allocation site and by package."""
+    (ROLECALL_TRACEMALLOC, 10 frames, from the end of its imports); after a settled idle minute SIGUSR1 makes
+    it write a snapshot of what it holds (rolecall/main.py), read here by allocation site and by package."""
+    imports = import_rss()
     where = Path(tempfile.mkdtemp(prefix="bench-scale-tracemalloc-"))
-    os.environ.update(PYTHONTRACEMALLOC="10", ROLECALL_SNAPSHOT_DIR=str(where))  # the operator child inherits
+    os.environ.update(ROLECALL_TRACEMALLOC="10", ROLECALL_SNAPSHOT_DIR=str(where))  # the operator child inherits
     try:
         op, _ = _start(cluster, ns)
     finally:
-        del os.environ["PYTHONTRACEMALLOC"], os.environ["ROLECALL_SNAPSHOT_DIR"]
+        del os.environ["ROLECALL_TRACEMALLOC"], os.environ["ROLECALL_SNAPSHOT_DIR"]
     pid = op.procs[-1].pid
     wait_for(lambda: metric(op, "rolecall_reconciles_total", {"kind": "CacheServer"}) >= resources,
              f"{resources} CacheServers reconciled under tracemalloc", 3600, interval=1)
@@ -292,11 +295,29 @@ def _profile(cluster: Cluster, ns: str, args: argparse.Namespace, resources: int
     print(f"\nheld by the idle operator's Python objects (tracemalloc, {resources} CacheServers, "
           f"{args.pods + args.untargeted} pods): {total / 2**20:.1f} MiB, of which imports {at_import / 2**20:.1f}; "
           f"its RSS (tracing included) {rss:.1f} MiB")
+    print("RSS of a fresh interpreter after importing, one step after the other: "
+          + ", ".join(f"{k} {v} MiB" for k, v in imports.items()))
     for r in [*rows, {"what": "--- by allocation site", "mib": "", "percent": ""}, *sites]:
         print(f"{r['what'][:100]:<100}{r['mib']!s:>9}{r['percent']!s:>7}")
     write("scale_profile", {"args": vars(args), "resources": resources, "traced_mib": round(total / 2**20, 1),
                             "imports_mib": round(at_import / 2**20, 1), "rss_traced_mib": round(rss, 1),
+                            "import_rss_mib": imports,
                             "by_package": rows, "by_site": sites}, [*rows, *sites])
+
+
+IMPORT_STEPS = ["pass", "import pydantic", "import kubernetes.client", "import kopf", "import rolecall.main"]
+
+
+def import_rss() -> dict[str, float]:
+    """VmRSS of a fresh interpreter after each step of IMPORT_STEPS, the steps taken one after the other in
+    one process (so each figure includes the ones before it)."""
+    code = ("import re\n"
+            "def rss():\n"
+            "    return int(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024\n")
+    for step in IMPORT_STEPS:
+        code += f"{step}\nprint({step!r}, round(rss(), 1))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return {line.rsplit(" ", 1)[0].strip("'"): float(line.rsplit(" ", 1)[1]) for line in out.splitlines()}
 
 
 def _package(frames: list[tuple[str, int]]) -> str:

@@ -112,10 +112,16 @@ async def _trim_every(seconds: float) -> None:
 
 
 def _memory_snapshots_on_sigusr1() -> None:
-    """With Python's own PYTHONTRACEMALLOC=<frames> set, SIGUSR1 writes a tracemalloc snapshot of what the
-    operator holds now to $ROLECALL_SNAPSHOT_DIR (default: the temp directory), to be read with
-    tracemalloc.Snapshot.load (benchmarks/scale.py --profile does). Without it, nothing is traced and SIGUSR1
-    keeps its default."""
+    """With ROLECALL_TRACEMALLOC=<frames> set, tracemalloc starts here, once the modules are imported, and
+    SIGUSR1 writes a snapshot of what the operator has allocated since and still holds to
+    $ROLECALL_SNAPSHOT_DIR (default: the temp directory), to be read with tracemalloc.Snapshot.load
+    (benchmarks/scale.py --profile does). Tracing starts after the imports because the kubernetes client's
+    thousand-odd modules imported under tracemalloc took minutes; what the imports hold is measured apart, as
+    RSS. Python's own PYTHONTRACEMALLOC (tracing from the first line) works too. Without either, nothing is
+    traced and SIGUSR1 keeps its default."""
+    frames = os.environ.get("ROLECALL_TRACEMALLOC")
+    if frames and not tracemalloc.is_tracing():
+        tracemalloc.start(int(frames))
     if not tracemalloc.is_tracing():
         return
 

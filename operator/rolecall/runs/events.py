@@ -25,9 +25,7 @@ async def post(obj: dict[str, Any], type: str, reason: str, message: str) -> Non
     }
     metrics.api("create", "events")
     try:
-        # The answer is not needed: read it raw instead of building a V1Event model from it.
-        await asyncio.to_thread(lambda: kube.core().create_namespaced_event(meta["namespace"], body,
-                                                                            _preload_content=False).data)
+        await asyncio.to_thread(kube.create_event, meta["namespace"], body)
     except kube.ApiException as e:
         # An Event is a courtesy copy of what status already says; losing one must not fail the action.
         log.warning("could not post Event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], e.reason)
