@@ -115,10 +115,10 @@ def _memory_snapshots_on_sigusr1() -> None:
     """With ROLECALL_TRACEMALLOC=<frames> set, tracemalloc starts here, once the modules are imported, and
     SIGUSR1 writes a snapshot of what the operator has allocated since and still holds to
     $ROLECALL_SNAPSHOT_DIR (default: the temp directory), to be read with tracemalloc.Snapshot.load
-    (benchmarks/scale.py --profile does). Tracing starts after the imports because the kubernetes client's
-    thousand-odd modules imported under tracemalloc took minutes; what the imports hold is measured apart, as
-    RSS. Python's own PYTHONTRACEMALLOC (tracing from the first line) works too. Without either, nothing is
-    traced and SIGUSR1 keeps its default."""
+    (benchmarks/scale.py --profile does). Tracing starts after the imports because importing the kubernetes
+    client under tracemalloc took minutes (its CoreV1Api module had not finished after 600 s in scale.py);
+    what the imports hold is measured apart, as RSS. Python's own PYTHONTRACEMALLOC (tracing from the first
+    line) works too. Without either, nothing is traced and SIGUSR1 keeps its default."""
     frames = os.environ.get("ROLECALL_TRACEMALLOC")
     if frames and not tracemalloc.is_tracing():
         tracemalloc.start(int(frames))
