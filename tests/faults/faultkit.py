@@ -102,6 +102,11 @@ class Sampler:
             time.sleep(self.interval)
 
 
+def acknowledged(st: dict[str, Any], token: str) -> bool:
+    """Whether this status acknowledges request `token` (its outcome recorded, no run left)."""
+    return (st.get("lastRequest") or {}).get("token") == token and not st.get("run")
+
+
 def wait_acknowledged(cluster: Cluster, ns: str, name: str, token: str, timeout: float) -> dict[str, Any]:
     """Waits like a user: `kubectl wait --for=jsonpath='{.status.lastRequest.token}'=TOKEN`, tolerating outages."""
     deadline = time.monotonic() + timeout
@@ -110,7 +115,7 @@ def wait_acknowledged(cluster: Cluster, ns: str, name: str, token: str, timeout:
         try:
             st = status(cluster, ns, name)
             last = st
-            if (st.get("lastRequest") or {}).get("token") == token and not st.get("run"):
+            if acknowledged(st, token):
                 return st
         except Exception as e:
             last = e
