@@ -11,6 +11,7 @@ from dbkit import (
     create,
     maintenance,
     patch,
+    pg,
     pg_pods,
     pg_scalar,
     pg_server,
@@ -73,7 +74,8 @@ def test_a_column_that_is_not_a_time_is_refused_and_nothing_deleted(local_bed: C
     st = wait_finished(local_bed, namespace, create(local_bed, namespace, MAINTENANCES,
                                                     maintenance("wrong", "db", [wrong]))["metadata"]["name"])
     assert st["phase"] == "Failed"
-    assert st["operations"][0]["error"] == "postgresql: events.payload is text, not a timestamp or date"
+    assert st["operations"][0]["error"] == ("postgresql: events.payload is text, not a timestamp, a date or an integer "
+                                           "with timestampFormat")
     assert pg_scalar(ip, "SELECT count(*) FROM events") == OLD + NEW
 
 
@@ -109,3 +111,38 @@ def test_a_dry_run_reports_cutoff_matching_rows_and_size_then_the_real_run_delet
     runs = [(r["trigger"], r["phase"], r.get("dryRun", False), r.get("rowsDeleted")) for r in st["history"]]
     assert runs == [("Create", "Succeeded", False, OLD), ("Create", "Succeeded", True, None)], runs
     assert all(r["requester"] for r in st["history"]), st["history"]  # recorded at admission, per run
+
+
+def test_a_partitioned_table_loses_only_rows_older_than_the_plans_cutoff(local_bed: Cluster, namespace: str,
+                                                                         operator: Operator) -> None:
+    """The issue's reproduction through the operator: a dry run records its cut-off; a second maintenance pinned
+    to that cut-off deletes exactly the rows the plan counted, from both partitions' old rows, and none of this
+    week's (PostgreSQL's own counts)."""
+    ip = pg_pods(local_bed, namespace, ["pg-0"])["pg-0"]
+    with pg(ip) as conn:
+        conn.execute("""
+            CREATE TABLE events (id bigserial, created_at timestamptz NOT NULL, payload text)
+                PARTITION BY RANGE (created_at);
+            CREATE TABLE events_old PARTITION OF events FOR VALUES FROM ('2020-01-01') TO (now() - interval '25 days');
+            CREATE TABLE events_new PARTITION OF events FOR VALUES FROM (now() - interval '25 days') TO (MAXVALUE);
+            INSERT INTO events (created_at, payload) SELECT now() - interval '90 days' + g * interval '1 hour', 'old'
+                FROM generate_series(1, 30) g;
+            INSERT INTO events (created_at, payload) SELECT now() - interval '28 days', 'mid'
+                FROM generate_series(1, 4);
+            INSERT INTO events (created_at, payload) SELECT now() - interval '1 day', 'new' FROM generate_series(1, 20)
+            """)
+    operator.start()
+    create(local_bed, namespace, SERVERS, pg_server("db", {"app": "pg"}))
+    create(local_bed, namespace, MAINTENANCES, maintenance("plan", "db", [CLEAR], dryRun=True))
+    plan = wait_finished(local_bed, namespace, "plan")["operations"][0]
+    assert (plan["matchedAtStart"], plan["parts"], plan["nullRows"]) == (OLD, 2, 0), plan
+    pinned = {"clearOldData": {"table": "public.events", "timestampColumn": "created_at", "cutoff": plan["cutoff"],
+                               "batchSize": 7}}
+    create(local_bed, namespace, MAINTENANCES, maintenance("purge", "db", [pinned]))
+    st = wait_finished(local_bed, namespace, "purge")
+    assert st["phase"] == "Succeeded", st.get("operations")
+    op = st["operations"][0]
+    assert (op["cutoff"], op["matchedAtStart"], op["rowsDeleted"], op["remaining"]) == (plan["cutoff"], OLD, OLD, 0)
+    with pg(ip) as conn:
+        counts = dict(conn.execute("SELECT payload, count(*) FROM events GROUP BY payload").fetchall())
+    assert counts == {"mid": 4, "new": NEW}, counts

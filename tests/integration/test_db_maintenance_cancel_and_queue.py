@@ -26,7 +26,8 @@ INSERT INTO events (created_at) SELECT now() - interval '40 days' FROM generate_
 CREATE FUNCTION hang() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(600); RETURN NULL; END $$;
 CREATE TRIGGER hang AFTER DELETE ON events FOR EACH STATEMENT EXECUTE FUNCTION hang();
 """
-ROLECALL_ACTIVE = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rolecall' AND state = 'active'"
+ROLECALL_ACTIVE = ("SELECT count(*) FROM pg_stat_activity WHERE starts_with(application_name, 'rolecall') "
+                   "AND state = 'active'")
 
 
 def test_delete_cancels_the_running_statement_and_the_queued_one_runs_next(

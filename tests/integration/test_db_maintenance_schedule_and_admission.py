@@ -77,7 +77,18 @@ IDENTIFIER = "must be a plain SQL identifier: a letter or _, then letters, digit
 
 @pytest.mark.parametrize(("step", "phrase"), [
     ({"clearOldData": {"table": "x; DROP TABLE y", "timestampColumn": "t", "olderThan": "30d"}},
-     f'spec.operations[0].clearOldData.table: Invalid value: "x; DROP TABLE y": {IDENTIFIER}'),
+     'spec.operations[0].clearOldData.table: Invalid value: "x; DROP TABLE y": must be a table name, optionally '
+     "schema-qualified: plain SQL identifiers (a letter or _, then letters, digits or _, at most 63 each), e.g. "
+     "events or archive.events"),
+    ({"clearOldData": {"table": "a.b.c", "timestampColumn": "t", "olderThan": "30d"}},
+     'spec.operations[0].clearOldData.table: Invalid value: "a.b.c": must be a table name'),
+    ({"clearOldData": {"table": "events", "timestampColumn": "t"}},
+     "each clearOldData sets exactly one of olderThan (e.g. 30d) or cutoff (a fixed RFC 3339 time)"),
+    ({"clearOldData": {"table": "events", "timestampColumn": "t", "olderThan": "30d",
+                       "cutoff": "2026-11-01T00:00:00Z"}},
+     "each clearOldData sets exactly one of olderThan (e.g. 30d) or cutoff (a fixed RFC 3339 time)"),
+    ({"clearOldData": {"table": "events", "timestampColumn": "t", "cutoff": "2026-11-31T00:00:00Z"}},
+     'spec.operations[0].clearOldData.cutoff: Invalid value: "2026-11-31T00:00:00Z": must be an RFC 3339 time'),
     ({"clearOldData": {"table": "events", "timestampColumn": 'created_at" --', "olderThan": "30d"}},
      f"spec.operations[0].clearOldData.timestampColumn: Invalid value: \"created_at\\\" --\": {IDENTIFIER}"),
     ({"compact": {"tables": ["ok", "bad name"]}}, 'spec.operations[0].compact.tables[1]: Invalid value: "bad name"'),

@@ -7,7 +7,11 @@ import asyncio
 import pytest
 
 from rolecall.engines.base import EngineError
+from rolecall.engines.database import Part, PurgeShape, PurgeTarget
 from rolecall.engines.sqlite import SqliteSession, quoted
+
+SHAPE = PurgeShape(PurgeTarget("events", "created_at", "unixSeconds"), "main.events", "unixSeconds",
+                   (Part("main.events", ("main", "events")),))
 
 
 class Recorder:
@@ -17,15 +21,19 @@ class Recorder:
 
     async def __call__(self, argv: list[str]) -> tuple[int, str, str]:
         self.argvs.append(argv)
-        return 0, self.answer, ""
+        return 0, "1|5|3\n" if "min(rowid)" in argv[-1] else self.answer, ""
 
 
 def test_every_call_is_sqlite3_safe_with_the_path_as_one_argument() -> None:
-    run = Recorder("0\n")
-    db = SqliteSession(run, "/data/app db.sqlite", timestamp_format="unixSeconds")
-    asyncio.run(db.check_column("events", "created_at"))
-    asyncio.run(db.count_older("events", "created_at", "1700000000"))
-    asyncio.run(db.delete_batch("events", "created_at", "1700000000", 10))
+    run = Recorder("3\n")
+    db = SqliteSession(run, "/data/app db.sqlite")
+
+    async def calls() -> None:
+        await db.count_older(SHAPE, "1700000000")
+        async with db.delete_batch(SHAPE, SHAPE.parts[0], "1700000000", 10) as batch:
+            await batch.commit()
+
+    asyncio.run(calls())
     for argv in run.argvs:
         assert argv[:2] == ["sqlite3", "-safe"] and "sh" not in argv and "-c" not in argv
         assert argv[-2] == "/data/app db.sqlite", argv  # one argument, never split or interpolated
@@ -41,7 +49,13 @@ def test_identifiers_that_are_not_plain_are_refused_before_any_command(name: str
 
 def test_a_cut_off_that_is_not_the_declared_shape_never_reaches_sql() -> None:
     run = Recorder("0\n")
-    db = SqliteSession(run, "/data/app.db", timestamp_format="iso8601")
+    db = SqliteSession(run, "/data/app.db")
+    shape = PurgeShape(PurgeTarget("events", "ts", "iso8601"), "main.events", "iso8601", SHAPE.parts)
+
+    async def delete() -> None:
+        async with db.delete_batch(shape, shape.parts[0], "2026-01-01'); DROP TABLE events; --", 10):
+            pass
+
     with pytest.raises(EngineError):
-        asyncio.run(db.delete_batch("events", "ts", "2026-01-01'); DROP TABLE events; --", 10))
+        asyncio.run(delete())
     assert run.argvs == []

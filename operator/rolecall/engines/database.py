@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from rolecall.engines.base import Credentials
+from rolecall.engines.base import Credentials, EngineError
 
 # Runs a fixed argv in the target pod's container (pod exec); returns (exit code, stdout, stderr).
 Exec = Callable[[list[str]], Awaitable[tuple[int, str, str]]]
@@ -22,15 +22,76 @@ class Where:
     run_in_pod: Exec
 
 
+def unfenced() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Connection:
-    """What a spec says about the database in that pod."""
+    """What a spec says about the database in that pod, and the fence every statement passes first."""
 
     timeout: float
     port: int | None = None
     database: str | None = None
     path: str | None = None
     credentials: Credentials | None = None
+    # Raises when this process must not act now (it may no longer lead): called before every statement,
+    # so a leader frozen past its Lease that wakes after a takeover sends nothing more.
+    fence: Callable[[], None] = unfenced
+    application_name: str = "rolecall"  # PostgreSQL: who runs what, in the server's own log and pg_stat_activity
+
+
+@dataclass(frozen=True)
+class PurgeTarget:
+    """What a clearOldData step names: a table (`schema.table` or a name on the search path), its time column,
+    and how an integer column stores time."""
+
+    table: str
+    column: str
+    timestamp_format: str | None = None
+
+
+@dataclass(frozen=True)
+class Part:
+    """One physical table rows are deleted from: the table itself, a leaf partition or an inheritance child.
+    A row is identified within one of these (a ctid, a rowid is unique only there)."""
+
+    name: str  # schema-qualified, for status and messages
+    key: tuple[str, ...]  # how the engine names it in SQL (schema, table)
+
+
+@dataclass(frozen=True)
+class PurgeShape:
+    """A table as the engine found and checked it: where its rows live and what deleting them sets off."""
+
+    target: PurgeTarget
+    name: str  # the table, resolved and schema-qualified
+    column_type: str  # as the engine names it, e.g. timestamp with time zone, date, bigint
+    parts: tuple[Part, ...]
+    notes: tuple[str, ...] = ()  # cascades, triggers, row security: what a person must know before a real run
+
+
+@dataclass(frozen=True)
+class BatchReceipt:
+    """What a batch deletes if it commits, and how to tell after a crash whether it did (the engine's own
+    record: a PostgreSQL transaction id, a SQLite rowid range)."""
+
+    part: str
+    receipt: str
+    rows: int
+
+
+class OpenBatch(Protocol):
+    """A batch whose DELETE ran in an open transaction: its receipt is recorded, then it is committed."""
+
+    receipt: BatchReceipt
+
+    async def commit(self) -> int:
+        """Commits; returns the rows deleted. BatchUnsettled if the outcome cannot be known now."""
+
+
+class BatchUnsettled(EngineError):
+    """A COMMIT whose answer was lost (the connection broke): the receipt settles it later."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +111,6 @@ class DatabaseFigures:
 class DatabaseSession(Protocol):
     """One session on the one database a role acts on. Identifiers are validated before they get here."""
 
-    timestamp_format: str | None  # how a clearOldData column stores time, where the engine needs to be told
-
     async def is_primary(self) -> bool:
         """Whether this database takes writes (a PostgreSQL standby does not)."""
 
@@ -64,17 +123,29 @@ class DatabaseSession(Protocol):
     async def compact(self, full: bool, tables: list[str] | None) -> None:
         """VACUUM (ANALYZE), VACUUM FULL, or SQLite's VACUUM."""
 
-    async def check_column(self, table: str, column: str) -> None:
-        """Refuses (EngineError) a column whose values cannot be compared with a cut-off in time."""
+    async def purge_shape(self, target: PurgeTarget) -> PurgeShape:
+        """The table's physical parts and what a delete sets off; refuses (EngineError, in words) every shape
+        and column it cannot delete from exactly: views, foreign tables, columns that are not a time."""
 
-    async def cutoff(self, older_than_seconds: int) -> str:
-        """now() - older_than, computed by the database itself, in the column's own terms."""
+    async def cutoff(self, target: PurgeTarget, older_than_seconds: int) -> str:
+        """now() - older_than, computed by the database itself, in terms its statements read back exactly."""
 
-    async def count_older(self, table: str, column: str, cutoff: str) -> int:
-        """Rows whose time is older than the cut-off."""
+    async def pinned_cutoff(self, target: PurgeTarget, at: str) -> str:
+        """A cut-off given as an RFC 3339 time (a plan's recorded one), in the same terms as cutoff()."""
 
-    async def delete_batch(self, table: str, column: str, cutoff: str, limit: int) -> int:
-        """Deletes at most `limit` rows older than the cut-off in one transaction; returns how many."""
+    async def count_older(self, shape: PurgeShape, cutoff: str) -> int:
+        """Rows whose time is older than the cut-off (NULL times never are)."""
+
+    async def count_null(self, shape: PurgeShape) -> int:
+        """Rows whose time is NULL: never deleted."""
+
+    def delete_batch(self, shape: PurgeShape, part: Part, cutoff: str,
+                     limit: int) -> AbstractAsyncContextManager[OpenBatch]:
+        """Deletes at most `limit` rows of `part` older than the cut-off in a transaction left open: the caller
+        records the receipt, then commits. Leaving the block without a commit rolls back."""
+
+    async def settle(self, shape: PurgeShape, receipt: BatchReceipt, cutoff: str) -> int:
+        """The rows a batch recorded before a crash really deleted: its rows if it committed, else 0."""
 
 
 class DatabaseEngine(Protocol):

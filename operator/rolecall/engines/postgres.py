@@ -1,16 +1,19 @@
-"""PostgreSQL through psycopg (async): role, figures, VACUUM, and batched deletes of old rows.
+"""PostgreSQL through psycopg (async): role, figures, VACUUM; clearOldData's batches are in postgres_purge.py.
 
-Every session sets statement_timeout and lock_timeout (VACUUM FULL takes an ACCESS EXCLUSIVE lock) and
-runs in autocommit, so VACUUM is allowed and each DELETE batch is its own transaction. Identifiers are
-validated at admission and still composed with sql.Identifier, never formatted into SQL text. If the
-task running a statement is cancelled (the maintenance was deleted), the statement is cancelled on the
-server before the cancellation goes on.
+Every session sets statement_timeout, lock_timeout (VACUUM FULL takes an ACCESS EXCLUSIVE lock) and
+idle_in_transaction_session_timeout (a batch waits for its receipt to be recorded with its transaction
+open; an operator that stops there must not hold row locks for long), names itself with application_name
+(the operator's identity) and runs in autocommit, so VACUUM is allowed and each DELETE batch is its own
+transaction. Every statement passes the connection's fence first. Identifiers are validated at admission
+and still composed with sql.Identifier, never formatted into SQL text. If the task running a statement
+is cancelled (the maintenance was deleted), the statement is cancelled on the server before the
+cancellation goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,22 +21,24 @@ import psycopg
 from psycopg import sql
 
 from rolecall.engines.base import Credentials, EngineError
-from rolecall.engines.database import Connection, DatabaseFigures, TableFigure, Where
+from rolecall.engines.database import Connection, DatabaseFigures, TableFigure, Where, unfenced
+from rolecall.engines.postgres_purge import Purging
 
 DEFAULT_PORT = 5432
 LOCK_TIMEOUT_MS = 10_000  # waiting longer than this for a lock fails the step rather than blocking the app
+IDLE_IN_TRANSACTION_MS = 60_000  # longer than a status write's timeout with its retries
 
 
-class PostgresSession:
-    timestamp_format: str | None = None  # PostgreSQL columns carry their type: nothing to be told
-
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+class PostgresSession(Purging):
+    def __init__(self, conn: psycopg.AsyncConnection[Any], fence: Callable[[], None] = unfenced) -> None:
         self.conn = conn
+        self.fence = fence
 
     async def is_primary(self) -> bool:
         return not await self.in_recovery()
 
     async def _run(self, query: sql.SQL | sql.Composed | str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        self.fence()
         try:
             async with self.conn.cursor() as cur:
                 await cur.execute(query, params)
@@ -62,7 +67,7 @@ class PostgresSession:
         total = 0
         for t in tables:
             total += int((await self._run("SELECT pg_total_relation_size(%s::regclass)",
-                                          (sql.Identifier(t).as_string(self.conn),)))[0][0])
+                                          (sql.Identifier(*t.split(".", 1)).as_string(self.conn),)))[0][0])
         return total
 
     async def compact(self, full: bool, tables: list[str] | None) -> None:
@@ -72,34 +77,11 @@ class PostgresSession:
             return
         await self._run(sql.SQL("{} {}").format(verb, sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
 
-    async def check_column(self, table: str, column: str) -> None:
-        """Refuses a column that is not a time: comparing it with the cut-off would be meaningless."""
-        rows = await self._run(
-            "SELECT data_type FROM information_schema.columns WHERE table_name = %s AND column_name = %s "
-            "AND table_schema = ANY(current_schemas(false))", (table, column))
-        if not rows:
-            raise EngineError(f"postgresql: table {table} has no column {column}")
-        if rows[0][0] not in ("timestamp with time zone", "timestamp without time zone", "date"):
-            raise EngineError(f"postgresql: {table}.{column} is {rows[0][0]}, not a timestamp or date")
-
-    async def cutoff(self, older_than_seconds: int) -> str:
-        """now() - older_than, computed by the server itself, as text the server reads back exactly."""
-        rows = await self._run("SELECT (now() - make_interval(secs => %s))::timestamptz::text", (older_than_seconds,))
-        return str(rows[0][0])
-
-    async def count_older(self, table: str, column: str, cutoff: str) -> int:
-        q = sql.SQL("SELECT count(*) FROM {} WHERE {} < %s::timestamptz").format(
-            sql.Identifier(table), sql.Identifier(column))
-        return int((await self._run(q, (cutoff,)))[0][0])
-
-    async def delete_batch(self, table: str, column: str, cutoff: str, limit: int) -> int:
-        """Deletes at most `limit` rows older than the cut-off, in one transaction; returns how many."""
-        t, c = sql.Identifier(table), sql.Identifier(column)
-        q = sql.SQL("DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE {c} < %s::timestamptz "
-                    "LIMIT %s))").format(t=t, c=c)
+    async def _rowcount(self, query: sql.SQL | sql.Composed, params: tuple[Any, ...]) -> int:
+        self.fence()
         try:
             async with self.conn.cursor() as cur:
-                await cur.execute(q, (cutoff, limit))
+                await cur.execute(query, params)
                 return int(cur.rowcount)
         except asyncio.CancelledError:
             await self.conn.cancel_safe()
@@ -110,18 +92,20 @@ class PostgresSession:
 
 @asynccontextmanager
 async def session(ip: str, port: int, database: str, credentials: Credentials | None,
-                  statement_timeout: float, connect_timeout: float = 10) -> AsyncIterator[PostgresSession]:
+                  statement_timeout: float, connect_timeout: float = 10, fence: Callable[[], None] = unfenced,
+                  application_name: str = "rolecall") -> AsyncIterator[PostgresSession]:
     user = (credentials.username if credentials else None) or "postgres"
     options = (f"-c statement_timeout={int(statement_timeout * 1000)} -c lock_timeout={LOCK_TIMEOUT_MS} "
-               "-c TimeZone=UTC -c application_name=rolecall")
+               f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS} -c TimeZone=UTC")
     try:
         conn = await psycopg.AsyncConnection.connect(
             host=ip, port=port, dbname=database, user=user, password=credentials.password if credentials else None,
-            connect_timeout=max(1, int(connect_timeout)), options=options, autocommit=True)
+            connect_timeout=max(1, int(connect_timeout)), options=options, autocommit=True,
+            application_name=application_name[:63])
     except psycopg.Error as e:
         raise EngineError(f"postgresql at {ip}:{port}: {str(e).strip() or type(e).__name__}") from e
     try:
-        yield PostgresSession(conn)
+        yield PostgresSession(conn, fence)
     finally:
         await conn.close()
 
@@ -132,5 +116,6 @@ class Postgres:
     @asynccontextmanager
     async def session(self, where: Where, connection: Connection) -> AsyncIterator[PostgresSession]:
         async with session(where.ip, connection.port or DEFAULT_PORT, connection.database or "postgres",
-                           connection.credentials, connection.timeout) as s:
+                           connection.credentials, connection.timeout, fence=connection.fence,
+                           application_name=connection.application_name) as s:
             yield s

@@ -9,18 +9,36 @@ The one exception to -safe is the literal `VACUUM;`, which SQLite runs through a
 
 SQLite has no timestamp type and compares INTEGER with TEXT without complaint, so before deleting
 anything the column's values are checked against the declared format (typeof(), magnitude for unix
-seconds versus milliseconds, the ISO-8601 UTC text shape).
+seconds versus milliseconds, the ISO-8601 UTC text shape). ISO-8601 text is compared by its whole-second
+prefix (`YYYY-MM-DDTHH:MM:SS`), so a row with a fraction in the cut-off's own second is never older.
+
+A transaction cannot span two execs, so a batch is first picked as a rowid range (its lowest and highest
+rowid and its row count: the receipt recorded before the delete), then deleted by that range and the
+cut-off in one statement with foreign keys enforced (the sqlite3 CLI leaves them off); after a crash the
+rows of that range still older than the cut-off tell whether it ran.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rolecall.engines.base import EngineError
-from rolecall.engines.database import Connection, DatabaseFigures, Exec, Where
+from rolecall.engines.database import (
+    BatchReceipt,
+    BatchUnsettled,
+    Connection,
+    DatabaseFigures,
+    Exec,
+    Part,
+    PurgeShape,
+    PurgeTarget,
+    Where,
+    unfenced,
+)
 
 BUSY_TIMEOUT_MS = 5000
 _MS_THRESHOLD = 100_000_000_000  # 1e11: unix seconds stay below it until year 5138, milliseconds since 1973 above
@@ -36,6 +54,8 @@ _CUTOFF_SQL = {
     "unixMilliseconds": "SELECT (CAST(strftime('%s', 'now') AS INTEGER) - {n}) * 1000;",
     "iso8601": "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-{n} seconds');",
 }
+_KINDS = {"view": "a view", "virtual": "a virtual table", "shadow": "a virtual table's shadow table"}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _CUTOFF_SHAPE = {
     "unixSeconds": re.compile(r"^-?\d{1,12}$"),
     "unixMilliseconds": re.compile(r"^-?\d{1,15}$"),
@@ -50,16 +70,48 @@ def quoted(identifier: str) -> str:
     return f'"{identifier}"'
 
 
+def _table(name: str) -> str:
+    """A table of the main database: `t` or `main.t` (attached databases are out of reach under -safe)."""
+    schema, _, table = name.rpartition(".")
+    if schema and schema.lower() != "main":
+        raise EngineError(f"sqlite: {name}: only tables of the main database can be cleared (not {schema}); "
+                          "nothing was deleted")
+    return table
+
+
+@dataclass
+class _Batch:
+    session: SqliteSession
+    shape: PurgeShape
+    receipt: BatchReceipt
+    bounds: tuple[int, int]
+    cutoff: str
+
+    async def commit(self) -> int:
+        s, t, c = self.session, quoted(_table(self.shape.target.table)), quoted(self.shape.target.column)
+        lo, hi = self.bounds
+        s.fence()
+        try:
+            # Foreign keys as the schema declares them (a cascade runs, a reference refuses the batch).
+            return await s._one_int(f"PRAGMA foreign_keys = ON; DELETE FROM {t} WHERE rowid BETWEEN {lo} AND {hi} "  # noqa: S608
+                                    f"AND {c} < {s._literal(self.shape, self.cutoff)}; SELECT changes();")
+        except EngineError:
+            raise  # sqlite3 answered with an error: the statement rolled back
+        except Exception as e:  # the exec broke off: whether the statement ran, the range will tell
+            raise BatchUnsettled(f"sqlite3 {s.path}: {type(e).__name__}: {e}") from e
+
+
 @dataclass
 class SqliteSession:
     run_in_pod: Exec
     path: str
-    timestamp_format: str | None = None  # set per clearOldData step
+    fence: Callable[[], None] = field(default=unfenced)
 
     async def is_primary(self) -> bool:
         return True  # one file in one pod: nothing replicates it
 
     async def _sql(self, statements: str, safe: bool = True) -> list[str]:
+        self.fence()
         mode = ["-safe"] if safe else []
         argv = ["sqlite3", *mode, "-batch", "-bail", "-cmd", f".timeout {BUSY_TIMEOUT_MS}", self.path, statements]
         code, out, err = await self.run_in_pod(argv)
@@ -86,46 +138,113 @@ class SqliteSession:
         # VACUUM's internal ATTACH, guards nothing here.
         await self._sql("VACUUM;", safe=False)
 
-    def _format(self) -> str:
-        if self.timestamp_format not in _MATCHES:
+    @staticmethod
+    def _format(target: PurgeTarget) -> str:
+        if target.timestamp_format not in _MATCHES:
             raise EngineError("sqlite: clearOldData needs timestampFormat (unixSeconds, unixMilliseconds or iso8601)")
-        return self.timestamp_format
+        return target.timestamp_format
 
-    async def check_column(self, table: str, column: str) -> None:
-        fmt, t, c = self._format(), quoted(table), quoted(column)
+    async def purge_shape(self, target: PurgeTarget) -> PurgeShape:
+        fmt, name = self._format(target), _table(target.table)
+        t, c = quoted(name), quoted(target.column)
+        lit = f"'{name}'"  # validated by quoted(): letters, digits and _ only
+        lines = await self._sql(
+            f"SELECT 'kind|' || type || '|' || wr FROM pragma_table_list WHERE schema = 'main' AND name = {lit} "  # noqa: S608
+            f"COLLATE NOCASE; SELECT 'column|' || count(*) FROM pragma_table_info({lit}) WHERE name = "
+            f"'{target.column}' COLLATE NOCASE; SELECT 'trigger|' || name FROM sqlite_master WHERE type = 'trigger' "
+            f"AND tbl_name = {lit} COLLATE NOCASE AND sql LIKE '%DELETE%' ORDER BY name; SELECT 'reference|' || "
+            f"m.name || '|' || f.on_delete FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f WHERE "
+            f"m.type = 'table' AND f.\"table\" = {lit} COLLATE NOCASE ORDER BY m.name;")
+        facts = [line.split("|") for line in lines]
+        kind = next((f[1:] for f in facts if f[0] == "kind"), None)
+        if kind is None:
+            raise EngineError(f"sqlite: table {target.table} not found")
+        if kind[0] != "table":
+            raise EngineError(f"sqlite: {target.table} is {_KINDS.get(kind[0], kind[0])}, not a table that holds "
+                              "rows; nothing was deleted")
+        if kind[1] == "1":
+            raise EngineError(f"sqlite: {target.table} is a WITHOUT ROWID table: it has no rowid to record batches "
+                              "by; nothing was deleted")
+        if next((f[1] for f in facts if f[0] == "column"), "0") == "0":
+            raise EngineError(f"sqlite: table {target.table} has no column {target.column}")
         match = _MATCHES[fmt].format(c=c)
         # Identifiers are validated and quoted by quoted(); `match` is one of our fixed fragments.
-        lines = await self._sql(f"SELECT count(*) FROM {t} WHERE {c} IS NOT NULL AND NOT ({match}); "  # noqa: S608
-                                f"SELECT quote({c}) FROM {t} WHERE {c} IS NOT NULL AND NOT ({match}) LIMIT 1;")
-        bad = int(lines[0]) if lines else 0
-        if bad:
-            example = lines[1] if len(lines) > 1 else "?"
-            raise EngineError(f"sqlite: {bad} values of {table}.{column} are not {fmt} (e.g. {example}); "
-                              "nothing was deleted")
+        bad = await self._sql(f"SELECT count(*) FROM {t} WHERE {c} IS NOT NULL AND NOT ({match}); "  # noqa: S608
+                              f"SELECT quote({c}) FROM {t} WHERE {c} IS NOT NULL AND NOT ({match}) LIMIT 1;")
+        if bad and int(bad[0]):
+            example = bad[1] if len(bad) > 1 else "?"
+            raise EngineError(f"sqlite: {bad[0]} values of {target.table}.{target.column} are not {fmt} "
+                              f"(e.g. {example}); nothing was deleted")
+        notes = []
+        if triggers := [f[1] for f in facts if f[0] == "trigger"]:
+            notes.append(f"ON DELETE triggers fire for every deleted row: {', '.join(triggers)}")
+        notes += [f"{f[1]} references {name} (ON DELETE {f[2]}; foreign keys are enforced while deleting)"
+                  for f in facts if f[0] == "reference"]
+        return PurgeShape(target, f"main.{name}", fmt, (Part(f"main.{name}", ("main", name)),), tuple(notes))
 
-    async def cutoff(self, older_than_seconds: int) -> str:
-        fmt = self._format()
-        lines = await self._sql(_CUTOFF_SQL[fmt].format(n=int(older_than_seconds)))
+    async def cutoff(self, target: PurgeTarget, older_than_seconds: int) -> str:
+        fmt = self._format(target)
+        return self._checked(fmt, await self._sql(_CUTOFF_SQL[fmt].format(n=int(older_than_seconds))))
+
+    async def pinned_cutoff(self, target: PurgeTarget, at: str) -> str:
+        """Rounded so that no row at or after `at` is older: unix time up to the next whole unit, ISO-8601 text
+        down to its second (module docstring)."""
+        fmt = self._format(target)
+        try:
+            t = dt.datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(dt.UTC)
+        except ValueError as e:
+            raise EngineError(f"sqlite: cut-off {at!r} is not an RFC 3339 time") from e
+        micros = (t - _EPOCH) // dt.timedelta(microseconds=1)
+        if fmt == "iso8601":
+            return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+        unit = 1_000_000 if fmt == "unixSeconds" else 1_000
+        return str(-(-micros // unit))  # ceil
+
+    @staticmethod
+    def _checked(fmt: str, lines: list[str]) -> str:
         value = lines[-1] if lines else ""
         if not _CUTOFF_SHAPE[fmt].match(value):
             raise EngineError(f"sqlite: unexpected cut-off {value!r}")
         return value
 
-    def _literal(self, cutoff: str) -> str:
-        fmt = self._format()
+    def _literal(self, shape: PurgeShape, cutoff: str) -> str:
+        """The cut-off as an SQL literal; ISO-8601 text by its whole-second prefix (see the module docstring)."""
+        fmt = self._format(shape.target)
         if not _CUTOFF_SHAPE[fmt].match(cutoff):
             raise EngineError(f"sqlite: cut-off {cutoff!r} does not look like {fmt}")
-        return f"'{cutoff}'" if fmt == "iso8601" else cutoff
+        return f"'{cutoff[:19]}'" if fmt == "iso8601" else cutoff
 
-    async def count_older(self, table: str, column: str, cutoff: str) -> int:
-        return await self._one_int(f"SELECT count(*) FROM {quoted(table)} WHERE {quoted(column)} < "  # noqa: S608
-                                   f"{self._literal(cutoff)};")
+    def _older(self, shape: PurgeShape, cutoff: str) -> str:
+        return f"{quoted(shape.target.column)} < {self._literal(shape, cutoff)}"
 
-    async def delete_batch(self, table: str, column: str, cutoff: str, limit: int) -> int:
-        t, c = quoted(table), quoted(column)
-        return await self._one_int(
-            f"DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE {c} < {self._literal(cutoff)} "  # noqa: S608
-            f"LIMIT {int(limit)}); SELECT changes();")
+    async def count_older(self, shape: PurgeShape, cutoff: str) -> int:
+        return await self._one_int(f"SELECT count(*) FROM {quoted(_table(shape.target.table))} "  # noqa: S608
+                                   f"WHERE {self._older(shape, cutoff)};")
+
+    async def count_null(self, shape: PurgeShape) -> int:
+        t, c = quoted(_table(shape.target.table)), quoted(shape.target.column)
+        return await self._one_int(f"SELECT count(*) FROM {t} WHERE {c} IS NULL;")  # noqa: S608
+
+    @asynccontextmanager
+    async def delete_batch(self, shape: PurgeShape, part: Part, cutoff: str, limit: int) -> AsyncIterator[_Batch]:
+        t = quoted(_table(shape.target.table))
+        lines = await self._sql(f"SELECT coalesce(min(rowid), 0) || '|' || coalesce(max(rowid), -1) || '|' || "  # noqa: S608
+                                f"count(*) FROM (SELECT rowid FROM {t} WHERE {self._older(shape, cutoff)} "
+                                f"ORDER BY rowid LIMIT {int(limit)});")
+        try:
+            lo, hi, rows = (int(v) for v in lines[-1].split("|"))
+        except (IndexError, ValueError) as e:
+            raise EngineError(f"sqlite3 {self.path}: unexpected answer {lines[-3:]!r}") from e
+        yield _Batch(self, shape, BatchReceipt(part.name, f"rowid:{lo}..{hi}", rows), (lo, hi), cutoff)
+
+    async def settle(self, shape: PurgeShape, receipt: BatchReceipt, cutoff: str) -> int:
+        """The recorded range's rows still older than the cut-off: all of them if the delete never ran."""
+        found = re.fullmatch(r"rowid:(-?\d+)\.\.(-?\d+)", receipt.receipt)
+        if found is None:
+            raise EngineError(f"sqlite: cannot settle a batch recorded as {receipt.receipt!r}")
+        left = await self._one_int(f"SELECT count(*) FROM {quoted(_table(shape.target.table))} WHERE rowid "  # noqa: S608
+                                   f"BETWEEN {int(found[1])} AND {int(found[2])} AND {self._older(shape, cutoff)};")
+        return max(0, receipt.rows - left)
 
 
 class Sqlite:
@@ -133,4 +252,4 @@ class Sqlite:
 
     @asynccontextmanager
     async def session(self, where: Where, connection: Connection) -> AsyncIterator[SqliteSession]:
-        yield SqliteSession(where.run_in_pod, connection.path or "")
+        yield SqliteSession(where.run_in_pod, connection.path or "", connection.fence)

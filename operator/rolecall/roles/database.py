@@ -70,9 +70,11 @@ def _where(namespace: str, spec: DatabaseServerSpec, target: Target, ip: str) ->
                                                     float(spec.timeout_seconds)))
 
 
-def _connection(spec: DatabaseServerSpec, creds: Credentials | None) -> Connection:
+def _connection(spec: DatabaseServerSpec, creds: Credentials | None, identity: str = "rolecall") -> Connection:
+    """Every statement on it passes the write guard first: a process that may no longer lead sends nothing."""
+    name = identity if identity.startswith("rolecall") else f"rolecall {identity}"
     return Connection(timeout=float(spec.timeout_seconds), port=spec.port, database=spec.database, path=spec.path,
-                      credentials=creds)
+                      credentials=creds, fence=kube.check_write_guard, application_name=name)
 
 
 async def find_target(namespace: str, spec: DatabaseServerSpec, creds: Credentials | None) -> Target:
@@ -109,22 +111,22 @@ async def find_target(namespace: str, spec: DatabaseServerSpec, creds: Credentia
 
 @asynccontextmanager
 async def session_on(namespace: str, spec: DatabaseServerSpec, target: Target, ip: str,
-                     creds: Credentials | None) -> AsyncIterator[DatabaseSession]:
+                     creds: Credentials | None, identity: str = "rolecall") -> AsyncIterator[DatabaseSession]:
     """A session on `target` (whose IP was just re-read by UID), which must still be the primary."""
     engine = DATABASE_ENGINES[spec.engine]
-    async with engine.session(_where(namespace, spec, target, ip), _connection(spec, creds)) as s:
+    async with engine.session(_where(namespace, spec, target, ip), _connection(spec, creds, identity)) as s:
         if not await s.is_primary():
             raise EngineError(f"{target.name} is no longer the primary (it is in recovery)")
         yield s
 
 
 @asynccontextmanager
-async def open_database(namespace: str, spec: DatabaseServerSpec) -> AsyncIterator[Opened]:
+async def open_database(namespace: str, spec: DatabaseServerSpec, identity: str = "rolecall") -> AsyncIterator[Opened]:
     """A session on the one database `spec` names (see find_target), its pod re-read by UID first."""
     creds = await read_credentials(namespace, spec.credentials_secret_ref)
     target = await find_target(namespace, spec, creds)
     ip = await pods.address(namespace, target)
-    async with session_on(namespace, spec, target, ip, creds) as session:
+    async with session_on(namespace, spec, target, ip, creds, identity) as session:
         yield Opened(session, target.name)
 
 
@@ -156,7 +158,7 @@ async def _compact(ctx: Ctx, creds: Credentials | None, target: Target, ip: str)
     started = time.monotonic()
     s.primary = target.name
     try:
-        async with session_on(ctx.ns, ctx.spec, target, ip, creds) as db:
+        async with session_on(ctx.ns, ctx.spec, target, ip, creds, ctx.identity) as db:
             result.bytes_before = await db.size(None)
             await db.compact(False, None)
             result.bytes_after = await db.size(None)

@@ -23,7 +23,7 @@ from typing import Any
 
 from rolecall import kube, metrics
 from rolecall.api.kinds import DATABASE_MAINTENANCE
-from rolecall.api.types import duration_seconds, parse_time
+from rolecall.api.types import parse_time
 from rolecall.api.v1alpha1.common import CANCEL_ANNOTATION
 from rolecall.api.v1alpha1.database import (
     MAX_HISTORY,
@@ -35,8 +35,8 @@ from rolecall.api.v1alpha1.database import (
     RunRecord,
 )
 from rolecall.engines import EngineError
-from rolecall.engines.database import DatabaseSession
-from rolecall.roles import database
+from rolecall.engines.database import BatchUnsettled, DatabaseSession
+from rolecall.roles import database, purge
 from rolecall.roles.common import reconcile_with
 from rolecall.runs import authz, calendar, events, request
 from rolecall.runs.context import Context, Memory, Runtime
@@ -252,7 +252,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         # A database that stops answering (frozen, partitioned) must not hold the run past its timeout:
         # the cancellation also cancels the statement on the server (engines/postgres.py).
         left = (deadline - dt.datetime.now(dt.UTC)).total_seconds()
-        async with asyncio.timeout(max(1.0, left) + 30), database.open_database(m.ns, server) as db:
+        async with asyncio.timeout(max(1.0, left) + 30), database.open_database(m.ns, server, m.identity) as db:
             for op, result in zip(spec.operations, s.operations or [], strict=True):
                 if result.phase == "Succeeded":
                     continue
@@ -262,6 +262,8 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         error, cancelled = str(e), True
     except TimeoutError as e:
         error, timed_out = str(e) or f"timeoutSeconds ({spec.timeout_seconds}s) passed", True
+    except BatchUnsettled:
+        raise  # its receipt is in status: the run is resumed, and the batch settled with the database, later
     except (RunFailed, EngineError, database.NoTarget, NotActionable) as e:
         error, refused = str(e) or type(e).__name__, isinstance(e, RunRefused)
     except kube.ApiException as e:
@@ -289,8 +291,11 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         await _event(m, "Normal", "Succeeded", f"{s.summary}: {s.rows_deleted or 0} rows deleted, "
                                                f"{s.bytes_reclaimed or 0} bytes reclaimed.")
     else:
+        unsettled = [r.pending_batch for r in s.operations or [] if r.pending_batch is not None]
+        pending = "".join(f"; a batch of {p.rows} rows from {p.part} ({p.receipt}) is not known to have committed "
+                          "and is not counted" for p in unsettled)
         await _event(m, "Warning", "TimedOut" if timed_out else "Failed",
-                     f"{s.summary} failed: {error}; {s.rows_deleted or 0} rows deleted before that.")
+                     f"{s.summary} failed: {error}; {s.rows_deleted or 0} rows deleted before that{pending}.")
     await _progress(m, force=True)
     if not s.dry_run:
         await _report_to_server(m)
@@ -335,51 +340,25 @@ async def _operation(m: Maintenance, db: DatabaseSession, op: Operation, result:
 
 
 async def _plan_operation(db: DatabaseSession, op: Operation, result: OperationResult) -> None:
-    """A dry run of one step: the same reads a real run makes first (the column check, the cut-off computed by
+    """A dry run of one step: the same reads a real run makes first (the table's checks, the cut-off computed by
     the database, the matching rows), plus the size; no DELETE, no VACUUM."""
     if op.compact is not None:
         result.bytes_before = await db.size(op.compact.tables)
         return
-    c = op.clear_old_data
-    assert c is not None
-    db.timestamp_format = c.timestamp_format
-    await db.check_column(c.table, c.timestamp_column)
-    result.cutoff = await db.cutoff(duration_seconds(c.older_than))
-    result.matched_at_start = await db.count_older(c.table, c.timestamp_column, result.cutoff)
-    result.bytes_before = await db.size([c.table])
+    assert op.clear_old_data is not None
+    await purge.plan(db, op.clear_old_data, result)
 
 
 async def _clear_old_data(m: Maintenance, db: DatabaseSession, op: Operation, result: OperationResult,
                           deadline: dt.datetime) -> None:
-    c = op.clear_old_data
-    assert c is not None
-    db.timestamp_format = c.timestamp_format  # SQLite compares by the declared format; PostgreSQL by type
-    table, column = c.table, c.timestamp_column
-    if result.cutoff is None:
-        await db.check_column(table, column)  # refuse before anything is deleted
-        result.cutoff = await db.cutoff(duration_seconds(c.older_than))
-        result.matched_at_start = await db.count_older(table, column, result.cutoff)
-        result.batches, result.rows_deleted, result.remaining = 0, 0, result.matched_at_start
-        await _progress(m, force=True)  # the cut-off is on record before the first batch
-    matched = result.matched_at_start or 0
-    deleted = matched - await db.count_older(table, column, result.cutoff)  # also right after a restart
-    result.rows_deleted, result.remaining = deleted, matched - deleted  # true even if a cancel ends it now
-    while True:
-        limit = c.batch_size if c.max_rows is None else min(c.batch_size, c.max_rows - deleted)
-        if limit <= 0:
-            break
+    assert op.clear_old_data is not None
+
+    def before_batch() -> None:
         if dt.datetime.now(dt.UTC) >= deadline:
             raise TimeoutError(f"timeoutSeconds ({m.spec.timeout_seconds}s) passed after {result.batches} batches")
         _check_cancel(m)  # between batches: the batch in flight is committed and counted
-        n = await db.delete_batch(table, column, result.cutoff, limit)
-        deleted += n
-        result.batches = (result.batches or 0) + 1
-        result.rows_deleted, result.remaining = deleted, matched - deleted
-        await _progress(m)
-        if n < limit:
-            break
-    result.remaining = await db.count_older(table, column, result.cutoff)
-    result.rows_deleted = matched - result.remaining
+
+    await purge.clear(db, op.clear_old_data, result, lambda: _progress(m, force=True), before_batch)
 
 
 def _finish(m: Maintenance, error: str | None, cancelled: bool = False, timed_out: bool = False,

@@ -12,6 +12,7 @@ import json
 import pydantic
 
 from rolecall import kube
+from rolecall.engines.database import BatchUnsettled
 
 # Stalled=True: a person has to act (fix the spec, create the object, grant the right). rolecall still looks
 # again with backoff (up to 5 minutes), since a fix may not touch the resource itself.
@@ -59,6 +60,8 @@ RECONCILING = {
     "WaitingForDrain": "a stop waits for connections (or users, spec.drainOn) to fall to drainThreshold",
     "Starting": "the workload was scaled up and its pods are not all ready yet",
     "ApiServerUnavailable": "the Kubernetes API did not answer; retrying with backoff",
+    "SettlingBatch": "a clearOldData batch's COMMIT was not confirmed; the run goes on once the database says "
+                     "whether it committed",
 }
 
 
@@ -80,6 +83,8 @@ def classify(e: BaseException) -> tuple[bool, str, str]:
         return True, "InvalidSpec", f"the spec cannot be used: {problems}"
     if isinstance(e, kube.Unavailable):
         return False, "ApiServerUnavailable", str(e)
+    if isinstance(e, BatchUnsettled):
+        return False, "SettlingBatch", str(e)
     if isinstance(e, kube.ApiException):
         status, text = e.status or 0, f"{e.status} {e.reason}: {_api_message(e)}"
         if status >= 500 or status == 429:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, WithJsonSchema
+from pydantic import Field, WithJsonSchema, model_validator
 
 from rolecall.api.schedule import CronSchedule, TimeZone
 from rolecall.api.types import MAX_NAME, Condition, Duration, Model, ObjectName, SecretKeyRef
@@ -31,6 +31,16 @@ Identifier = Annotated[str, WithJsonSchema({
         "rule": "self.matches('^[A-Za-z_][A-Za-z0-9_]*$')",
         "message": "must be a plain SQL identifier: a letter or _, then letters, digits or _ (at most 63), "
                    "e.g. events or created_at",
+        "reason": "FieldValueInvalid"}]})]
+
+# A table as clearOldData names it: `events`, or `archive.events` in another schema (each part validated like an
+# identifier, then quoted by the driver as a schema-qualified name).
+QualifiedTable = Annotated[str, WithJsonSchema({
+    "type": "string", "maxLength": 127,
+    "x-kubernetes-validations": [{
+        "rule": "self.matches('^([A-Za-z_][A-Za-z0-9_]{0,62}[.])?[A-Za-z_][A-Za-z0-9_]{0,62}$')",
+        "message": "must be a table name, optionally schema-qualified: plain SQL identifiers (a letter or _, then "
+                   "letters, digits or _, at most 63 each), e.g. events or archive.events",
         "reason": "FieldValueInvalid"}]})]
 
 SqlitePath = Annotated[str, WithJsonSchema({
@@ -93,6 +103,15 @@ class TableFigures(Model):
     live_tuples: int = Field(description="PostgreSQL's estimate of live rows (n_live_tup).")
 
 
+class BatchRecord(Model):
+    """A batch whose DELETE ran and whose COMMIT was not yet confirmed: recorded before the COMMIT, settled after
+    a crash by asking the database (PostgreSQL: the transaction's status; SQLite: the rowid range)."""
+
+    part: str = Field(max_length=MAX_NAME, description="The physical table (partition, child) it deletes from.")
+    receipt: str = Field(max_length=64, description="The engine's record of it, e.g. txid:1234 or rowid:10..20.")
+    rows: int = Field(description="Rows its DELETE deleted (counted only once it is known to have committed).")
+
+
 class OperationResult(Model):
     """What one operation did (one entry per spec.operations item, in order)."""
 
@@ -101,13 +120,23 @@ class OperationResult(Model):
     phase: Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"] = Field(
         default="Pending", description="Where the operation is (Cancelled: the run was cancelled while it ran).")
     cutoff: str | None = Field(default=None, max_length=64,
-                               description="clearOldData: rows older than this are deleted (computed once).")
+                               description="clearOldData: rows older than this are deleted (computed once by the "
+                                           "database, or spec cutoff; in the column's terms for SQLite).")
     matched_at_start: int | None = Field(default=None, description="clearOldData: rows older than the cut-off "
                                                                    "when it was computed (a dry run: the rows a "
                                                                    "real run would delete now, before maxRows).")
+    null_rows: int | None = Field(default=None, description="clearOldData: rows whose time is NULL (never deleted).")
+    parts: int | None = Field(default=None, description="clearOldData: physical tables (the table, its partitions "
+                                                        "or children) rows are deleted from.")
+    notes: list[str] | None = Field(default=None, max_length=16,
+                                    description="clearOldData: what deleting sets off (cascading foreign keys, "
+                                                "triggers, row-level security), found before anything is deleted.")
     remaining: int | None = Field(default=None, description="clearOldData: rows older than the cut-off left.")
-    rows_deleted: int | None = Field(default=None, description="clearOldData: matchedAtStart - remaining.")
+    rows_deleted: int | None = Field(default=None, description="clearOldData: the rows the committed batches "
+                                                               "deleted (the sum of their row counts).")
     batches: int | None = Field(default=None, description="clearOldData: batches committed so far.")
+    pending_batch: BatchRecord | None = Field(default=None, description="clearOldData: a batch whose COMMIT is not "
+                                                                        "confirmed yet (see BatchRecord).")
     bytes_before: int | None = Field(default=None, description="Size before (table(s) or database file).")
     bytes_after: int | None = Field(default=None, description="Size after.")
     started_at: str | None = Field(default=None, description="When the operation started.")
@@ -149,17 +178,38 @@ class Compact(Model):
 
 
 class ClearOldData(Model):
-    table: Identifier = Field(description="The table to delete old rows from.")
-    timestamp_column: Identifier = Field(description="The column holding each row's time.")
-    older_than: Duration = Field(description="Rows older than this before the run started are deleted, e.g. 30d.")
+    table: QualifiedTable = Field(
+        description="The table to delete old rows from: events, or schema.table (default: the search path). A "
+                    "partitioned table or one with inheritance children is cleared in each partition or child "
+                    "(rows are identified within their own physical table, and every DELETE checks the cut-off "
+                    "again). Views, materialized views and foreign tables are refused.")
+    timestamp_column: Identifier = Field(
+        description="The column holding each row's time: PostgreSQL timestamp with or without time zone (the "
+                    "latter read as UTC), date (old when the whole UTC day is before the cut-off), or an integer "
+                    "with timestampFormat. Rows whose time is NULL are never deleted (status counts them).")
+    older_than: Duration | None = Field(
+        default=None, description="Rows older than this before the run started are deleted, e.g. 30d. Set this or "
+                                  "cutoff.")
+    cutoff: RequestTime | None = Field(
+        default=None,
+        description="Instead of olderThan: delete rows older than this fixed time, e.g. the cutoff a dry run "
+                    "recorded (status.operations[].cutoff), so the real run deletes what the plan counted.")
     batch_size: int = Field(default=1000, ge=1, le=100000,
                             description="Rows deleted per batch; each batch is its own transaction.")
     max_rows: int | None = Field(default=None, ge=1, description="Stop after deleting this many rows.")
     timestamp_format: Literal["unixSeconds", "unixMilliseconds", "iso8601"] | None = Field(
         default=None,
-        description="SQLite only (required there): how the column stores time. SQLite compares INTEGER and TEXT "
-                    "without error, so a column whose values do not match is refused before anything is "
-                    "deleted. iso8601 means UTC text such as 2026-11-25T10:00:00Z.")
+        description="How the column stores time. SQLite (required there): unixSeconds, unixMilliseconds or iso8601 "
+                    "(UTC text such as 2026-11-25T10:00:00Z); SQLite compares INTEGER and TEXT without error, so a "
+                    "column whose values do not match is refused before anything is deleted. PostgreSQL: only for "
+                    "integer columns (unixSeconds or unixMilliseconds; a value of the other magnitude is refused).")
+
+
+    @model_validator(mode="after")
+    def _one_cutoff(self) -> ClearOldData:
+        if (self.older_than is None) == (self.cutoff is None):
+            raise ValueError("clearOldData sets exactly one of olderThan (e.g. 30d) or cutoff (a fixed RFC 3339 time)")
+        return self
 
 
 class Operation(Model):
@@ -218,6 +268,10 @@ MAINTENANCE_RULES = [
     {"rule": " && ".join(_same(f) for f in IMMUTABLE_FIELDS),
      "message": "spec is immutable after creation, except suspend and dryRun: create a new DatabaseMaintenance "
                 "instead"},
+    {"rule": "self.operations.all(o, !has(o.clearOldData) || has(o.clearOldData.olderThan) != "
+             "has(o.clearOldData.cutoff))",
+     "message": "each clearOldData sets exactly one of olderThan (e.g. 30d) or cutoff (a fixed RFC 3339 time)",
+     "fieldPath": ".operations", "reason": "FieldValueInvalid"},
     {"rule": "has(self.schedule) || !has(self.window)", "message": "window needs a schedule",
      "fieldPath": ".window", "reason": "FieldValueForbidden"},
 ]

@@ -1,0 +1,97 @@
+"""clearOldData, one step of a DatabaseMaintenance run: its plan, and its batches checkpointed into status.
+
+Observes: the table as the database describes it (engines: `purge_shape`), the step's record in status.
+Triggers: batched DELETEs on the one primary, one status write per batch (the receipt of the batch about to
+commit, with the rows of the batches before it), and at the end a recount of what is left.
+
+The record (`OperationResult`) is the step's ledger: its cut-off is written before the first batch, and
+each batch's receipt (engine, rows) before its COMMIT, so after a crash the batch is settled by asking the
+database whether it committed, and `rowsDeleted` stays the sum of what the committed DELETEs deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from rolecall.api.types import duration_seconds
+from rolecall.api.v1alpha1.database import BatchRecord, ClearOldData, OperationResult
+from rolecall.engines.database import BatchReceipt, DatabaseSession, PurgeShape, PurgeTarget
+
+MAX_NOTES = 16
+
+
+def target_of(c: ClearOldData) -> PurgeTarget:
+    return PurgeTarget(c.table, c.timestamp_column, c.timestamp_format)
+
+
+async def _cutoff(db: DatabaseSession, c: ClearOldData) -> str:
+    if c.cutoff is not None:
+        return await db.pinned_cutoff(target_of(c), c.cutoff)
+    assert c.older_than is not None
+    return await db.cutoff(target_of(c), duration_seconds(c.older_than))
+
+
+async def _survey(db: DatabaseSession, c: ClearOldData, result: OperationResult) -> PurgeShape:
+    """Checks the table (a refusal raises before anything is deleted) and records the cut-off, the rows older
+    than it, the NULLs and what a delete sets off."""
+    shape = await db.purge_shape(target_of(c))
+    result.cutoff = await _cutoff(db, c)
+    result.matched_at_start = await db.count_older(shape, result.cutoff)
+    result.null_rows = await db.count_null(shape)
+    result.parts = len(shape.parts)
+    result.notes = [n[:512] for n in shape.notes[:MAX_NOTES]] or None
+    return shape
+
+
+async def plan(db: DatabaseSession, c: ClearOldData, result: OperationResult) -> None:
+    """A dry run of the step: the same checks and reads a real run makes first, and the size; nothing deleted."""
+    await _survey(db, c, result)
+    result.bytes_before = await db.size([c.table])
+
+
+async def clear(db: DatabaseSession, c: ClearOldData, result: OperationResult,
+                checkpoint: Callable[[], Awaitable[object]], before_batch: Callable[[], None]) -> None:
+    """Deletes the rows older than the step's cut-off, batch by batch, each checkpointed before its COMMIT.
+
+    `checkpoint` writes status (it raises when the write cannot land: the batch then rolls back);
+    `before_batch` raises to stop before the next batch (a cancel, the deadline)."""
+    if result.cutoff is None:
+        shape = await _survey(db, c, result)
+        result.batches, result.rows_deleted = 0, 0
+        await checkpoint()  # the cut-off is on record before the first batch
+    else:
+        shape = await db.purge_shape(target_of(c))  # checked again on resume: the table may have changed
+    cutoff = result.cutoff
+    assert cutoff is not None
+    if result.pending_batch is not None:
+        await _settle(db, shape, result)
+    deleted = result.rows_deleted or 0
+    for part in shape.parts:
+        while True:
+            limit = c.batch_size if c.max_rows is None else min(c.batch_size, c.max_rows - deleted)
+            if limit <= 0:
+                break
+            before_batch()
+            async with db.delete_batch(shape, part, cutoff, limit) as batch:
+                picked = batch.receipt.rows
+                if picked:
+                    result.pending_batch = BatchRecord(part=part.name, receipt=batch.receipt.receipt, rows=picked)
+                    await checkpoint()  # the receipt is on record before the COMMIT
+                rows = await batch.commit()
+            deleted += rows
+            result.pending_batch, result.rows_deleted = None, deleted
+            result.batches = (result.batches or 0) + (1 if picked else 0)
+            result.remaining = max(0, (result.matched_at_start or 0) - deleted)
+            if picked < limit:
+                break  # this part has no older rows left
+    result.remaining = await db.count_older(shape, cutoff)
+
+
+async def _settle(db: DatabaseSession, shape: PurgeShape, result: OperationResult) -> None:
+    """A batch recorded before a crash: its rows count only if the database says it committed."""
+    p = result.pending_batch
+    assert p is not None and result.cutoff is not None
+    rows = await db.settle(shape, BatchReceipt(p.part, p.receipt, p.rows), result.cutoff)
+    result.rows_deleted = (result.rows_deleted or 0) + rows
+    result.batches = (result.batches or 0) + (1 if rows else 0)
+    result.pending_batch = None
