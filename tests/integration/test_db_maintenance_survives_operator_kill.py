@@ -64,3 +64,38 @@ def test_kill_mid_run_then_restart_finishes_with_the_same_cutoff(local_bed: Clus
     assert (op["matchedAtStart"], op["rowsDeleted"], op["remaining"]) == (OLD, OLD, 0), op
     assert pg_scalar(ip, "SELECT count(*) FROM events WHERE payload = 'old'") == 0
     assert pg_scalar(ip, "SELECT count(*) FROM events WHERE payload = 'new'") == NEW
+
+
+def test_after_a_kill_the_running_maintenance_keeps_the_database_and_a_queued_one_waits(
+        local_bed: Cluster, namespace: str, operator: Operator) -> None:
+    """The claim on a database is the Running phase in status, not the operator's memory: after a restart the
+    queued sibling (which may reconcile first) waits, and the interrupted run goes on with its cut-off and its
+    count instead of being queued and started over."""
+    ip = pg_pods(local_bed, namespace, ["pg-0"])["pg-0"]
+    _seed(ip)
+    operator.start()
+    create(local_bed, namespace, SERVERS, pg_server("db", {"app": "pg"}))
+    step = {"clearOldData": {"table": "events", "timestampColumn": "created_at", "olderThan": "30d",
+                             "batchSize": 4}}
+    create(local_bed, namespace, MAINTENANCES, maintenance("purge", "db", [step]))
+    before = wait_for(lambda: (op := (status_of(local_bed, namespace, MAINTENANCES, "purge").get("operations")
+                                      or [{}])[0]).get("batches") and op, "a first batch", 60)
+    create(local_bed, namespace, MAINTENANCES, maintenance("later", "db", [{"compact": {}}]))
+    wait_for(lambda: status_of(local_bed, namespace, MAINTENANCES, "later").get("phase") == "Queued", "queued", 30)
+    operator.kill()
+
+    operator.start()
+    phases: list[str | None] = []
+
+    def finished() -> dict | None:  # type: ignore[type-arg]
+        st = status_of(local_bed, namespace, MAINTENANCES, "purge")
+        phases.append(st.get("phase"))
+        return st if st.get("phase") in ("Succeeded", "Failed") else None
+
+    st = wait_for(finished, "the interrupted run to finish", 120)
+    assert st["phase"] == "Succeeded" and set(phases) <= {"Running", "Succeeded"}, phases
+    op = st["operations"][0]
+    assert op["cutoff"] == before["cutoff"] and (op["rowsDeleted"], op["remaining"]) == (OLD, 0), op
+    assert [r["phase"] for r in st["history"]] == ["Succeeded"], st["history"]  # one run, not a second one
+    assert pg_scalar(ip, "SELECT count(*) FROM events WHERE payload = 'new'") == NEW
+    assert wait_finished(local_bed, namespace, "later", 60)["phase"] == "Succeeded"

@@ -184,8 +184,18 @@ async def _expire(m: Maintenance) -> None:
 
 
 async def _claim_and_run(m: Maintenance, scheduled_at: str) -> None:
+    """One maintenance per database at a time. A run already Running holds the database, also after a restart or
+    a takeover (its phase is in status, not in this process): it always goes on, and it is never queued. Another
+    one starts only when no maintenance on that database is Running, as listed from the apiserver."""
     key = (m.ns, m.spec.database_server_ref.name)
-    holder = _running.get(key)
+    holder: str | None = None
+    if m.status.phase == "Running":
+        _running[key] = m.name  # the run in status holds the database, whoever reconciled first
+    elif (holder := _running.get(key)) is None:
+        _running[key] = m.name  # taken before the listing below, so no reconcile of this process slips past
+        holder = await _running_elsewhere(m) or (None if _running.get(key) == m.name else _running.get(key))
+        if holder is not None and _running.get(key) == m.name:
+            del _running[key]
     if holder is not None and holder != m.name:
         if m.status.phase != "Queued":
             m.status.phase = "Queued"
@@ -194,12 +204,24 @@ async def _claim_and_run(m: Maintenance, scheduled_at: str) -> None:
             await _event(m, "Normal", "Queued", f"Waiting for DatabaseMaintenance {holder} on {key[1]} to finish.")
         m.delays.append(QUEUE_CHECK_SECONDS)
         return
-    _running[key] = m.name
     try:
         await _run(m, scheduled_at)
     finally:
         if _running.get(key) == m.name:
             del _running[key]
+
+
+async def _running_elsewhere(m: Maintenance) -> str | None:
+    """Another DatabaseMaintenance of this namespace whose run on the same database is Running (in status)."""
+    metrics.api("list", PLURAL)
+    listed = await asyncio.to_thread(kube.custom().list_namespaced_custom_object, GROUP, VERSION, m.ns, PLURAL)
+    for item in listed.get("items") or []:
+        name = item["metadata"]["name"]
+        ref = ((item.get("spec") or {}).get("databaseServerRef") or {}).get("name")
+        if name != m.name and ref == m.spec.database_server_ref.name and \
+                (item.get("status") or {}).get("phase") == "Running":
+            return str(name)
+    return None
 
 
 async def _server(m: Maintenance) -> dict[str, Any]:
