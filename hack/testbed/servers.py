@@ -89,7 +89,10 @@ def prepare(engine: str, ip: str, dir: Path, options: set[str], bed_user: str | 
                                               "host replication all 127.0.0.0/8 scram-sha-256\n")
         return Launch([_pg_bin("postgres"), "-D", str(data), "-c", f"listen_addresses={ip}", "-c", f"port={port}",
                        "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "shared_buffers=16MB",
-                       "-c", "max_connections=40", "-c", "logging_collector=off"])
+                       "-c", "max_connections=40", "-c", "logging_collector=off",
+                       # Who ran what, in the server's own log (server.log): rolecall names its sessions after
+                       # the operator process, so the fault tests can tell a frozen leader's statements apart.
+                       "-c", "log_line_prefix=%m [%p] %a: ", "-c", "log_statement=mod"])
     if engine == "nginx":
         status = "" if "status-disabled" in options else "location = /nginx_status { stub_status; }"
         user = f"user {bed_user};" if bed_user and os.geteuid() == 0 else ""

@@ -13,8 +13,10 @@ import psycopg
 import pytest
 
 from enginekit import pg_session
+from rolecall.api.v1alpha1.database import ClearOldData, OperationResult
 from rolecall.engines.database import BatchUnsettled, PurgeTarget
 from rolecall.engines.sqlite import SqliteSession
+from rolecall.roles import purge
 
 
 class Refused(Exception):
@@ -150,3 +152,31 @@ def test_a_sqlite_batch_settles_by_its_rowid_range(sqlite_db: tuple[Path, Sqlite
     assert asyncio.run(run()) == (4 if committed else 0)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchone() == (7 if committed else 11,)
+
+
+def test_a_new_leader_ends_a_stale_leaders_open_batch_before_its_own(pg: psycopg.Connection[Any]) -> None:
+    """A leader frozen before it recorded its batch: nothing in status names the batch, but its open transaction
+    holds the rows. The next leader's step ends that session (another rolecall process, in a transaction) and
+    deletes every old row itself, instead of waiting for the locks until lock_timeout fails the step."""
+    _seed(pg)
+
+    async def run() -> tuple[int, str]:
+        async with pg_session(pg, application_name="rolecall old") as old, \
+                pg_session(pg, application_name="rolecall new") as new:
+            shape = await old.purge_shape(TARGET)
+            cutoff = await old.cutoff(TARGET, 30 * 86400)
+            async with old.delete_batch(shape, shape.parts[0], cutoff, 4) as frozen:
+                step = ClearOldData(table="events", timestamp_column="created_at", cutoff=cutoff, batch_size=3)
+                result = OperationResult(type="clearOldData")
+
+                async def checkpoint() -> None:
+                    return None
+
+                await purge.clear(new, step, result, checkpoint, lambda: None)
+                with pytest.raises(BatchUnsettled) as late:
+                    await frozen.commit()
+            return result.rows_deleted or 0, str(late.value)
+
+    deleted, late = asyncio.run(run())
+    assert deleted == 10 and "settled by its txid:" in late
+    assert pg.execute("SELECT count(*) FROM events").fetchone() == (5,)

@@ -190,3 +190,24 @@ def test_the_plan_names_cascades_triggers_and_nulls(pg: psycopg.Connection[Any])
     assert (planned.matched_at_start, planned.null_rows, done.rows_deleted) == (4, 2, 4)
     assert pg.execute("SELECT count(*), count(event_id) FROM readings").fetchone() == (6, 6)  # the cascade ran
     assert pg.execute("SELECT count(*), count(event_id) FROM tags").fetchone() == (10, 6)
+
+
+def test_a_statement_trigger_on_a_partition_fires_for_its_batches(pg: psycopg.Connection[Any]) -> None:
+    """Partitions are deleted from directly, so a statement trigger on a partition fires once per batch there
+    (unlike one on the parent, which is refused)."""
+    pg.execute("""
+        CREATE TABLE log (created_at timestamptz) PARTITION BY RANGE (created_at);
+        CREATE TABLE log_old PARTITION OF log FOR VALUES FROM (MINVALUE) TO (now() - interval '40 days');
+        CREATE TABLE log_new PARTITION OF log DEFAULT;
+        CREATE TABLE fired (at timestamptz);
+        CREATE FUNCTION count_it() RETURNS trigger LANGUAGE plpgsql AS
+            'BEGIN INSERT INTO fired VALUES (now()); RETURN NULL; END';
+        CREATE TRIGGER counted AFTER DELETE ON log_old FOR EACH STATEMENT EXECUTE FUNCTION count_it();
+        INSERT INTO log SELECT now() - interval '60 days' FROM generate_series(1, 10);
+        INSERT INTO log SELECT now() FROM generate_series(1, 3)""")
+    step = ClearOldData(table="log", timestamp_column="created_at", older_than="30d", batch_size=4)
+    planned, done, _ = asyncio.run(_plan_then_clear(pg, step))
+    assert "statement-level ON DELETE triggers fire once per batch: counted" in (planned.notes or [])
+    assert (done.rows_deleted, done.batches) == (10, 3)
+    assert pg.execute("SELECT count(*) FROM fired").fetchone() == (3,)
+    assert pg.execute("SELECT count(*) FROM log").fetchone() == (3,)

@@ -29,8 +29,8 @@ def test_every_call_is_sqlite3_safe_with_the_path_as_one_argument() -> None:
     db = SqliteSession(run, "/data/app db.sqlite")
 
     async def calls() -> None:
-        await db.count_older(SHAPE, "1700000000")
-        async with db.delete_batch(SHAPE, SHAPE.parts[0], "1700000000", 10) as batch:
+        await db.count_older(SHAPE, "2023-11-14T22:13:20Z")
+        async with db.delete_batch(SHAPE, SHAPE.parts[0], "2023-11-14T22:13:20Z", 10) as batch:
             await batch.commit()
 
     asyncio.run(calls())

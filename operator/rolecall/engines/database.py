@@ -144,6 +144,11 @@ class DatabaseSession(Protocol):
         """Deletes at most `limit` rows of `part` older than the cut-off in a transaction left open: the caller
         records the receipt, then commits. Leaving the block without a commit rolls back."""
 
+    async def end_stale_sessions(self) -> int:
+        """Ends the sessions of other rolecall processes that hold a transaction on this database (only the leader
+        acts, so they belong to a process that stopped leading: frozen, or cut off) and so may hold row locks a
+        batch needs; returns how many."""
+
     async def settle(self, shape: PurgeShape, receipt: BatchReceipt, cutoff: str) -> int:
         """The rows a batch recorded before a crash really deleted: its rows if it committed, else 0."""
 

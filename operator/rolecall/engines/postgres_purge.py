@@ -118,7 +118,9 @@ class Purging:
             if kind == "r":
                 parts.append(Part(part, (nsp, rel)))
         oids = [row[0] for row in tree]
-        notes += await self._delete_side_effects(target, name, oids, several=len(tree) > 1)
+        parents = {int(p) for (p,) in await self._run("SELECT DISTINCT inhparent FROM pg_inherits WHERE inhparent = "
+                                                      "ANY(%s)", (oids,))}
+        notes += await self._delete_side_effects(target, name, oids, parents)
         shape = PurgeShape(target, name, column_type, tuple(parts), tuple(notes))
         if column_type in INTEGER_TYPES:
             await self._check_magnitude(shape)
@@ -144,9 +146,10 @@ class Purging:
         return kind
 
     async def _delete_side_effects(self, target: PurgeTarget, name: str, oids: list[int],
-                                   several: bool) -> list[str]:
+                                   parents: set[int]) -> list[str]:
         """Triggers, rules and foreign keys that a DELETE on these tables sets off, in words; refuses what would
-        change what a batch deletes (a DELETE rule) or be skipped (a statement trigger on a parent)."""
+        change what a batch deletes (a DELETE rule) or be skipped (a statement trigger on a table with partitions
+        or children: the parts are deleted from directly, so it would not fire for their rows)."""
         # _NAME is a fixed fragment; the only value is the parameter.
         rules = await self._run(f"SELECT rulename, {_NAME.format('ev_class')} FROM pg_rewrite WHERE ev_type = '4' "  # noqa: S608
                                 "AND ev_class = ANY(%s)", (oids,))
@@ -154,18 +157,20 @@ class Purging:
             raise _refusal(target, f"{rules[0][1]} has the DELETE rule {rules[0][0]}: a rewritten DELETE may do "
                                    "something else than delete the rows it names")
         triggers = await self._run(
-            f"SELECT tgname, {_NAME.format('tgrelid')}, (tgtype & 1) = 1 FROM pg_trigger WHERE tgrelid = ANY(%s) "  # noqa: S608
-            "AND NOT tgisinternal AND (tgtype & 8) = 8 AND tgenabled <> 'D' ORDER BY tgname, 2", (oids,))
+            f"SELECT tgname, {_NAME.format('tgrelid')}, (tgtype & 1) = 1, tgrelid FROM pg_trigger "  # noqa: S608
+            "WHERE tgrelid = ANY(%s) AND NOT tgisinternal AND (tgtype & 8) = 8 AND tgenabled <> 'D' "
+            "ORDER BY tgname, 2", (oids,))
         notes: list[str] = []
         statement = [t for t in triggers if not t[2]]
-        if statement and several:
-            raise _refusal(target, f"the statement-level ON DELETE trigger {statement[0][0]} on {statement[0][1]} "
+        if skipped := [t for t in statement if int(t[3]) in parents]:
+            raise _refusal(target, f"the statement-level ON DELETE trigger {skipped[0][0]} on {skipped[0][1]} "
                                    "would not fire: each partition or child table is cleared directly")
         row_triggers = sorted({t[0] for t in triggers if t[2]})
         if row_triggers:
             notes.append(f"ON DELETE row triggers fire for every deleted row: {', '.join(row_triggers)}")
         if statement:
-            notes.append(f"statement-level ON DELETE triggers fire once per batch: {statement[0][0]}")
+            notes.append("statement-level ON DELETE triggers fire once per batch: "
+                         + ", ".join(sorted({t[0] for t in statement})))
         refs = await self._run(
             f"SELECT DISTINCT {_NAME.format('conrelid')}, conname, confdeltype FROM pg_constraint "  # noqa: S608
             "WHERE contype = 'f' "
@@ -246,6 +251,13 @@ class Purging:
                 await cur.execute("ROLLBACK")
         except Exception:  # noqa: S110 - a broken connection has rolled back on the server already
             pass
+
+    async def end_stale_sessions(self) -> int:
+        rows = await self._run(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND starts_with(application_name, 'rolecall') AND application_name <> current_setting('application_name') "
+            "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()")
+        return int(rows[0][0])
 
     async def settle(self, shape: PurgeShape, receipt: BatchReceipt, cutoff: str) -> int:
         """Asks the server whether the recorded transaction committed. One still in progress belongs to a

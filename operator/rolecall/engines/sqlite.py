@@ -4,7 +4,8 @@ The argv is always ["sqlite3", "-safe", "-batch", "-bail", "-cmd", ".timeout N",
 shell; `-safe` refuses SQL that reaches outside the database (ATTACH, extensions, file functions); the
 path is validated at admission (absolute, no `..`, no shell characters); every identifier in the SQL
 is validated (letters, digits, _) and double-quoted. The only values embedded in SQL are integers and
-a cut-off that SQLite itself computed and that is checked against a strict pattern before it is used.
+the cut-off, which is kept as RFC 3339 (computed by SQLite's own clock, or pinned by the spec) and turned
+into digits or a fixed `YYYY-MM-DDTHH:MM:SS` text after a strict pattern check.
 The one exception to -safe is the literal `VACUUM;`, which SQLite runs through an internal ATTACH.
 
 SQLite has no timestamp type and compares INTEGER with TEXT without complaint, so before deleting
@@ -49,18 +50,11 @@ _MATCHES = {
     "iso8601": "typeof({c}) = 'text' AND {c} GLOB "
                "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]*Z'",
 }
-_CUTOFF_SQL = {
-    "unixSeconds": "SELECT CAST(strftime('%s', 'now') AS INTEGER) - {n};",
-    "unixMilliseconds": "SELECT (CAST(strftime('%s', 'now') AS INTEGER) - {n}) * 1000;",
-    "iso8601": "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-{n} seconds');",
-}
+# now() - older_than by SQLite's own clock, as RFC 3339 (whole seconds): what status records and spec cutoff takes.
+_CUTOFF_SQL = "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-{n} seconds');"
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
 _KINDS = {"view": "a view", "virtual": "a virtual table", "shadow": "a virtual table's shadow table"}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_CUTOFF_SHAPE = {
-    "unixSeconds": re.compile(r"^-?\d{1,12}$"),
-    "unixMilliseconds": re.compile(r"^-?\d{1,15}$"),
-    "iso8601": re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"),
-}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -183,36 +177,37 @@ class SqliteSession:
         return PurgeShape(target, f"main.{name}", fmt, (Part(f"main.{name}", ("main", name)),), tuple(notes))
 
     async def cutoff(self, target: PurgeTarget, older_than_seconds: int) -> str:
-        fmt = self._format(target)
-        return self._checked(fmt, await self._sql(_CUTOFF_SQL[fmt].format(n=int(older_than_seconds))))
-
-    async def pinned_cutoff(self, target: PurgeTarget, at: str) -> str:
-        """Rounded so that no row at or after `at` is older: unix time up to the next whole unit, ISO-8601 text
-        down to its second (module docstring)."""
-        fmt = self._format(target)
-        try:
-            t = dt.datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(dt.UTC)
-        except ValueError as e:
-            raise EngineError(f"sqlite: cut-off {at!r} is not an RFC 3339 time") from e
-        micros = (t - _EPOCH) // dt.timedelta(microseconds=1)
-        if fmt == "iso8601":
-            return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-        unit = 1_000_000 if fmt == "unixSeconds" else 1_000
-        return str(-(-micros // unit))  # ceil
-
-    @staticmethod
-    def _checked(fmt: str, lines: list[str]) -> str:
+        self._format(target)
+        lines = await self._sql(_CUTOFF_SQL.format(n=int(older_than_seconds)))
         value = lines[-1] if lines else ""
-        if not _CUTOFF_SHAPE[fmt].match(value):
+        if not _RFC3339.match(value):
             raise EngineError(f"sqlite: unexpected cut-off {value!r}")
         return value
 
+    async def pinned_cutoff(self, target: PurgeTarget, at: str) -> str:
+        self._format(target)
+        return self._utc(at).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    @staticmethod
+    def _utc(at: str) -> dt.datetime:
+        try:
+            return dt.datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(dt.UTC)
+        except ValueError as e:
+            raise EngineError(f"sqlite: cut-off {at!r} is not an RFC 3339 time") from e
+
     def _literal(self, shape: PurgeShape, cutoff: str) -> str:
-        """The cut-off as an SQL literal; ISO-8601 text by its whole-second prefix (see the module docstring)."""
+        """The cut-off (RFC 3339, as recorded) as an SQL literal in the column's terms, rounded so that no row at or
+        after it is older: unix time up to the next whole unit; ISO-8601 text down to its second, compared by the
+        whole-second prefix (module docstring). Only digits and that fixed shape ever reach the SQL."""
         fmt = self._format(shape.target)
-        if not _CUTOFF_SHAPE[fmt].match(cutoff):
-            raise EngineError(f"sqlite: cut-off {cutoff!r} does not look like {fmt}")
-        return f"'{cutoff[:19]}'" if fmt == "iso8601" else cutoff
+        if not _RFC3339.match(cutoff):
+            raise EngineError(f"sqlite: cut-off {cutoff!r} is not an RFC 3339 time in UTC")
+        t = self._utc(cutoff)
+        if fmt == "iso8601":
+            return f"'{t.strftime('%Y-%m-%dT%H:%M:%S')}'"
+        micros = (t - _EPOCH) // dt.timedelta(microseconds=1)
+        unit = 1_000_000 if fmt == "unixSeconds" else 1_000
+        return str(-(-micros // unit))  # ceil
 
     def _older(self, shape: PurgeShape, cutoff: str) -> str:
         return f"{quoted(shape.target.column)} < {self._literal(shape, cutoff)}"
@@ -236,6 +231,9 @@ class SqliteSession:
         except (IndexError, ValueError) as e:
             raise EngineError(f"sqlite3 {self.path}: unexpected answer {lines[-3:]!r}") from e
         yield _Batch(self, shape, BatchReceipt(part.name, f"rowid:{lo}..{hi}", rows), (lo, hi), cutoff)
+
+    async def end_stale_sessions(self) -> int:
+        return 0  # each exec is its own process and statement: nothing stays open between two
 
     async def settle(self, shape: PurgeShape, receipt: BatchReceipt, cutoff: str) -> int:
         """The recorded range's rows still older than the cut-off: all of them if the delete never ran."""

@@ -63,6 +63,7 @@ async def clear(db: DatabaseSession, c: ClearOldData, result: OperationResult,
         shape = await db.purge_shape(target_of(c))  # checked again on resume: the table may have changed
     cutoff = result.cutoff
     assert cutoff is not None
+    await db.end_stale_sessions()  # a stopped leader's open batch would hold the rows this one needs
     if result.pending_batch is not None:
         await _settle(db, shape, result)
     deleted = result.rows_deleted or 0
