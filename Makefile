@@ -9,13 +9,14 @@ CACHE_BIN = $(shell $(PY) -c 'import os;print(os.path.join(os.environ.get("ROLEC
 PYTEST_ARGS ?=
 
 .PHONY: help venv plugin engines cluster-bins image lock crds crds-check lint test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
-	bench-fanout bench-latency bench-api bench-scale bench-watch bench-clients bench-shards clean
+	bench-fanout bench-latency bench-api bench-scale bench-watch bench-clients bench-shards bench-purge clean
 help:
 	@echo "make run    - build the image, start the local cluster, helm-install rolecall (the operator runs as a pod),"
 	@echo "             apply a demo of all four kinds (LOCAL_OPERATOR=1: the operator as a local process)"
 	@echo "make test   - install everything, start a cluster, run lint + the whole test suite (what CI runs)"
 	@echo "make test-quick - the same without the slow fault tests (marker faults), for the inner loop"
-	@echo "make fuzz   - a longer, random-seeded fuzz of every kind against the apiserver and operator"
+	@echo "make fuzz   - a longer, random-seeded fuzz of every kind against the apiserver and operator, and of"
+	@echo "             clearOldData's deleted set against real PostgreSQL and SQLite"
 	@echo "make stop   - stop what 'make run' started"
 	@echo "make crds   - regenerate crds/ from the pydantic models"
 	@echo "make lint   - ruff, mypy, import-linter, the requirements.lock check"
@@ -81,7 +82,8 @@ test-quick: venv plugin engines cluster-bins image lint
 
 fuzz: venv engines cluster-bins
 	PATH="$(CACHE_BIN):$$PATH" ROLECALL_FUZZ_RANDOM=1 ROLECALL_FUZZ_EXAMPLES=$${ROLECALL_FUZZ_EXAMPLES:-10} \
-		$(BIN)/pytest -s --timeout=7200 tests/integration/test_fuzz_specs_are_refused_readably_or_settle.py $(PYTEST_ARGS)
+		$(BIN)/pytest -s --timeout=7200 tests/integration/test_fuzz_specs_are_refused_readably_or_settle.py \
+		tests/engines/test_clear_old_data_property_deleted_set_is_exactly_the_older_rows.py $(PYTEST_ARGS)
 
 # The operator runs in the cluster from the image; LOCAL_OPERATOR=1 runs it as a local process instead.
 run: venv plugin engines cluster-bins $(if $(LOCAL_OPERATOR),,image)
@@ -91,7 +93,7 @@ run: venv plugin engines cluster-bins $(if $(LOCAL_OPERATOR),,image)
 stop:
 	PYTHONPATH=hack $(BIN)/python -m testbed.demo down --dir $(RUN_DIR)
 
-bench: bench-bed bench-fanout bench-latency bench-api bench-watch bench-clients bench-scale bench-shards
+bench: bench-bed bench-fanout bench-latency bench-api bench-watch bench-clients bench-purge bench-scale bench-shards
 
 bench-deps: venv engines cluster-bins
 	$(BIN)/pip install -q -e '.[bench]'
@@ -119,6 +121,9 @@ bench-clients: bench-deps
 
 bench-shards: bench-deps
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.shards
+
+bench-purge: bench-deps
+	PATH="$(CACHE_BIN):$$PATH" $(BIN)/python -m benchmarks.purge
 
 clean: stop
 	rm -rf .testbed $(VENV)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import os
 import sqlite3
 import uuid
@@ -100,7 +101,7 @@ def _pg_shape(draw: Any, column: Column) -> tuple[list[str], list[str], bool]:
         ddl += ["CREATE TABLE events_r0a PARTITION OF events_r0 FOR VALUES IN (0, 1)",
                 "CREATE TABLE events_r0b PARTITION OF events_r0 DEFAULT"]
     ddl += [f"CREATE TABLE events_r{i + 1} PARTITION OF events FOR VALUES FROM ({lo}) TO ({hi})"
-            for i, (lo, hi) in enumerate(zip(lit, lit[1:], strict=False))]
+            for i, (lo, hi) in enumerate(itertools.pairwise(lit))]
     ddl.append("CREATE TABLE events_rest PARTITION OF events DEFAULT")
     return ddl, ["events"], True
 

@@ -49,6 +49,19 @@ class PurgeTarget:
     table: str
     column: str
     timestamp_format: str | None = None
+    drop_whole_partitions: bool = False  # detach and drop partitions entirely older than the cut-off
+
+
+@dataclass(frozen=True)
+class WholePartition:
+    """A partition that may hold only rows older than a cut-off: its table is range-partitioned on the time
+    column and its upper bound is finite. `whole_partitions` says which ones are, for a given cut-off."""
+
+    part: Part
+    parent: Part
+    upper: str  # its upper bound, as the server prints it
+    members: tuple[str, ...]  # itself and every partition under it (a sub-partitioned one is dropped whole)
+    detaching: bool = False  # an earlier DETACH ... CONCURRENTLY did not finish
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,7 @@ class PurgeShape:
     column_type: str  # as the engine names it, e.g. timestamp with time zone, date, bigint
     parts: tuple[Part, ...]
     notes: tuple[str, ...] = ()  # cascades, triggers, row security: what a person must know before a real run
+    partitions: tuple[WholePartition, ...] = ()  # with drop_whole_partitions: the ones that may be dropped
 
 
 @dataclass(frozen=True)
@@ -143,6 +157,21 @@ class DatabaseSession(Protocol):
                      limit: int) -> AbstractAsyncContextManager[OpenBatch]:
         """Deletes at most `limit` rows of `part` older than the cut-off in a transaction left open: the caller
         records the receipt, then commits. Leaving the block without a commit rolls back."""
+
+    async def whole_partitions(self, shape: PurgeShape, cutoff: str) -> list[WholePartition]:
+        """The partitions entirely older than the cut-off (none unless the target asks for them), each with how it
+        is detached and the lock that takes, for the plan."""
+
+    async def describe_detach(self, partition: WholePartition) -> str:
+        """How `partition` is detached and which lock that takes, in words."""
+
+    def detach(self, partition: WholePartition) -> AbstractAsyncContextManager[OpenBatch]:
+        """Detaches a partition (CONCURRENTLY where the server allows it; FINALIZE for an interrupted one) when the
+        yielded batch, whose receipt names it, is committed. Its rows are counted when it is dropped."""
+
+    def drop_detached(self, name: str) -> AbstractAsyncContextManager[OpenBatch | None]:
+        """Counts and drops a table detached by `detach`, in one transaction left open until its receipt is
+        recorded; yields None when there is nothing to drop (gone already, or still attached)."""
 
     async def end_stale_sessions(self) -> int:
         """Ends the sessions of other rolecall processes that hold a transaction on this database (only the leader

@@ -21,7 +21,8 @@ import psycopg
 from psycopg import sql
 
 from rolecall.engines.base import Credentials, EngineError
-from rolecall.engines.database import Connection, DatabaseFigures, TableFigure, Where, unfenced
+from rolecall.engines.database import Connection, DatabaseFigures, DatabaseSession, TableFigure, Where, unfenced
+from rolecall.engines.postgres_partitions import Partitions
 from rolecall.engines.postgres_purge import Purging
 
 DEFAULT_PORT = 5432
@@ -29,7 +30,7 @@ LOCK_TIMEOUT_MS = 10_000  # waiting longer than this for a lock fails the step r
 IDLE_IN_TRANSACTION_MS = 60_000  # longer than a status write's timeout with its retries
 
 
-class PostgresSession(Purging):
+class PostgresSession(Purging, Partitions):
     def __init__(self, conn: psycopg.AsyncConnection[Any], fence: Callable[[], None] = unfenced) -> None:
         self.conn = conn
         self.fence = fence
@@ -119,3 +120,7 @@ class Postgres:
                            connection.credentials, connection.timeout, fence=connection.fence,
                            application_name=connection.application_name) as s:
             yield s
+
+
+def _is_a_session(s: PostgresSession) -> DatabaseSession:
+    return s  # mypy checks here that PostgresSession offers all of DatabaseSession

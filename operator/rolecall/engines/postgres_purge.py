@@ -14,13 +14,14 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
 from rolecall.engines.base import EngineError
 from rolecall.engines.database import BatchReceipt, BatchUnsettled, Part, PurgeShape, PurgeTarget
+from rolecall.engines.postgres_partitions import DETACH_RECEIPT, candidates
 
 TIME_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
 INTEGER_TYPES = ("smallint", "integer", "bigint")
@@ -39,7 +40,8 @@ _TREE = """
 WITH RECURSIVE tree(oid) AS (
   SELECT %s::oid UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
 SELECT c.oid, n.nspname, c.relname, c.relkind, c.relrowsecurity, coalesce(i.inhdetachpending, false),
-       has_table_privilege(c.oid, 'SELECT'), has_table_privilege(c.oid, 'DELETE')
+       has_table_privilege(c.oid, 'SELECT'), has_table_privilege(c.oid, 'DELETE'), i.inhparent,
+       pg_get_expr(c.relpartbound, c.oid)
 FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
 ORDER BY c.oid = %s::oid DESC, n.nspname, c.relname"""
@@ -82,6 +84,9 @@ class Purging:
     async def _rowcount(self, query: sql.SQL | sql.Composed, params: tuple[Any, ...]) -> int:
         raise NotImplementedError
 
+    if TYPE_CHECKING:  # from the Partitions half (engines/postgres_partitions.py)
+        async def keyed_on(self, column: str, oids: list[int]) -> set[int]: ...
+
     async def purge_shape(self, target: PurgeTarget) -> PurgeShape:
         schema, _, table = target.table.rpartition(".")
         ident = sql.Identifier(schema, table) if schema else sql.Identifier(table)
@@ -97,10 +102,15 @@ class Purging:
             raise _refusal(target, f"{name} is {_RELKINDS[root[3]]}, not a table that holds rows "
                                    "(clear the table it reads instead)")
         column_type = await self._column_type(target, oid)
+        oids = [row[0] for row in tree]
+        partitions = candidates(tree, await self.keyed_on(target.column, oids)) if target.drop_whole_partitions else ()
+        finishing = {m for w in partitions if w.detaching for m in w.members}  # dropped, not cleared row by row
         notes: list[str] = []
         parts: list[Part] = []
-        for _, nsp, rel, kind, rls, detaching, can_select, can_delete in tree:
+        for _, nsp, rel, kind, rls, detaching, can_select, can_delete, _, _ in tree:
             part = _qualified(nsp, rel)
+            if part in finishing:
+                continue
             if kind == "f":
                 raise _refusal(target, f"{part} is a foreign table (a partition or child of {name} on another "
                                        "server): rolecall cannot check what a delete there does")
@@ -117,11 +127,10 @@ class Purging:
                              "counted and deleted")
             if kind == "r":
                 parts.append(Part(part, (nsp, rel)))
-        oids = [row[0] for row in tree]
         parents = {int(p) for (p,) in await self._run("SELECT DISTINCT inhparent FROM pg_inherits WHERE inhparent = "
                                                       "ANY(%s)", (oids,))}
         notes += await self._delete_side_effects(target, name, oids, parents)
-        shape = PurgeShape(target, name, column_type, tuple(parts), tuple(notes))
+        shape = PurgeShape(target, name, column_type, tuple(parts), tuple(notes), partitions)
         if column_type in INTEGER_TYPES:
             await self._check_magnitude(shape)
         return shape
@@ -194,18 +203,21 @@ class Purging:
         schema, _, table = shape.name.partition(".")
         return sql.Identifier(schema, table)
 
-    def _older(self, shape: PurgeShape) -> sql.Composed:
-        """The predicate `column < cut-off` in the column's own type (one %s: the cut-off, a timestamptz text).
-        A timestamp without time zone is read as UTC; a date is old when its whole (UTC) day is before the
-        cut-off; unix time is compared as an integer, rounded so that no row at or after the cut-off matches."""
-        c, kind, fmt = sql.Identifier(shape.target.column), shape.column_type, shape.target.timestamp_format
-        bound = {
+    def _bound(self, shape: PurgeShape) -> str:
+        """The cut-off in the column's own type (one %s: the cut-off, RFC 3339). A timestamp without time zone is
+        read as UTC; a date is old when its whole (UTC) day is before the cut-off; unix time is an integer,
+        rounded so that no row at or after the cut-off is below it."""
+        kind, fmt = shape.column_type, shape.target.timestamp_format
+        return {
             "timestamp with time zone": "%s::timestamptz",
             "timestamp without time zone": "(%s::timestamptz AT TIME ZONE 'UTC')",
             "date": "(%s::timestamptz AT TIME ZONE 'UTC')::date",
         }.get(kind) or ("ceil(extract(epoch FROM %s::timestamptz))::bigint" if fmt == "unixSeconds"
                         else "ceil(extract(epoch FROM %s::timestamptz) * 1000)::bigint")
-        return sql.SQL("{c} < " + bound).format(c=c)
+
+    def _older(self, shape: PurgeShape) -> sql.Composed:
+        """The predicate `column < cut-off` in the column's own type (see _bound)."""
+        return sql.SQL("{c} < " + self._bound(shape)).format(c=sql.Identifier(shape.target.column))
 
     async def cutoff(self, target: PurgeTarget, older_than_seconds: int) -> str:
         """now() - older_than, computed by the server itself, as RFC 3339 with microseconds: the server reads it
@@ -264,6 +276,8 @@ class Purging:
         session of an operator that stopped (frozen past its Lease, or its connection not yet noticed as
         gone): that session is ended, so it can commit nothing later, and the batch counts as rolled back."""
         kind, _, value = receipt.receipt.partition(":")
+        if receipt.receipt.startswith(DETACH_RECEIPT):
+            return 0  # a detach deletes nothing by itself: the drop that follows it counts the rows
         if kind != "txid" or not value.isdigit():
             raise EngineError(f"postgresql: cannot settle a batch recorded as {receipt.receipt!r}")
         txid = int(value)

@@ -33,11 +33,13 @@ from rolecall.engines.database import (
     BatchUnsettled,
     Connection,
     DatabaseFigures,
+    DatabaseSession,
     Exec,
     Part,
     PurgeShape,
     PurgeTarget,
     Where,
+    WholePartition,
     unfenced,
 )
 
@@ -140,6 +142,9 @@ class SqliteSession:
 
     async def purge_shape(self, target: PurgeTarget) -> PurgeShape:
         fmt, name = self._format(target), _table(target.table)
+        if target.drop_whole_partitions:
+            raise EngineError("sqlite: wholePartitions DetachAndDrop is for PostgreSQL's partitioned tables; SQLite "
+                              "has no partitions (leave it at Delete)")
         t, c = quoted(name), quoted(target.column)
         lit = f"'{name}'"  # validated by quoted(): letters, digits and _ only
         lines = await self._sql(
@@ -232,6 +237,22 @@ class SqliteSession:
             raise EngineError(f"sqlite3 {self.path}: unexpected answer {lines[-3:]!r}") from e
         yield _Batch(self, shape, BatchReceipt(part.name, f"rowid:{lo}..{hi}", rows), (lo, hi), cutoff)
 
+    async def whole_partitions(self, shape: PurgeShape, cutoff: str) -> list[WholePartition]:
+        return []  # SQLite has no partitions (purge_shape refuses DetachAndDrop)
+
+    async def describe_detach(self, partition: WholePartition) -> str:
+        raise EngineError("sqlite: no partitions")
+
+    @asynccontextmanager
+    async def detach(self, partition: WholePartition) -> AsyncIterator[_Batch]:
+        raise EngineError("sqlite: no partitions")
+        yield  # pragma: no cover - a generator for the context manager
+
+    @asynccontextmanager
+    async def drop_detached(self, name: str) -> AsyncIterator[_Batch | None]:
+        raise EngineError("sqlite: no partitions")
+        yield None  # pragma: no cover
+
     async def end_stale_sessions(self) -> int:
         return 0  # each exec is its own process and statement: nothing stays open between two
 
@@ -251,3 +272,7 @@ class Sqlite:
     @asynccontextmanager
     async def session(self, where: Where, connection: Connection) -> AsyncIterator[SqliteSession]:
         yield SqliteSession(where.run_in_pod, connection.path or "", connection.fence)
+
+
+def _is_a_session(s: SqliteSession) -> DatabaseSession:
+    return s  # mypy checks here that SqliteSession offers all of DatabaseSession

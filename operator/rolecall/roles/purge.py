@@ -21,7 +21,7 @@ MAX_NOTES = 16
 
 
 def target_of(c: ClearOldData) -> PurgeTarget:
-    return PurgeTarget(c.table, c.timestamp_column, c.timestamp_format)
+    return PurgeTarget(c.table, c.timestamp_column, c.timestamp_format, c.whole_partitions == "DetachAndDrop")
 
 
 async def _cutoff(db: DatabaseSession, c: ClearOldData) -> str:
@@ -45,7 +45,11 @@ async def _survey(db: DatabaseSession, c: ClearOldData, result: OperationResult)
 
 async def plan(db: DatabaseSession, c: ClearOldData, result: OperationResult) -> None:
     """A dry run of the step: the same checks and reads a real run makes first, and the size; nothing deleted."""
-    await _survey(db, c, result)
+    shape = await _survey(db, c, result)
+    assert result.cutoff is not None
+    drops = [await db.describe_detach(w) for w in await db.whole_partitions(shape, result.cutoff)]
+    result.notes = ([*(result.notes or []), *[f"drops whole partition {d}" for d in drops]][:MAX_NOTES]) or None
+    result.partitions_dropped = len(drops) if shape.target.drop_whole_partitions else None
     result.bytes_before = await db.size([c.table])
 
 
@@ -65,7 +69,17 @@ async def clear(db: DatabaseSession, c: ClearOldData, result: OperationResult,
     assert cutoff is not None
     await db.end_stale_sessions()  # a stopped leader's open batch would hold the rows this one needs
     if result.pending_batch is not None:
-        await _settle(db, shape, result)
+        await _settle(db, shape, result, checkpoint)
+    if shape.partitions:
+        for whole in await db.whole_partitions(shape, cutoff):  # never with maxRows (the API refuses both)
+            before_batch()
+            async with db.detach(whole) as detach:
+                result.pending_batch = BatchRecord(action="detach", part=whole.part.name,
+                                                   receipt=detach.receipt.receipt, rows=0)
+                await checkpoint()  # recorded before the detach: a kill after it still finds the detached table
+                await detach.commit()
+            await _drop(db, whole.part.name, result, checkpoint)
+        shape = await db.purge_shape(target_of(c))  # what is left: the partitions that straddle the cut-off
     deleted = result.rows_deleted or 0
     for part in shape.parts:
         while True:
@@ -88,11 +102,35 @@ async def clear(db: DatabaseSession, c: ClearOldData, result: OperationResult,
     result.remaining = await db.count_older(shape, cutoff)
 
 
-async def _settle(db: DatabaseSession, shape: PurgeShape, result: OperationResult) -> None:
-    """A batch recorded before a crash: its rows count only if the database says it committed."""
+async def _settle(db: DatabaseSession, shape: PurgeShape, result: OperationResult,
+                  checkpoint: Callable[[], Awaitable[object]]) -> None:
+    """A batch recorded before a crash: its rows count only if the database says it committed. A partition
+    recorded as being detached is dropped now if it was detached (if not, it is dropped on the next pass)."""
     p = result.pending_batch
     assert p is not None and result.cutoff is not None
+    if p.action == "detach":
+        await _drop(db, p.part, result, checkpoint)
+        return
     rows = await db.settle(shape, BatchReceipt(p.part, p.receipt, p.rows), result.cutoff)
     result.rows_deleted = (result.rows_deleted or 0) + rows
-    result.batches = (result.batches or 0) + (1 if rows else 0)
+    result.pending_batch = None
+    if p.action == "drop" and rows:
+        result.partitions_dropped = (result.partitions_dropped or 0) + 1
+    elif p.action == "drop":
+        await _drop(db, p.part, result, checkpoint)  # rolled back: the detached table is still there
+    else:
+        result.batches = (result.batches or 0) + (1 if rows else 0)
+
+
+async def _drop(db: DatabaseSession, name: str, result: OperationResult,
+                checkpoint: Callable[[], Awaitable[object]]) -> None:
+    """Counts and drops a detached partition; the count and the transaction id are recorded before the COMMIT."""
+    async with db.drop_detached(name) as drop:
+        if drop is not None:
+            result.pending_batch = BatchRecord(action="drop", part=name, receipt=drop.receipt.receipt,
+                                               rows=drop.receipt.rows)
+            await checkpoint()
+            rows = await drop.commit()
+            result.rows_deleted = (result.rows_deleted or 0) + rows
+            result.partitions_dropped = (result.partitions_dropped or 0) + 1
     result.pending_batch = None

@@ -107,6 +107,9 @@ class BatchRecord(Model):
     """A batch whose DELETE ran and whose COMMIT was not yet confirmed: recorded before the COMMIT, settled after
     a crash by asking the database (PostgreSQL: the transaction's status; SQLite: the rowid range)."""
 
+    action: Literal["delete", "detach", "drop"] = Field(
+        default="delete", description="delete (rows of one table), detach or drop (a partition entirely older than "
+                                      "the cut-off, with wholePartitions DetachAndDrop).")
     part: str = Field(max_length=MAX_NAME, description="The physical table (partition, child) it deletes from.")
     receipt: str = Field(max_length=64, description="The engine's record of it, e.g. txid:1234 or rowid:10..20.")
     rows: int = Field(description="Rows its DELETE deleted (counted only once it is known to have committed).")
@@ -135,6 +138,9 @@ class OperationResult(Model):
     rows_deleted: int | None = Field(default=None, description="clearOldData: the rows the committed batches "
                                                                "deleted (the sum of their row counts).")
     batches: int | None = Field(default=None, description="clearOldData: batches committed so far.")
+    partitions_dropped: int | None = Field(default=None, description="clearOldData with wholePartitions "
+                                                                     "DetachAndDrop: partitions dropped (their rows "
+                                                                     "are in rowsDeleted).")
     pending_batch: BatchRecord | None = Field(default=None, description="clearOldData: a batch whose COMMIT is not "
                                                                         "confirmed yet (see BatchRecord).")
     bytes_before: int | None = Field(default=None, description="Size before (table(s) or database file).")
@@ -177,6 +183,10 @@ class Compact(Model):
                                             description="Only these tables (default: the whole database).")
 
 
+MAX_ROWS_WITH_DROPS = ("clearOldData's maxRows cannot be combined with wholePartitions DetachAndDrop: a partition "
+                       "is dropped whole, whatever its rows")
+
+
 class ClearOldData(Model):
     table: QualifiedTable = Field(
         description="The table to delete old rows from: events, or schema.table (default: the search path). A "
@@ -196,7 +206,17 @@ class ClearOldData(Model):
                     "recorded (status.operations[].cutoff), so the real run deletes what the plan counted.")
     batch_size: int = Field(default=1000, ge=1, le=100000,
                             description="Rows deleted per batch; each batch is its own transaction.")
-    max_rows: int | None = Field(default=None, ge=1, description="Stop after deleting this many rows.")
+    max_rows: int | None = Field(default=None, ge=1, description="Stop after deleting this many rows (not with "
+                                                                "wholePartitions DetachAndDrop: a partition is "
+                                                                "dropped whole).")
+    whole_partitions: Literal["Delete", "DetachAndDrop"] = Field(
+        default="Delete",
+        description="PostgreSQL, a table range-partitioned on timestampColumn: what to do with partitions entirely "
+                    "older than the cut-off (upper bound at or before it). Delete (default): their rows are deleted "
+                    "in batches like any other. DetachAndDrop: each is detached (CONCURRENTLY on PostgreSQL 14 or "
+                    "later without a default partition; otherwise with a brief ACCESS EXCLUSIVE lock on the parent) "
+                    "and dropped, as pg_partman's retention does: fast and without dead rows, but the partition "
+                    "table is gone. A dry run names them, with their rows and the lock.")
     timestamp_format: Literal["unixSeconds", "unixMilliseconds", "iso8601"] | None = Field(
         default=None,
         description="How the column stores time. SQLite (required there): unixSeconds, unixMilliseconds or iso8601 "
@@ -209,6 +229,8 @@ class ClearOldData(Model):
     def _one_cutoff(self) -> ClearOldData:
         if (self.older_than is None) == (self.cutoff is None):
             raise ValueError("clearOldData sets exactly one of olderThan (e.g. 30d) or cutoff (a fixed RFC 3339 time)")
+        if self.max_rows is not None and self.whole_partitions == "DetachAndDrop":
+            raise ValueError(MAX_ROWS_WITH_DROPS)
         return self
 
 
@@ -272,6 +294,9 @@ MAINTENANCE_RULES = [
              "has(o.clearOldData.cutoff))",
      "message": "each clearOldData sets exactly one of olderThan (e.g. 30d) or cutoff (a fixed RFC 3339 time)",
      "fieldPath": ".operations", "reason": "FieldValueInvalid"},
+    {"rule": "self.operations.all(o, !has(o.clearOldData) || !has(o.clearOldData.maxRows) || "
+             "!has(o.clearOldData.wholePartitions) || o.clearOldData.wholePartitions != 'DetachAndDrop')",
+     "message": MAX_ROWS_WITH_DROPS, "fieldPath": ".operations", "reason": "FieldValueInvalid"},
     {"rule": "has(self.schedule) || !has(self.window)", "message": "window needs a schedule",
      "fieldPath": ".window", "reason": "FieldValueForbidden"},
 ]
