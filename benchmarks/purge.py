@@ -1,7 +1,8 @@
 """clearOldData of 1,000,000 old rows (and 100,000 newer ones that must stay), on a plain and a partitioned
 PostgreSQL table: rolecall (a DatabaseMaintenance through the operator, every batch's receipt written to
-status before its COMMIT) against a hand-written shell loop of psql calls with the same batch size, and against
-dropping the whole partitions that are entirely older (then deleting the rest by hand), in the same run.
+status before its COMMIT) against a hand-written shell loop of psql calls with the same batch size, and on the
+partitioned table rolecall's wholePartitions DetachAndDrop against dropping the partitions entirely older by
+hand (then deleting the rest with the loop), all in the same run.
 
 Per method: rows per second, the longest transaction seen (sampled every 5 ms from pg_stat_activity; each
 holds its row or table locks until it ends), and the WAL written (pg_current_wal_lsn before and after).
@@ -15,8 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks import common
@@ -49,11 +52,11 @@ class LongestTransaction(threading.Thread):
 
     def __init__(self, ip: str) -> None:
         super().__init__(daemon=True)
-        self.ip, self.longest, self._stop = ip, 0.0, threading.Event()
+        self.ip, self.longest, self._halt = ip, 0.0, threading.Event()
 
     def run(self) -> None:
         with pg(self.ip) as conn:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 row = conn.execute("SELECT coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)), 0) "
                                    "FROM pg_stat_activity WHERE backend_xid IS NOT NULL "
                                    "AND pid <> pg_backend_pid()").fetchone()
@@ -61,7 +64,7 @@ class LongestTransaction(threading.Thread):
                 time.sleep(0.005)
 
     def stop(self) -> float:
-        self._stop.set()
+        self._halt.set()
         self.join(5)
         return self.longest
 
@@ -70,7 +73,9 @@ def _seed(ip: str, shape: str, old: int) -> str:
     with pg(ip) as conn:
         conn.execute("DROP TABLE IF EXISTS events CASCADE")
         conn.execute(PLAIN if shape == "plain" else PARTITIONED)
-        conn.execute(SEED, {"old": old, "new": NEW})
+        for statement in SEED.split(";"):
+            if statement.strip():
+                conn.execute(statement, {"old": old, "new": NEW} if "%(" in statement else None)
         cutoff = conn.execute("SELECT to_char((now() - interval '30 days') AT TIME ZONE 'UTC', "
                                "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')").fetchone()
     assert cutoff is not None
@@ -83,22 +88,24 @@ def _psql(ip: str, sql: str) -> str:
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
-def by_rolecall(cluster: common.Cluster, ns: str, ip: str, cutoff: str, batch: int, run: int) -> dict[str, Any]:
+def by_rolecall(cluster: common.Cluster, ns: str, ip: str, cutoff: str, batch: int, run: int,
+                drop: bool = False) -> dict[str, Any]:
     name = f"purge-{run}"
     step = {"clearOldData": {"table": "events", "timestampColumn": "created_at", "cutoff": cutoff,
-                             "batchSize": batch}}
+                             "batchSize": batch, "wholePartitions": "DetachAndDrop" if drop else "Delete"}}
     create(cluster, ns, MAINTENANCES, maintenance(name, "db", [step], timeoutSeconds=3600))
     common.wait_status(cluster, ns, MAINTENANCES, name, lambda s: s.get("phase") in ("Succeeded", "Failed"), 1800)
     st = status_of(cluster, ns, MAINTENANCES, name)
     assert st["phase"] == "Succeeded", st
     op = st["operations"][0]
-    return {"rows": op["rowsDeleted"], "batches": op["batches"], "statusSeconds": op["durationSeconds"]}
+    return {"rows": op["rowsDeleted"], "batches": op["batches"], "dropped": op.get("partitionsDropped")}
 
 
 def by_psql_loop(ip: str, cutoff: str, batch: int, partitioned: bool) -> dict[str, Any]:
     """The loop people write by hand, one psql call per batch. On a partitioned table a ctid is unique only per
-    partition, so the hand-written loop there picks by the primary key instead (id, checked with the cut-off)."""
-    pick = ("id IN (SELECT id FROM events WHERE created_at < '{c}' LIMIT {b}) AND created_at < '{c}'" if partitioned
+    partition, so the loop there picks (tableoid, ctid) pairs and checks the cut-off again."""
+    pick = ("(tableoid, ctid) IN (SELECT tableoid, ctid FROM events WHERE created_at < '{c}' LIMIT {b}) "
+            "AND created_at < '{c}'" if partitioned
             else "ctid = ANY(ARRAY(SELECT ctid FROM events WHERE created_at < '{c}' LIMIT {b}))")
     # The cut-off is PostgreSQL's own RFC 3339 text and the batch an int: the shell loop's literals.
     where = pick.format(c=cutoff, b=batch)
@@ -138,12 +145,13 @@ def main() -> None:
     with common.bed("purge") as cluster:
         ns = common.namespace(cluster, "purge")
         ip = pg_pods(cluster, ns, ["pg-0"])["pg-0"]
-        op = common.operator(cluster, [ns], common.RESULTS / "purge-operator")
+        op = common.operator(cluster, [ns], Path(tempfile.mkdtemp(prefix="bench-purge-")))
         try:
             create(cluster, ns, SERVERS, pg_server("db", {"app": "pg"}))
             run = 0
             for shape in ("plain", "partitioned"):
-                methods = ["rolecall", "psql loop"] + (["drop partitions"] if shape == "partitioned" else [])
+                methods = ["rolecall", "psql loop"] + (["rolecall drop", "drop by hand"] if shape == "partitioned"
+                                                       else [])
                 for method in methods:
                     run += 1
                     cutoff = _seed(ip, shape, args.old)
@@ -153,6 +161,8 @@ def main() -> None:
                     t0 = time.monotonic()
                     if method == "rolecall":
                         out = by_rolecall(cluster, ns, ip, cutoff, args.batch, run)
+                    elif method == "rolecall drop":
+                        out = by_rolecall(cluster, ns, ip, cutoff, args.batch, run, drop=True)
                     elif method == "psql loop":
                         out = by_psql_loop(ip, cutoff, args.batch, shape == "partitioned")
                     else:
