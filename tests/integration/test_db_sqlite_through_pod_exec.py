@@ -134,3 +134,35 @@ def test_a_finished_one_shot_maintenance_is_deleted_after_its_ttl(local_bed: Clu
         return False
 
     wait_for(gone, "the maintenance to be deleted after ttlSecondsAfterFinished", 30)
+
+
+def test_a_kill_mid_run_resumes_with_the_same_cutoff_and_an_exact_count(local_bed: Cluster, namespace: str,
+                                                                          operator: Operator) -> None:
+    """SIGKILL mid-clearOldData on SQLite: the resumed run keeps its cut-off, settles the recorded rowid range
+    by recounting it, and ends with rowsDeleted equal to the rows gone from the file; newer rows stay."""
+    path = sqlite_file()
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, ts, payload TEXT)")
+        conn.executemany("INSERT INTO events (ts, payload) VALUES (?, ?)",
+                         [(_stamp(NOW - dt.timedelta(days=40, minutes=i), "unixSeconds"), "old") for i in range(600)]
+                         + [(_stamp(NOW - dt.timedelta(days=1, minutes=i), "unixSeconds"), "new") for i in range(50)])
+    give_to_bed_user(path)
+    app_pod(local_bed, namespace)
+    operator.start()
+    create(local_bed, namespace, SERVERS, sqlite_server("db", {"app": "app"}, str(path)))
+    step = {"clearOldData": {"table": "events", "timestampColumn": "ts", "olderThan": "30d", "batchSize": 10,
+                             "timestampFormat": "unixSeconds"}}
+    create(local_bed, namespace, MAINTENANCES, maintenance("purge", "db", [step]))
+    before = wait_for(lambda: (op := (status_of(local_bed, namespace, MAINTENANCES, "purge").get("operations")
+                                      or [{}])[0]).get("batches", 0) >= 3 and op, "three batches", 60, interval=0.05)
+    operator.kill()
+    left = sqlite_rows(path, "SELECT count(*) FROM events WHERE payload = 'old'")
+    assert 0 < left < 600, left  # the kill landed mid-run
+    operator.start()
+    st = wait_finished(local_bed, namespace, "purge", 180)
+    op = st["operations"][0]
+    assert st["phase"] == "Succeeded", op
+    assert op["cutoff"] == before["cutoff"] and (op["matchedAtStart"], op["rowsDeleted"], op["remaining"]) == \
+        (600, 600, 0), op
+    assert sqlite_rows(path, "SELECT count(*) FROM events WHERE payload = 'old'") == 0
+    assert sqlite_rows(path, "SELECT count(*) FROM events WHERE payload = 'new'") == 50

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 import zoneinfo
 from typing import Any
 
@@ -41,7 +40,7 @@ from rolecall.roles.common import reconcile_with
 from rolecall.runs import authz, calendar, events, request
 from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.runs.reasons import Stall
-from rolecall.runs.status import now, patch_status
+from rolecall.runs.status import patch_status
 from rolecall.targets.pods import NotActionable
 
 GROUP, VERSION, PLURAL = DATABASE_MAINTENANCE.group, DATABASE_MAINTENANCE.version, DATABASE_MAINTENANCE.plural
@@ -74,8 +73,8 @@ Maintenance = Context[DatabaseMaintenanceSpec, DatabaseMaintenanceStatus]
 
 async def _progress(m: Maintenance, force: bool = False) -> None:
     """Writes status, at most every PROGRESS_SECONDS unless forced (a cut-off, a finished step)."""
-    if force or time.monotonic() - m.memory.progress_at >= PROGRESS_SECONDS:
-        m.memory.progress_at = time.monotonic()
+    if force or m.clock.monotonic() - m.memory.progress_at >= PROGRESS_SECONDS:
+        m.memory.progress_at = m.clock.monotonic()
         await m.write()
 
 
@@ -135,16 +134,16 @@ async def _due(m: Maintenance) -> str | None:
     """The schedule time of the run to start or continue now, or None (and a wake-up time) if none is due."""
     s, spec = m.status, m.spec
     if s.phase == "Running":
-        return s.scheduled_at or s.started_at or now()  # an interrupted run: continue it
+        return s.scheduled_at or s.started_at or m.clock.now()  # an interrupted run: continue it
     if spec.schedule is None:
         if s.phase == "Succeeded" and s.dry_run and not spec.dry_run:
-            return now()  # previewed, and now asked for real
+            return m.clock.now()  # previewed, and now asked for real
         if s.phase in ("Succeeded", "Failed", "Cancelled"):
             await _expire(m)
             return None
-        return now()
+        return m.clock.now()
     zone = spec.time_zone
-    current = dt.datetime.now(dt.UTC)
+    current = m.clock.wall()
     found = _slots(m, current)  # missed slots collapse into one run, of the latest slot (the shared policy)
     due = found.slot or found.next
     s.next_run_at = _utc(due) if due else s.next_run_at
@@ -171,7 +170,7 @@ async def _expire(m: Maintenance) -> None:
     ttl, done = m.spec.ttl_seconds_after_finished, m.status.completed_at
     if ttl is None or done is None:
         return
-    left = (parse_time(done) + dt.timedelta(seconds=ttl) - dt.datetime.now(dt.UTC)).total_seconds()
+    left = (parse_time(done) + dt.timedelta(seconds=ttl) - m.clock.wall()).total_seconds()
     if left > 0:
         m.delays.append(left)
         return
@@ -251,7 +250,7 @@ async def _refusal(m: Maintenance, server: dict[str, Any]) -> str | None:
 async def _run(m: Maintenance, scheduled_at: str) -> None:
     s, spec = m.status, m.spec
     if s.phase != "Running":
-        s.phase, s.scheduled_at, s.started_at, s.completed_at = "Running", scheduled_at, now(), None
+        s.phase, s.scheduled_at, s.started_at, s.completed_at = "Running", scheduled_at, m.clock.now(), None
         s.rows_deleted = s.bytes_reclaimed = None
         s.dry_run = spec.dry_run or None
         s.operations = [_fresh_result(op) for op in spec.operations]
@@ -261,7 +260,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         await _progress(m, force=True)  # the run is on record before the database is touched
         await _event(m, "Normal", "Started", f"Running {s.summary} on {spec.database_server_ref.name}.")
     m.mark_busy("Running", f"Running {s.summary}.")
-    deadline = parse_time(s.started_at or now()) + dt.timedelta(seconds=spec.timeout_seconds)
+    deadline = parse_time(s.started_at or m.clock.now()) + dt.timedelta(seconds=spec.timeout_seconds)
     error: str | None = None
     cancelled = timed_out = refused = False
     try:
@@ -273,7 +272,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         server = server.model_copy(update={"timeout_seconds": spec.timeout_seconds})
         # A database that stops answering (frozen, partitioned) must not hold the run past its timeout:
         # the cancellation also cancels the statement on the server (engines/postgres.py).
-        left = (deadline - dt.datetime.now(dt.UTC)).total_seconds()
+        left = (deadline - m.clock.wall()).total_seconds()
         async with asyncio.timeout(max(1.0, left) + 30), database.open_database(m.ns, server, m.identity) as db:
             for op, result in zip(spec.operations, s.operations or [], strict=True):
                 if result.phase == "Succeeded":
@@ -299,7 +298,7 @@ async def _run(m: Maintenance, scheduled_at: str) -> None:
         running = [r for r in unfinished if r.phase == "Running"] or ([] if cancelled else unfinished[:1])
         for result in running:  # a cancel ends the step that was running; the ones not begun stay Pending
             result.phase, result.error, result.completed_at = ("Cancelled" if cancelled else "Failed"), \
-                error[:1024], now()
+                error[:1024], m.clock.now()
     _finish(m, error, cancelled, timed_out, refused)
     m.busy = None
     # The outcome's Event comes before the status write that records it (a client waiting on Complete
@@ -344,8 +343,8 @@ def _fresh_result(op: Operation) -> OperationResult:
 
 async def _operation(m: Maintenance, db: DatabaseSession, op: Operation, result: OperationResult,
                      deadline: dt.datetime) -> None:
-    started = time.monotonic()
-    result.phase, result.started_at, result.error = "Running", result.started_at or now(), None
+    started = m.clock.monotonic()
+    result.phase, result.started_at, result.error = "Running", result.started_at or m.clock.now(), None
     if m.status.dry_run:
         await _plan_operation(db, op, result)
     elif op.compact is not None:
@@ -356,8 +355,8 @@ async def _operation(m: Maintenance, db: DatabaseSession, op: Operation, result:
         result.bytes_after = await db.size(tables)
     elif op.clear_old_data is not None:
         await _clear_old_data(m, db, op, result, deadline)
-    result.phase, result.completed_at = "Succeeded", now()
-    result.duration_seconds = round((result.duration_seconds or 0) + time.monotonic() - started, 3)
+    result.phase, result.completed_at = "Succeeded", m.clock.now()
+    result.duration_seconds = round((result.duration_seconds or 0) + m.clock.monotonic() - started, 3)
     await _progress(m)
 
 
@@ -376,7 +375,7 @@ async def _clear_old_data(m: Maintenance, db: DatabaseSession, op: Operation, re
     assert op.clear_old_data is not None
 
     def before_batch() -> None:
-        if dt.datetime.now(dt.UTC) >= deadline:
+        if m.clock.wall() >= deadline:
             raise TimeoutError(f"timeoutSeconds ({m.spec.timeout_seconds}s) passed after {result.batches} batches")
         _check_cancel(m)  # between batches: the batch in flight is committed and counted
 
@@ -387,7 +386,7 @@ def _finish(m: Maintenance, error: str | None, cancelled: bool = False, timed_ou
             refused: bool = False) -> None:
     s = m.status
     s.phase = "Cancelled" if cancelled else "Failed" if error else "Succeeded"
-    s.completed_at = now()
+    s.completed_at = m.clock.now()
     s.rows_deleted = sum(r.rows_deleted or 0 for r in s.operations or [] if r.type == "clearOldData")
     s.bytes_reclaimed = sum(max(0, (r.bytes_before or 0) - (r.bytes_after or 0))
                             for r in s.operations or [] if r.type == "compact" and r.bytes_after is not None)
@@ -415,11 +414,11 @@ def _finish(m: Maintenance, error: str | None, cancelled: bool = False, timed_ou
                        requester=requester.user if requester else None)
     s.history = [record, *(s.history or [])][:MAX_HISTORY]
     if m.spec.schedule is not None:
-        found = _slots(m, dt.datetime.now(dt.UTC))  # a slot that passed during this run is due at once
+        found = _slots(m, m.clock.wall())  # a slot that passed during this run is due at once
         due = found.slot or found.next
         if due is not None:
             s.next_run_at = _utc(due)
-            m.delays.append(max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds()))
+            m.delays.append(max(0.0, (due - m.clock.wall()).total_seconds()))
     elif m.spec.ttl_seconds_after_finished is not None:
         m.delays.append(float(m.spec.ttl_seconds_after_finished))
 
