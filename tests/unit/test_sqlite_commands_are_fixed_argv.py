@@ -59,3 +59,11 @@ def test_a_cut_off_that_is_not_the_declared_shape_never_reaches_sql() -> None:
     with pytest.raises(EngineError):
         asyncio.run(delete())
     assert run.argvs == []
+
+
+def test_a_unix_cut_off_recorded_by_an_earlier_build_is_still_read() -> None:
+    """A run left Running by the build before RFC 3339 cut-offs resumes with the cut-off it stored."""
+    run = Recorder("3\n")
+    db = SqliteSession(run, "/data/app.db")
+    assert asyncio.run(db.count_older(SHAPE, "1700000000")) == 3
+    assert run.argvs[-1][-1].endswith('WHERE "created_at" < 1700000000;'), run.argvs[-1][-1]

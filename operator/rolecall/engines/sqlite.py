@@ -54,6 +54,7 @@ _MATCHES = {
 }
 # now() - older_than by SQLite's own clock, as RFC 3339 (whole seconds): what status records and spec cutoff takes.
 _CUTOFF_SQL = "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-{n} seconds');"
+_LEGACY_UNIX = re.compile(r"^-?\d{1,15}$")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
 _KINDS = {"view": "a view", "virtual": "a virtual table", "shadow": "a virtual table's shadow table"}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -205,6 +206,8 @@ class SqliteSession:
         after it is older: unix time up to the next whole unit; ISO-8601 text down to its second, compared by the
         whole-second prefix (module docstring). Only digits and that fixed shape ever reach the SQL."""
         fmt = self._format(shape.target)
+        if fmt != "iso8601" and _LEGACY_UNIX.match(cutoff):
+            return cutoff  # recorded in the column's terms by an earlier build, for a run it left Running
         if not _RFC3339.match(cutoff):
             raise EngineError(f"sqlite: cut-off {cutoff!r} is not an RFC 3339 time in UTC")
         t = self._utc(cutoff)
