@@ -66,4 +66,4 @@ def test_a_unix_cut_off_recorded_by_an_earlier_build_is_still_read() -> None:
     run = Recorder("3\n")
     db = SqliteSession(run, "/data/app.db")
     assert asyncio.run(db.count_older(SHAPE, "1700000000")) == 3
-    assert run.argvs[-1][-1].endswith('WHERE "created_at" < 1700000000;'), run.argvs[-1][-1]
+    assert '("created_at" < 1700000000 AND ' in run.argvs[-1][-1], run.argvs[-1][-1]

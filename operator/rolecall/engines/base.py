@@ -7,7 +7,15 @@ from typing import Literal, Protocol
 
 
 class EngineError(Exception):
-    """The engine refused or failed an action; the message is the engine's own answer, for status."""
+    """The engine refused or failed an action; the message is the engine's own answer, for status.
+
+    `answered` is True when the engine itself answered with an error (a PostgreSQL SQLSTATE, sqlite3's own
+    exit code): the statement certainly did not take effect. False: the answer was lost (a broken connection,
+    an exec that did not finish), so whether it took effect is unknown."""
+
+    def __init__(self, message: str, answered: bool = True) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,9 @@ class OpenBatch(Protocol):
 class BatchUnsettled(EngineError):
     """A COMMIT whose answer was lost (the connection broke): the receipt settles it later."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, answered=False)
+
 
 @dataclass(frozen=True)
 class TableFigure:

@@ -48,7 +48,8 @@ class PostgresSession(Purging, Partitions):
             await self.conn.cancel_safe()  # stop the statement on the server, not only our wait for it
             raise
         except psycopg.Error as e:
-            raise EngineError(f"postgresql: {str(e).strip() or type(e).__name__}") from e
+            raise EngineError(f"postgresql: {str(e).strip() or type(e).__name__}",
+                              answered=getattr(e, "sqlstate", None) is not None) from e
 
     async def in_recovery(self) -> bool:
         return bool((await self._run("SELECT pg_is_in_recovery()"))[0][0])
@@ -88,7 +89,8 @@ class PostgresSession(Purging, Partitions):
             await self.conn.cancel_safe()
             raise
         except psycopg.Error as e:
-            raise EngineError(f"postgresql: {str(e).strip() or type(e).__name__}") from e
+            raise EngineError(f"postgresql: {str(e).strip() or type(e).__name__}",
+                              answered=getattr(e, "sqlstate", None) is not None) from e
 
 
 @asynccontextmanager

@@ -69,7 +69,12 @@ class _Detach:
         w, s = self.partition, self.session
         parent, part = sql.Identifier(*w.parent.key), sql.Identifier(*w.part.key)
         verb = "FINALIZE" if w.detaching else "CONCURRENTLY" if await s._concurrent_detach(w) else ""
-        await s._run(sql.SQL("ALTER TABLE {} DETACH PARTITION {} " + verb).format(parent, part))
+        try:
+            await s._run(sql.SQL("ALTER TABLE {} DETACH PARTITION {} " + verb).format(parent, part))
+        except EngineError as e:
+            if e.answered:
+                raise
+            raise BatchUnsettled(f"{e}: whether {w.part.name} was detached is seen on the next pass") from e
         return 0  # nothing is counted until the detached table is dropped
 
 
@@ -87,6 +92,8 @@ class _Drop:
             await s._run(sql.SQL("DROP TABLE {}").format(sql.Identifier(*self.receipt.part.split(".", 1))))
             await s._run("COMMIT")
         except EngineError as e:
+            if e.answered:  # the server refused the DROP or the COMMIT: it rolled back
+                raise
             raise BatchUnsettled(f"{e}: the drop of {self.receipt.part} ({self.receipt.rows} rows) is settled by "
                                  f"its {self.receipt.receipt}") from e
         return self.receipt.rows
@@ -105,6 +112,8 @@ class Partitions:
         def _bound(self, shape: PurgeShape) -> str: ...
 
         async def _rollback(self) -> None: ...
+
+        async def _receipt(self) -> str: ...
 
     async def keyed_on(self, column: str, oids: list[int]) -> set[int]:
         return {int(r[0]) for r in await self._run(_KEYED, (column, oids))}
@@ -152,8 +161,7 @@ class Partitions:
             t = sql.Identifier(schema, table)
             await self._run(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(t))
             rows = int((await self._run(sql.SQL("SELECT count(*) FROM {}").format(t)))[0][0])
-            txid = int((await self._run("SELECT txid_current()"))[0][0])
-            drop = _Drop(self, BatchReceipt(name, f"txid:{txid}", rows))
+            drop = _Drop(self, BatchReceipt(name, await self._receipt(), rows))
             yield drop
         finally:
             if drop is None or not drop.done:

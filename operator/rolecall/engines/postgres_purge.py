@@ -11,6 +11,7 @@ before anything is deleted.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -66,7 +67,10 @@ class _Batch:
         self.done = True  # from here on the outcome is COMMIT's
         try:
             await self.session._run("COMMIT")
-        except EngineError as e:  # the answer was lost: committed or not, the transaction id will tell
+        except EngineError as e:
+            if e.answered:  # the server refused the COMMIT (a deferred constraint): it rolled back
+                raise
+            # The answer was lost: committed or not, the transaction id will tell.
             raise BatchUnsettled(f"{e}: the batch of {self.receipt.rows} rows from {self.receipt.part} is "
                                  f"settled by its {self.receipt.receipt}") from e
         return self.receipt.rows
@@ -109,6 +113,9 @@ class Purging:
         parts: list[Part] = []
         for _, nsp, rel, kind, rls, detaching, can_select, can_delete, _, _ in tree:
             part = _qualified(nsp, rel)
+            if "." in nsp or "." in rel:
+                raise _refusal(target, f"the name {part!r} contains a dot, which rolecall's records of a batch "
+                                       "cannot tell apart from the schema separator")
             if part in finishing:
                 continue
             if kind == "f":
@@ -212,12 +219,19 @@ class Purging:
             "timestamp with time zone": "%s::timestamptz",
             "timestamp without time zone": "(%s::timestamptz AT TIME ZONE 'UTC')",
             "date": "(%s::timestamptz AT TIME ZONE 'UTC')::date",
-        }.get(kind) or ("ceil(extract(epoch FROM %s::timestamptz))::bigint" if fmt == "unixSeconds"
-                        else "ceil(extract(epoch FROM %s::timestamptz) * 1000)::bigint")
+        }.get(kind) or ("ceil(extract(epoch FROM %s::timestamptz)::numeric)::bigint" if fmt == "unixSeconds"
+                        else "ceil(extract(epoch FROM %s::timestamptz)::numeric * 1000)::bigint")
 
     def _older(self, shape: PurgeShape) -> sql.Composed:
-        """The predicate `column < cut-off` in the column's own type (see _bound)."""
-        return sql.SQL("{c} < " + self._bound(shape)).format(c=sql.Identifier(shape.target.column))
+        """The predicate `column < cut-off` in the column's own type (see _bound). For unix time it also repeats
+        the magnitude check (purge_shape's), so a value of the other unit written since is never taken as old."""
+        older = sql.SQL("{c} < " + self._bound(shape)).format(c=sql.Identifier(shape.target.column))
+        fmt = shape.target.timestamp_format
+        if shape.column_type not in INTEGER_TYPES or fmt is None:
+            return older
+        unit = sql.SQL("abs({c}) < {n}" if fmt == "unixSeconds" else "abs({c}) >= {n}").format(
+            c=sql.Identifier(shape.target.column), n=sql.Literal(_MS_THRESHOLD))
+        return sql.SQL("({} AND {})").format(older, unit)
 
     async def cutoff(self, target: PurgeTarget, older_than_seconds: int) -> str:
         """now() - older_than, computed by the server itself, as RFC 3339 with microseconds: the server reads it
@@ -249,13 +263,19 @@ class Purging:
         await self._run("BEGIN")
         batch: _Batch | None = None
         try:
-            txid = int((await self._run("SELECT txid_current()"))[0][0])
             rows = await self._rowcount(q, (cutoff, limit, cutoff))
-            batch = _Batch(self, BatchReceipt(part.name, f"txid:{txid}", rows))
+            batch = _Batch(self, BatchReceipt(part.name, await self._receipt(), rows))
             yield batch
         finally:
             if batch is None or not batch.done:
                 await asyncio.shield(self._rollback())
+
+    async def _receipt(self) -> str:
+        """This transaction's id and the server's timeline: a txid is only meaningful on the timeline it was
+        given on (a promoted replica may hand the same id to another transaction)."""
+        txid, timeline = (await self._run("SELECT txid_current(), (SELECT timeline_id FROM "
+                                          "pg_control_checkpoint())"))[0]
+        return f"txid:{int(txid)}:tli{int(timeline)}"
 
     async def _rollback(self) -> None:
         try:
@@ -275,12 +295,17 @@ class Purging:
         """Asks the server whether the recorded transaction committed. One still in progress belongs to a
         session of an operator that stopped (frozen past its Lease, or its connection not yet noticed as
         gone): that session is ended, so it can commit nothing later, and the batch counts as rolled back."""
-        kind, _, value = receipt.receipt.partition(":")
         if receipt.receipt.startswith(DETACH_RECEIPT):
             return 0  # a detach deletes nothing by itself: the drop that follows it counts the rows
-        if kind != "txid" or not value.isdigit():
+        found = re.fullmatch(r"txid:(\d+)(?::tli(\d+))?", receipt.receipt)
+        if found is None:
             raise EngineError(f"postgresql: cannot settle a batch recorded as {receipt.receipt!r}")
-        txid = int(value)
+        txid = int(found[1])
+        timeline = int((await self._run("SELECT timeline_id FROM pg_control_checkpoint()"))[0][0])
+        if found[2] is not None and int(found[2]) != timeline:
+            raise EngineError(f"postgresql: the batch of {receipt.rows} rows from {receipt.part} ({receipt.receipt}) "
+                              f"ran on timeline {found[2]}; the server is now on timeline {timeline} (a failover): "
+                              "whether it committed cannot be told, so it is not counted")
         for _ in range(100):
             status = (await self._run("SELECT txid_status(%s)", (txid,)))[0][0]
             if status == "committed":

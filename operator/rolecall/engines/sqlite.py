@@ -62,7 +62,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 def quoted(identifier: str) -> str:
-    if not _IDENTIFIER.match(identifier):  # admission already refused these; a second lock on the door
+    if not _IDENTIFIER.fullmatch(identifier):  # admission already refused these; a second lock on the door
         raise EngineError(f"sqlite: {identifier!r} is not a plain identifier")
     return f'"{identifier}"'
 
@@ -92,8 +92,10 @@ class _Batch:
             # Foreign keys as the schema declares them (a cascade runs, a reference refuses the batch).
             return await s._one_int(f"PRAGMA foreign_keys = ON; DELETE FROM {t} WHERE rowid BETWEEN {lo} AND {hi} "  # noqa: S608
                                     f"AND {c} < {s._literal(self.shape, self.cutoff)}; SELECT changes();")
-        except EngineError:
-            raise  # sqlite3 answered with an error: the statement rolled back
+        except EngineError as e:
+            if e.answered:
+                raise  # sqlite3 answered with an error: the statement rolled back
+            raise BatchUnsettled(f"{e}: the batch {self.receipt.receipt} is settled by recounting it") from e
         except Exception as e:  # the exec broke off: whether the statement ran, the range will tell
             raise BatchUnsettled(f"sqlite3 {s.path}: {type(e).__name__}: {e}") from e
 
@@ -112,8 +114,9 @@ class SqliteSession:
         mode = ["-safe"] if safe else []
         argv = ["sqlite3", *mode, "-batch", "-bail", "-cmd", f".timeout {BUSY_TIMEOUT_MS}", self.path, statements]
         code, out, err = await self.run_in_pod(argv)
-        if code != 0:
-            raise EngineError(f"sqlite3 {self.path}: {(err or out).strip()[:400] or f'exit code {code}'}")
+        if code != 0:  # a negative code: the exec did not see sqlite3 finish (it may still commit)
+            raise EngineError(f"sqlite3 {self.path}: {(err or out).strip()[:400] or f'exit code {code}'}",
+                              answered=code > 0)
         return [line for line in out.splitlines() if line != ""]
 
     async def _one_int(self, statements: str) -> int:
@@ -203,8 +206,9 @@ class SqliteSession:
 
     def _literal(self, shape: PurgeShape, cutoff: str) -> str:
         """The cut-off (RFC 3339, as recorded) as an SQL literal in the column's terms, rounded so that no row at or
-        after it is older: unix time up to the next whole unit; ISO-8601 text down to its second, compared by the
-        whole-second prefix (module docstring). Only digits and that fixed shape ever reach the SQL."""
+        after it is older: unix time exactly (a decimal where the cut-off has a fraction); ISO-8601 text down to its
+        second, compared by the whole-second prefix (module docstring). Only digits, a point and that fixed shape
+        ever reach the SQL."""
         fmt = self._format(shape.target)
         if fmt != "iso8601" and _LEGACY_UNIX.match(cutoff):
             return cutoff  # recorded in the column's terms by an earlier build, for a run it left Running
@@ -215,10 +219,14 @@ class SqliteSession:
             return f"'{t.strftime('%Y-%m-%dT%H:%M:%S')}'"
         micros = (t - _EPOCH) // dt.timedelta(microseconds=1)
         unit = 1_000_000 if fmt == "unixSeconds" else 1_000
-        return str(-(-micros // unit))  # ceil
+        whole, part = divmod(micros, unit)  # exact, so REAL values compare right too (not rounded up)
+        return f"{whole}.{part:0{len(str(unit)) - 1}d}" if part else str(whole)
 
     def _older(self, shape: PurgeShape, cutoff: str) -> str:
-        return f"{quoted(shape.target.column)} < {self._literal(shape, cutoff)}"
+        """`column < cut-off`, and the declared format's check again (purge_shape's): a value of another type
+        or unit written since (an INTEGER sorts before any TEXT) is never taken as old."""
+        c = quoted(shape.target.column)
+        return f"({c} < {self._literal(shape, cutoff)} AND {_MATCHES[self._format(shape.target)].format(c=c)})"
 
     async def count_older(self, shape: PurgeShape, cutoff: str) -> int:
         return await self._one_int(f"SELECT count(*) FROM {quoted(_table(shape.target.table))} "  # noqa: S608

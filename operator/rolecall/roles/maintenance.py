@@ -5,10 +5,10 @@ Triggers: VACUUM and batched DELETEs on the server's one primary, status writes 
 the server's lastCompaction/lastClearOldData), Events, and deletion of a finished one-shot after its TTL.
 
 The ledger is status itself: a run's phase, and per clearOldData step its cut-off and the rows that
-matched it, are written before the first row is deleted. A restart finds phase Running and continues
-each unfinished step with the stored cut-off: rows newer than it are never touched, and rows deleted
-is always (matched at start - rows still older than the cut-off). Progress is written every
-PROGRESS_SECONDS. One maintenance per database runs at a time in this operator (the one Lease holder);
+matched it, are written before the first row is deleted, and each batch's receipt before its COMMIT
+(roles/purge.py). A restart finds phase Running and continues each unfinished step with the stored
+cut-off: rows newer than it are never touched, and rows deleted is the sum of what committed batches
+deleted. One maintenance per database runs at a time in this operator (the one Lease holder);
 the others wait in phase Queued. Deleting a running maintenance cancels its task, and the PostgreSQL
 session sends a cancel for the running statement (a sqlite3 exec in flight runs to its end).
 """
@@ -192,7 +192,12 @@ async def _claim_and_run(m: Maintenance, scheduled_at: str) -> None:
         _running[key] = m.name  # the run in status holds the database, whoever reconciled first
     elif (holder := _running.get(key)) is None:
         _running[key] = m.name  # taken before the listing below, so no reconcile of this process slips past
-        holder = await _running_elsewhere(m) or (None if _running.get(key) == m.name else _running.get(key))
+        try:
+            holder = await _running_elsewhere(m) or (None if _running.get(key) == m.name else _running.get(key))
+        except BaseException:
+            if _running.get(key) == m.name:
+                del _running[key]  # the listing failed: the claim must not outlive this reconcile
+            raise
         if holder is not None and _running.get(key) == m.name:
             del _running[key]
     if holder is not None and holder != m.name:

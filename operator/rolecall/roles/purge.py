@@ -15,7 +15,14 @@ from collections.abc import Awaitable, Callable
 
 from rolecall.api.types import duration_seconds
 from rolecall.api.v1alpha1.database import BatchRecord, ClearOldData, OperationResult
-from rolecall.engines.database import BatchReceipt, DatabaseSession, PurgeShape, PurgeTarget
+from rolecall.engines.base import EngineError
+from rolecall.engines.database import (
+    BatchReceipt,
+    DatabaseSession,
+    OpenBatch,
+    PurgeShape,
+    PurgeTarget,
+)
 
 MAX_NOTES = 16
 
@@ -74,10 +81,9 @@ async def clear(db: DatabaseSession, c: ClearOldData, result: OperationResult,
         for whole in await db.whole_partitions(shape, cutoff):  # never with maxRows (the API refuses both)
             before_batch()
             async with db.detach(whole) as detach:
-                result.pending_batch = BatchRecord(action="detach", part=whole.part.name,
-                                                   receipt=detach.receipt.receipt, rows=0)
-                await checkpoint()  # recorded before the detach: a kill after it still finds the detached table
-                await detach.commit()
+                record = BatchRecord(action="detach", part=whole.part.name, receipt=detach.receipt.receipt, rows=0)
+                await _record(result, record, checkpoint)  # a kill after the detach still finds the table
+                await _commit(result, detach)
             await _drop(db, whole.part.name, result, checkpoint)
         shape = await db.purge_shape(target_of(c))  # what is left: the partitions that straddle the cut-off
     deleted = result.rows_deleted or 0
@@ -89,10 +95,10 @@ async def clear(db: DatabaseSession, c: ClearOldData, result: OperationResult,
             before_batch()
             async with db.delete_batch(shape, part, cutoff, limit) as batch:
                 picked = batch.receipt.rows
-                if picked:
-                    result.pending_batch = BatchRecord(part=part.name, receipt=batch.receipt.receipt, rows=picked)
-                    await checkpoint()  # the receipt is on record before the COMMIT
-                rows = await batch.commit()
+                if picked:  # the receipt is on record before the COMMIT
+                    await _record(result, BatchRecord(part=part.name, receipt=batch.receipt.receipt, rows=picked),
+                                  checkpoint)
+                rows = await _commit(result, batch)
             deleted += rows
             result.pending_batch, result.rows_deleted = None, deleted
             result.batches = (result.batches or 0) + (1 if picked else 0)
@@ -114,23 +120,48 @@ async def _settle(db: DatabaseSession, shape: PurgeShape, result: OperationResul
     rows = await db.settle(shape, BatchReceipt(p.part, p.receipt, p.rows), result.cutoff)
     result.rows_deleted = (result.rows_deleted or 0) + rows
     result.pending_batch = None
-    if p.action == "drop" and rows:
-        result.partitions_dropped = (result.partitions_dropped or 0) + 1
-    elif p.action == "drop":
-        await _drop(db, p.part, result, checkpoint)  # rolled back: the detached table is still there
+    if p.action == "drop":
+        # Still there: the drop rolled back, so it is done now. Gone: it committed (perhaps with 0 rows).
+        if not await _drop(db, p.part, result, checkpoint):
+            result.partitions_dropped = (result.partitions_dropped or 0) + 1
     else:
         result.batches = (result.batches or 0) + (1 if rows else 0)
 
 
 async def _drop(db: DatabaseSession, name: str, result: OperationResult,
-                checkpoint: Callable[[], Awaitable[object]]) -> None:
-    """Counts and drops a detached partition; the count and the transaction id are recorded before the COMMIT."""
+                checkpoint: Callable[[], Awaitable[object]]) -> bool:
+    """Counts and drops a detached partition, the count and the transaction id recorded before the COMMIT;
+    False when there was no detached table of that name to drop."""
     async with db.drop_detached(name) as drop:
-        if drop is not None:
-            result.pending_batch = BatchRecord(action="drop", part=name, receipt=drop.receipt.receipt,
-                                               rows=drop.receipt.rows)
-            await checkpoint()
-            rows = await drop.commit()
-            result.rows_deleted = (result.rows_deleted or 0) + rows
-            result.partitions_dropped = (result.partitions_dropped or 0) + 1
+        if drop is None:
+            result.pending_batch = None
+            return False
+        await _record(result, BatchRecord(action="drop", part=name, receipt=drop.receipt.receipt,
+                                          rows=drop.receipt.rows), checkpoint)
+        rows = await _commit(result, drop)
+    result.rows_deleted = (result.rows_deleted or 0) + rows
+    result.partitions_dropped = (result.partitions_dropped or 0) + 1
     result.pending_batch = None
+    return True
+
+
+async def _record(result: OperationResult, record: BatchRecord, checkpoint: Callable[[], Awaitable[object]]) -> None:
+    """Writes a batch's receipt. A write that fails leaves the batch uncommitted (it rolls back when its block
+    ends), so it is no longer pending."""
+    result.pending_batch = record
+    try:
+        await checkpoint()
+    except BaseException:
+        result.pending_batch = None
+        raise
+
+
+async def _commit(result: OperationResult, batch: OpenBatch) -> int:
+    """Commits a recorded batch. A COMMIT the database refused rolled back: nothing is pending any more. One whose
+    answer was lost (BatchUnsettled) stays pending, to be settled by its receipt."""
+    try:
+        return await batch.commit()
+    except EngineError as e:
+        if e.answered:
+            result.pending_batch = None
+        raise
