@@ -5,7 +5,8 @@ partitioned table rolecall's wholePartitions DetachAndDrop against dropping the 
 hand (then deleting the rest with the loop), all in the same run.
 
 Per method: rows per second, the longest transaction seen (sampled every 5 ms from pg_stat_activity; each
-holds its row or table locks until it ends), and the WAL written (pg_current_wal_lsn before and after).
+holds its row or table locks until it ends), the WAL written (pg_current_wal_lsn before and after) and the
+full-page images in it (pg_stat_wal), each method starting right after a CHECKPOINT.
 Results: benchmarks/results/purge.{json,csv,png}.
 
     python -m benchmarks.purge [--old 1000000] [--batch 1000]
@@ -44,7 +45,10 @@ INSERT INTO events (created_at, payload) SELECT now() - interval '220 days' + g 
 INSERT INTO events (created_at, payload) SELECT now() - interval '20 days' + g * interval '10 seconds', 'new'
     FROM generate_series(1, %(new)s) g;
 VACUUM ANALYZE events;
+CHECKPOINT;
 """
+# A checkpoint after each seed: every method starts from the same point, so each writes one full-page image
+# per page it first changes (without it, a checkpoint the seeds' WAL set off lands in whichever run is next).
 
 
 class LongestTransaction(threading.Thread):
@@ -156,6 +160,7 @@ def main() -> None:
                     run += 1
                     cutoff = _seed(ip, shape, args.old)
                     wal0 = pg_scalar(ip, "SELECT pg_current_wal_lsn()::text")
+                    fpi0 = pg_scalar(ip, "SELECT wal_fpi FROM pg_stat_wal")
                     sampler = LongestTransaction(ip)
                     sampler.start()
                     t0 = time.monotonic()
@@ -170,12 +175,14 @@ def main() -> None:
                     seconds = time.monotonic() - t0
                     longest = sampler.stop()
                     wal = pg_scalar(ip, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", wal0)
+                    fpi = pg_scalar(ip, "SELECT wal_fpi FROM pg_stat_wal") - fpi0
                     left = pg_scalar(ip, "SELECT count(*) FROM events WHERE created_at < %s", cutoff)
                     kept = pg_scalar(ip, "SELECT count(*) FROM events WHERE payload = 'new'")
                     assert out["rows"] == args.old and left == 0 and kept == NEW, (method, out, left, kept)
                     row = {"shape": shape, "method": method, "rows": out["rows"], "batches": out["batches"],
                            "seconds": round(seconds, 2), "rows_per_second": round(out["rows"] / seconds),
-                           "longest_transaction_ms": round(longest * 1000, 1), "wal_mib": round(float(wal) / 2**20, 1)}
+                           "longest_transaction_ms": round(longest * 1000, 1), "wal_mib": round(float(wal) / 2**20, 1),
+                           "full_page_images": int(fpi)}
                     rows_out.append(row)
                     print(row, flush=True)
         finally:
@@ -183,10 +190,11 @@ def main() -> None:
     base = {r["shape"]: r["rows_per_second"] for r in rows_out if r["method"] == "psql loop"}
     print(f"\nclearOldData of {args.old:,} old rows (+{NEW:,} newer kept), batch {args.batch}, {common.machine()}")
     print(f"{'shape':<12} {'method':<16} {'seconds':>8} {'rows/s':>9} {'vs loop':>8} {'longest txn ms':>15} "
-          f"{'WAL MiB':>8}")
+          f"{'WAL MiB':>8} {'FPIs':>7}")
     for r in rows_out:
         print(f"{r['shape']:<12} {r['method']:<16} {r['seconds']:>8} {r['rows_per_second']:>9} "
-              f"{r['rows_per_second'] / base[r['shape']]:>7.2f}x {r['longest_transaction_ms']:>15} {r['wal_mib']:>8}")
+              f"{r['rows_per_second'] / base[r['shape']]:>7.2f}x {r['longest_transaction_ms']:>15} {r['wal_mib']:>8} "
+              f"{r['full_page_images']:>7}")
     common.write("purge", {"old": args.old, "new": NEW, "batch": args.batch, "results": rows_out}, rows_out)
     plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
