@@ -4,6 +4,9 @@ that sleeps, so the half-done state can be observed (and asserted) before the ki
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 from dbkit import (
     MAINTENANCES,
     NEW,
@@ -99,3 +102,41 @@ def test_after_a_kill_the_running_maintenance_keeps_the_database_and_a_queued_on
     assert [r["phase"] for r in st["history"]] == ["Succeeded"], st["history"]  # one run, not a second one
     assert pg_scalar(ip, "SELECT count(*) FROM events WHERE payload = 'new'") == NEW
     assert wait_finished(local_bed, namespace, "later", 60)["phase"] == "Succeeded"
+
+
+def test_a_run_left_running_by_the_previous_build_resumes_after_an_upgrade(local_bed: Cluster, namespace: str,
+                                                                           operator: Operator) -> None:
+    """The build before receipts recorded a running clearOldData as: phase Running, its cut-off as PostgreSQL's
+    own text, rowsDeleted = matchedAtStart - remaining, no pendingBatch. This build resumes it with that cut-off
+    and ends with rowsDeleted equal to the rows really gone."""
+    ip = pg_pods(local_bed, namespace, ["pg-0"])["pg-0"]
+    _seed(ip)
+    cutoff = pg_scalar(ip, "SELECT (now() - interval '30 days')::timestamptz::text")  # e.g. 2026-11-07 15:40:00+00
+    with pg(ip) as conn:  # the two batches the old build committed before it was replaced
+        conn.execute("DELETE FROM events WHERE ctid = ANY(ARRAY(SELECT ctid FROM events WHERE created_at < %s "
+                     "LIMIT 8))", (cutoff,))
+    create(local_bed, namespace, SERVERS, pg_server("db", {"app": "pg"}))
+    step = {"clearOldData": {"table": "events", "timestampColumn": "created_at", "olderThan": "30d",
+                             "batchSize": 4}}
+    create(local_bed, namespace, MAINTENANCES, maintenance("purge", "db", [step]))
+    # A minute ago: the run's timeoutSeconds (3600) counts from its start.
+    started = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    old_status = {"phase": "Running", "summary": "clearOldData(events)", "scheduledAt": started, "startedAt": started,
+                  "operations": [{"type": "clearOldData", "target": "events.created_at", "phase": "Running",
+                                  "cutoff": cutoff, "matchedAtStart": OLD, "remaining": OLD - 8, "rowsDeleted": 8,
+                                  "batches": 2, "startedAt": started}]}
+    _status_api(local_bed).patch_namespaced_custom_object_status(
+        "rolecall.dev", "v1alpha1", namespace, MAINTENANCES, "purge", {"status": old_status})
+    operator.start()
+    st = wait_finished(local_bed, namespace, "purge", 120)
+    op = st["operations"][0]
+    assert st["phase"] == "Succeeded" and st["startedAt"] == started, st
+    assert op["cutoff"] == cutoff and (op["matchedAtStart"], op["rowsDeleted"], op["remaining"]) == (OLD, OLD, 0), op
+    assert pg_scalar(ip, "SELECT count(*) FROM events WHERE payload = 'old'") == 0
+    assert pg_scalar(ip, "SELECT count(*) FROM events WHERE payload = 'new'") == NEW
+
+
+def _status_api(cluster: Cluster) -> Any:
+    from kubernetes import client  # type: ignore[import-untyped]
+
+    return client.CustomObjectsApi(cluster.api_client)
