@@ -16,7 +16,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -29,6 +29,24 @@ _KEYED = """
 SELECT p.partrelid FROM pg_partitioned_table p JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attname = %s
 WHERE p.partrelid = ANY(%s) AND p.partstrat = 'r' AND p.partnatts = 1 AND p.partattrs[0] = a.attnum"""
 DETACH_RECEIPT = "detach:"
+
+
+class _Runs(Protocol):
+    async def _run(self, query: sql.SQL | sql.Composed | str,
+                   params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
+
+
+async def end_transaction(session: _Runs, statements: list[sql.Composed | str], receipt: BatchReceipt,
+                          what: str) -> None:
+    """Runs what ends a recorded transaction (a COMMIT; a DROP and a COMMIT; a DETACH). An error the server
+    answered (a SQLSTATE) rolled it back and is raised as it is; a lost answer leaves it to its receipt."""
+    try:
+        for statement in statements:
+            await session._run(statement)
+    except EngineError as e:
+        if e.answered:
+            raise
+        raise BatchUnsettled(f"{e}: {what} is settled by its {receipt.receipt}") from e
 
 
 def candidates(tree: list[tuple[Any, ...]], keyed: set[int]) -> tuple[WholePartition, ...]:
@@ -69,12 +87,8 @@ class _Detach:
         w, s = self.partition, self.session
         parent, part = sql.Identifier(*w.parent.key), sql.Identifier(*w.part.key)
         verb = "FINALIZE" if w.detaching else "CONCURRENTLY" if await s._concurrent_detach(w) else ""
-        try:
-            await s._run(sql.SQL("ALTER TABLE {} DETACH PARTITION {} " + verb).format(parent, part))
-        except EngineError as e:
-            if e.answered:
-                raise
-            raise BatchUnsettled(f"{e}: whether {w.part.name} was detached is seen on the next pass") from e
+        detach = sql.SQL("ALTER TABLE {} DETACH PARTITION {} " + verb).format(parent, part)
+        await end_transaction(s, [detach], self.receipt, f"whether {w.part.name} was detached")
         return 0  # nothing is counted until the detached table is dropped
 
 
@@ -88,14 +102,9 @@ class _Drop:
         s = self.session
         s.fence()
         self.done = True
-        try:
-            await s._run(sql.SQL("DROP TABLE {}").format(sql.Identifier(*self.receipt.part.split(".", 1))))
-            await s._run("COMMIT")
-        except EngineError as e:
-            if e.answered:  # the server refused the DROP or the COMMIT: it rolled back
-                raise
-            raise BatchUnsettled(f"{e}: the drop of {self.receipt.part} ({self.receipt.rows} rows) is settled by "
-                                 f"its {self.receipt.receipt}") from e
+        drop = sql.SQL("DROP TABLE {}").format(sql.Identifier(*self.receipt.part.split(".", 1)))
+        await end_transaction(s, [drop, "COMMIT"], self.receipt,
+                              f"the drop of {self.receipt.part} ({self.receipt.rows} rows)")
         return self.receipt.rows
 
 

@@ -21,8 +21,8 @@ import psycopg
 from psycopg import sql
 
 from rolecall.engines.base import EngineError
-from rolecall.engines.database import BatchReceipt, BatchUnsettled, Part, PurgeShape, PurgeTarget
-from rolecall.engines.postgres_partitions import DETACH_RECEIPT, candidates
+from rolecall.engines.database import BatchReceipt, Part, PurgeShape, PurgeTarget
+from rolecall.engines.postgres_partitions import DETACH_RECEIPT, candidates, end_transaction
 
 TIME_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
 INTEGER_TYPES = ("smallint", "integer", "bigint")
@@ -65,14 +65,8 @@ class _Batch:
     async def commit(self) -> int:
         self.session.fence()  # refused here, the batch rolls back when its block ends
         self.done = True  # from here on the outcome is COMMIT's
-        try:
-            await self.session._run("COMMIT")
-        except EngineError as e:
-            if e.answered:  # the server refused the COMMIT (a deferred constraint): it rolled back
-                raise
-            # The answer was lost: committed or not, the transaction id will tell.
-            raise BatchUnsettled(f"{e}: the batch of {self.receipt.rows} rows from {self.receipt.part} is "
-                                 f"settled by its {self.receipt.receipt}") from e
+        await end_transaction(self.session, ["COMMIT"], self.receipt,
+                              f"the batch of {self.receipt.rows} rows from {self.receipt.part}")
         return self.receipt.rows
 
 
