@@ -146,3 +146,46 @@ def test_a_partitioned_table_loses_only_rows_older_than_the_plans_cutoff(local_b
     with pg(ip) as conn:
         counts = dict(conn.execute("SELECT payload, count(*) FROM events GROUP BY payload").fetchall())
     assert counts == {"mid": 4, "new": NEW}, counts
+
+
+def test_whole_partitions_are_named_in_the_plan_then_detached_and_dropped(local_bed: Cluster, namespace: str,
+                                                                          operator: Operator) -> None:
+    """wholePartitions DetachAndDrop through the operator: the dry run names the partition entirely older than
+    the cut-off and the lock its detach takes; the real run, pinned to the plan's cut-off, drops it, deletes
+    the straddling partition's older rows in batches, and counts both."""
+    ip = pg_pods(local_bed, namespace, ["pg-0"])["pg-0"]
+    with pg(ip) as conn:
+        conn.execute("""
+            CREATE TABLE events (id bigserial, created_at timestamptz NOT NULL, payload text)
+                PARTITION BY RANGE (created_at);
+            CREATE TABLE events_old PARTITION OF events FOR VALUES FROM ('2020-01-01') TO (now() - interval '50 days');
+            CREATE TABLE events_mid PARTITION OF events FOR VALUES FROM (now() - interval '50 days')
+                TO (now() - interval '10 days');
+            CREATE TABLE events_new PARTITION OF events FOR VALUES FROM (now() - interval '10 days') TO (MAXVALUE);
+            INSERT INTO events (created_at, payload) SELECT now() - interval '90 days', 'old'
+                FROM generate_series(1, 25);
+            INSERT INTO events (created_at, payload) SELECT now() - interval '40 days', 'old'
+                FROM generate_series(1, 5);
+            INSERT INTO events (created_at, payload) SELECT now() - interval '20 days', 'mid'
+                FROM generate_series(1, 4);
+            INSERT INTO events (created_at, payload) SELECT now() - interval '1 day', 'new'
+                FROM generate_series(1, 20)
+            """)
+    operator.start()
+    create(local_bed, namespace, SERVERS, pg_server("db", {"app": "pg"}))
+    drop = {"clearOldData": {**CLEAR["clearOldData"], "wholePartitions": "DetachAndDrop"}}
+    create(local_bed, namespace, MAINTENANCES, maintenance("plan", "db", [drop], dryRun=True))
+    plan = wait_finished(local_bed, namespace, "plan")["operations"][0]
+    assert (plan["matchedAtStart"], plan["partitionsDropped"]) == (OLD, 1), plan
+    assert "drops whole partition public.events_old: detached CONCURRENTLY (a SHARE UPDATE EXCLUSIVE lock on " \
+           "public.events), then dropped" in plan["notes"], plan["notes"]
+    assert pg_scalar(ip, "SELECT count(*) FROM events") == OLD + 4 + NEW  # the plan changed nothing
+    pinned = {"clearOldData": {**drop["clearOldData"], "cutoff": plan["cutoff"]}}
+    del pinned["clearOldData"]["olderThan"]
+    create(local_bed, namespace, MAINTENANCES, maintenance("purge", "db", [pinned]))
+    op = wait_finished(local_bed, namespace, "purge")["operations"][0]
+    assert (op["rowsDeleted"], op["partitionsDropped"], op["batches"], op["remaining"]) == (OLD, 1, 1, 0), op
+    assert pg_scalar(ip, "SELECT to_regclass('events_old') IS NULL") is True
+    with pg(ip) as conn:
+        counts = dict(conn.execute("SELECT payload, count(*) FROM events GROUP BY payload").fetchall())
+    assert counts == {"mid": 4, "new": NEW}, counts
