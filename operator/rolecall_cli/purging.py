@@ -19,7 +19,13 @@ from rolecall_cli.refs import Ref, parse
 def purge(ctx: typer.Context, target: Annotated[str, typer.Argument(help="db/NAME")],
           table: Annotated[str, typer.Option(help="The table to delete old rows from.")],
           column: Annotated[str, typer.Option(help="The column holding each row's time.")],
-          older_than: Annotated[str, typer.Option(help="Rows older than this are deleted, e.g. 30d.")],
+          older_than: Annotated[str | None, typer.Option(help="Rows older than this are deleted, e.g. 30d.")] = None,
+          cutoff: Annotated[str | None, typer.Option(
+              help="Instead of --older-than: rows older than this RFC 3339 time, e.g. a dry run's recorded "
+                   "cut-off.")] = None,
+          drop_whole_partitions: Annotated[bool, typer.Option(
+              "--drop-whole-partitions", help="PostgreSQL: detach and drop partitions entirely older than the "
+                                              "cut-off instead of deleting their rows.")] = False,
           batch_size: Annotated[int, typer.Option(help="Rows per batch (each its own transaction).")] = 1000,
           max_rows: Annotated[int | None, typer.Option(help="Stop after this many rows.")] = None,
           timestamp_format: Annotated[str | None, typer.Option(
@@ -30,13 +36,18 @@ def purge(ctx: typer.Context, target: Annotated[str, typer.Argument(help="db/NAM
     """Delete old rows in batches: creates a one-shot DatabaseMaintenance and follows it. At a terminal it
     first runs a dry run and asks, with the number of rows that would go (a no deletes that dry run)."""
     deadline = time.monotonic() + seconds(timeout)  # one deadline for the dry run, the question and the run
-    seconds(older_than, "--older-than")
+    if (older_than is None) == (cutoff is None):
+        raise Exit(ExitCode.USAGE, "give exactly one of --older-than (e.g. 30d) or --cutoff (an RFC 3339 time)")
+    if older_than is not None:
+        seconds(older_than, "--older-than")
     ref = parse(target, kinds=(DATABASE_SERVER,))
     assert ref.name is not None
     f = flags(ctx)
     f.cluster.get(ref.kind, ref.name)  # a clear error for a missing server, before anything is created
-    clear_old: dict[str, Any] = {"table": table, "timestampColumn": column, "olderThan": older_than,
-                                 "batchSize": batch_size}
+    clear_old: dict[str, Any] = {"table": table, "timestampColumn": column, "batchSize": batch_size}
+    clear_old.update({"olderThan": older_than} if older_than is not None else {"cutoff": cutoff})
+    if drop_whole_partitions:
+        clear_old["wholePartitions"] = "DetachAndDrop"
     if max_rows is not None:
         clear_old["maxRows"] = max_rows
     if timestamp_format is not None:

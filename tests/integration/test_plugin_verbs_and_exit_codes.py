@@ -215,6 +215,25 @@ def test_purge_counts_then_deletes_old_rows(local_bed: Cluster, namespace: str, 
     assert all(m["metadata"]["name"].startswith("purge-db-") for m in made)
 
 
+def test_purge_can_be_pinned_to_a_cutoff_and_takes_exactly_one(local_bed: Cluster, namespace: str,
+                                                               operator: Operator) -> None:
+    ip = pg_pods(local_bed, namespace, ["pg-0"])["pg-0"]
+    seed_events(ip)  # 30 rows older than 30 days, 20 newer
+    operator.start()
+    create_db(local_bed, namespace, "databaseservers", pg_server("db", {"app": "pg"}))
+    args = ["purge", "db/db", "--table", "events", "--column", "created_at", "--timeout", "90s"]
+    both = rolecall(local_bed, namespace, *args, "--older-than", "30d", "--cutoff", "2026-01-01T00:00:00Z")
+    assert both.returncode == 2 and "give exactly one of --older-than" in both.stderr, said(both)
+    cutoff = pg_scalar(ip, "SELECT to_char((now() - interval '30 days') AT TIME ZONE 'UTC', "
+                           "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+    pinned = rolecall(local_bed, namespace, *args, "--cutoff", cutoff)
+    assert pinned.returncode == 0 and "30 rows deleted" in pinned.stdout, said(pinned)
+    assert pg_scalar(ip, "SELECT count(*) FROM events") == 20
+    made = client.CustomObjectsApi(local_bed.api_client).list_namespaced_custom_object(
+        "rolecall.dev", "v1alpha1", namespace, MAINTENANCES)["items"]
+    assert [m["spec"]["operations"][0]["clearOldData"]["cutoff"] for m in made] == [cutoff]
+
+
 def test_users_reads_the_pods_now(local_bed: Cluster, namespace: str, operator: Operator) -> None:
     create_pods(local_bed, namespace, [standin_pod("web-0", "nginx", {"app": "web"})])
     running_pods(local_bed, namespace, "app=web", 1)
