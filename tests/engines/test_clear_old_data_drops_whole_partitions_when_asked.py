@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from typing import Any
 
 import psycopg
 import pytest
 
 from enginekit import PG_IP, pg_session
+from harness import wait_for
 from rolecall.api.v1alpha1.database import BatchRecord, ClearOldData, OperationResult
 from rolecall.engines import EngineError
 from rolecall.roles import purge
@@ -119,10 +119,8 @@ def _interrupt_a_concurrent_detach(pg: psycopg.Connection[Any]) -> None:
 
     t = threading.Thread(target=detach)
     t.start()
-    deadline = time.monotonic() + 20
-    while pg.execute("SELECT count(*) FROM pg_inherits WHERE inhdetachpending").fetchone() != (1,):
-        assert time.monotonic() < deadline, "the detach never reached its waiting phase"
-        time.sleep(0.05)
+    wait_for(lambda: pg.execute("SELECT count(*) FROM pg_inherits WHERE inhdetachpending").fetchone() == (1,),
+             "the detach to reach its waiting phase", 20, interval=0.05)
     pg.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'detacher'")
     t.join(10)
     reader.close()
