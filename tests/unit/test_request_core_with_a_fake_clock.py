@@ -17,7 +17,7 @@ from rolecall.api.kinds import CACHE_SERVER
 from rolecall.api.v1alpha1.cacheserver import CacheServerSpec, CacheServerStatus
 from rolecall.api.v1alpha1.common import RunLedger
 from rolecall.leadership import Leadership, NotLeader
-from rolecall.runs import authz, events, ledger, request, triggers
+from rolecall.runs import authz, events, ledger, pod_executor, request, triggers
 from rolecall.runs.context import Clock, Context, Memory
 from rolecall.runs.status import StatusWriter
 from rolecall.targets import pods
@@ -66,7 +66,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(StatusWriter, "flush", flush)
     monkeypatch.setattr(events, "post", post)
     monkeypatch.setattr(authz, "refusal", allowed)
-    monkeypatch.setattr(request, "PROGRESS_BATCH", 2)
+    monkeypatch.setattr(pod_executor, "PROGRESS_BATCH", 2)
     monkeypatch.setattr(kube, "check_write_guard", lambda: None)
 
     async def listed(namespace: str, selector: str) -> dict[str, Target]:
@@ -524,7 +524,7 @@ def test_the_repeat_bound_holds_whatever_the_timings(world: dict[str, Any], monk
     import random
 
     rng = random.Random(batch * 100 + concurrency)
-    monkeypatch.setattr(request, "PROGRESS_BATCH", batch)
+    monkeypatch.setattr(pod_executor, "PROGRESS_BATCH", batch)
     many = [Target(f"uid-{i:02d}", f"mc-{i:02d}", "node") for i in range(60)]
     started: set[str] = set()
     worst = [0]
@@ -559,8 +559,8 @@ def test_the_repeat_bound_holds_whatever_the_timings(world: dict[str, Any], monk
 def test_finished_outcomes_are_written_after_progress_seconds_even_when_no_other_target_finishes(
         world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """One target done, the other slow: its outcome reaches status by the timer, before the slow one ends."""
-    monkeypatch.setattr(request, "PROGRESS_BATCH", 50)
-    monkeypatch.setattr(request, "PROGRESS_SECONDS", 0.05)
+    monkeypatch.setattr(pod_executor, "PROGRESS_BATCH", 50)
+    monkeypatch.setattr(pod_executor, "PROGRESS_SECONDS", 0.05)
     seen_before_slow_ended: list[list[str]] = []
 
     async def act(ctx: Any, p: None, t: Target, ip: str) -> str:

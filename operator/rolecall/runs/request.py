@@ -1,119 +1,59 @@
-"""The request lifecycle every role action shares: trigger → accept (ledger) → fan out → record →
-acknowledge → retry. A role declares an `Action` (its trigger, rights, targets and a per-target `act`);
-`step()` does one reconcile's worth of it, and nothing else in rolecall carries a request.
+"""The request lifecycle every role action shares: trigger → hold → rights → accept (ledger) → execute →
+acknowledge → history. A role declares an `Action` (runs/action.py: its trigger, rights and executor);
+`step()` does one reconcile's worth of it, and nothing else in rolecall carries a request. What an accepted
+request does is its executor's: PodFanOut (runs/pod_executor.py) or Steps (runs/step_executor.py).
 
 Promises kept here (each has a test):
-- Nothing requested is lost: the request, its requester and its target UIDs are written to
-  `status.run` (the ledger) before any target is touched; a restart resumes it.
-- Status never claims what did not happen: a target leaves `pending` only with an outcome; if the
-  fan-out is aborted (a progress write fails, this process stops leading) every sibling is cancelled
-  and nothing is recorded for a target whose action was not seen to finish.
-- Acknowledged is not succeeded: a request that ends (succeeded, partly failed, refused, stalled) has
-  its token echoed and its outcome in `status.lastRequest`, and its Event is posted before that write.
-- Bounded repeats: after a crash or takeover only targets not recorded are acted on again: at most those
-  started but not in a progress write that landed, 2 * max(PROGRESS_BATCH, concurrency) (what the write on
-  its way carries, and what gathered behind it before starts stopped), are acted on twice.
-- Retries keep their backoff in status (`run.retryAt`, `lastRequest.retryAt`): a restart does not reset it.
+- Nothing requested is lost: the request and its requester are written to `status.run` (the ledger) by the
+  executor's accept before anything is touched; a restart resumes it, from what the ledger says.
+- Acknowledged is not succeeded: a request that ends (succeeded, partly failed, refused, stalled) has its
+  token echoed and its outcome in `status.lastRequest` (runs/outcome.py), its Event posted before that write.
+- A hold (the role is stopped, another maintenance holds the database) is checked only before a request is
+  accepted: an accepted run is never held, and a held request is not lost.
+- A cancel or the deadline (`run.deadline`, from the action's timeout field) stops a run between two units
+  of work, whatever the executor; a retry backoff or a wave pause does not delay it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+import inspect
+from typing import Any, TypeVar
 
-from rolecall import kube, metrics
 from rolecall.api.types import format_time, parse_time
-from rolecall.api.v1alpha1.common import (
-    CANCEL_ANNOTATION,
-    DEFAULT_HISTORY,
-    MAX_FAILED_PODS,
-    MAX_POD_RESULTS,
-    DryRunPlan,
-    HistoryEntry,
-    LastRequest,
-    NodeSummary,
-    PodResult,
-    RunLedger,
-    dry_run_annotation,
-)
-from rolecall.runs import authz, events, fanout, ledger
+from rolecall.api.v1alpha1.common import RunLedger
+from rolecall.runs import authz, events
+from rolecall.runs.action import Action, Executor, Refused, RequestFailed
 from rolecall.runs.context import Context
+from rolecall.runs.outcome import acknowledge_read, cancel_asked, end, halted, remember, run_keys
+from rolecall.runs.pod_executor import POD_FAN_OUT
 from rolecall.runs.reasons import Stall
 from rolecall.runs.triggers import Trigger, after_due, describe, schedule_due, schedule_handled, token_due
-from rolecall.targets import pods
-from rolecall.targets.pods import NotActionable, Target
+
+__all__ = ["Action", "Refused", "RequestFailed", "acknowledge_read", "cancel_asked", "remember", "run_keys", "step"]
 
 P = TypeVar("P")
-# Progress is written after this many outcomes, or after PROGRESS_SECONDS with at least one new one: a
-# 1,000-pod fan-out costs ~20 progress patches (the API budget is ⌈targets/50⌉ + 2 patches per request).
-PROGRESS_BATCH = int(os.environ.get("ROLECALL_PROGRESS_BATCH", "50"))
-PROGRESS_SECONDS = float(os.environ.get("ROLECALL_PROGRESS_SECONDS", "2"))
 
 
-class RequestFailed(Exception):
-    """The request cannot be carried out now, but may be later (e.g. no PostgreSQL primary during a failover)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-async def _nothing(ctx: Context[Any, Any]) -> None:
-    return None
-
-
-@dataclass(frozen=True)
-class Action(Generic[P]):
-    """What a role declares for one fan-out action; the core does the rest."""
-
-    name: str  # as in the rights table and the ledger, e.g. clear
-    condition: str  # its condition type, e.g. Cleared
-    busy: str  # Reconciling reason and phase while it runs, e.g. Clearing
-    done: str  # condition reason and Event reason when it succeeded, e.g. Cleared
-    noun: str  # for messages, e.g. "cache clear"
-    token_annotation: str | None  # the request token, e.g. rolecall.dev/clear-requested-at
-    handled_field: str | None  # status attribute echoing the handled token
-    after_field: str | None  # spec attribute: "done at or after this time"
-    completed_field: str | None  # status attribute: when the last completed request was accepted
-    schedule_field: str | None = None  # spec attribute holding a ScheduleSpec: every slot is a request
-    waves_field: str | None = None  # spec attribute holding Waves: the first pass goes a share at a time
-    # The fan-out: which targets, and what to do on each (ctx, prepared, target, address). An action without
-    # them has no side effects (a web refresh): it only uses trigger detection and acknowledgement.
-    resolve: Callable[[Context[Any, Any]], Awaitable[list[Target]]] | None = None
-    act: Callable[[Context[Any, Any], P, Target, str], Awaitable[str]] | None = None
-    prepare: Callable[[Context[Any, Any]], Awaitable[P]] = _nothing  # type: ignore[assignment]
-    rights: Callable[[Context[Any, Any]], tuple[str, ...]] = lambda ctx: ()
-    # The "is this still the same pod" check, called just before each act: returns the address to use.
-    same_target: Callable[[str, Target], Awaitable[str]] = pods.address
-    attempts: int = 3
-    # Why a new request must wait now (e.g. the role is stopped or still starting), or None: a held request is
-    # not lost, it is accepted once this returns None (its token stays unhandled, its slot stays due).
-    hold: Callable[[Context[Any, Any]], str | None] = lambda ctx: None
-
-    @property
-    def dry_run_annotation(self) -> str:
-        """A dry run's token: the targets are resolved and reported, nothing is touched."""
-        return dry_run_annotation(self.name)
+def executor_of(action: Action[Any]) -> Executor:
+    return action.executor or POD_FAN_OUT
 
 
 # --- the lifecycle --------------------------------------------------------------------------------------
 
 async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
     """One reconcile's worth of `action`: accept a new request, resume or retry the current one, or nothing."""
-    assert action.resolve is not None and action.act is not None, f"{action.name} has no fan-out"
+    executor = executor_of(action)
     await _dry_run(ctx, action)
     s = ctx.role_status
     run = s.run if s.run is not None and s.run.action == action.name else None
-    token, after = token_due(ctx, action), after_due(ctx, action)
+    token = action.token_source(ctx) if action.token_source else token_due(ctx, action)
+    after = after_due(ctx, action)
     slot = schedule_due(ctx, action)  # always: it keeps status.schedules and the wake-up for the next slot
     schedule = getattr(ctx.spec, action.schedule_field) if action.schedule_field else None
     if slot and schedule is not None and schedule.dry_run:
         # A preview of the schedule: it touches nothing, so it neither waits for nor supersedes a real request.
-        await _plan(ctx, action, f"schedule@{slot}", Trigger(None, None, slot))
+        await executor.plan(ctx, action, f"schedule@{slot}", Trigger(None, None, slot))
         schedule_handled(ctx, action, slot)
         slot = None
     if run is not None and run.first_pass_done and (token or (after and after != run.cleared_after)
@@ -121,112 +61,75 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
         run = s.run = None  # a new request supersedes retries of an earlier one: it covers every target again
     if run is None and not (token or after or slot):
         return
-    if run is None and (why := action.hold(ctx)):
+    why = action.hold(ctx) if run is None else None
+    if inspect.isawaitable(why):
+        why = await why
+    if run is None and why:
         what = Trigger(token, after, slot).describe()
-        ctx.condition(action.condition, False, "HeldWhileStopped", f"The {action.noun} for {what} waits: {why}.")
+        ctx.condition(action.condition, False, action.held_reason, f"The {action.noun} for {what} waits: {why}.")
         return  # woken when the hold lifts (the run state's own timer, or the start's readiness checks)
     if (token or after) and slot:
         ctx.wake_in(0.5)  # one request at a time: the due slot runs right after this one
         slot = None
-    if run is not None and (halt := _halted(ctx, run)):
-        await _stop_run(ctx, action, run, *halt)  # a cancel or a deadline does not wait out a retry backoff
+    if run is not None and (halt := halted(ctx, run, _camel(action.timeout_field))):
+        await executor.stop(ctx, action, run, *halt)  # a cancel or a deadline does not wait out a retry backoff
         return
     if run is not None and run.deadline:
         ctx.wake_in(max(0.05, (parse_time(run.deadline) - ctx.clock.wall()).total_seconds()))
-    if run is not None and run.wave_resume_at:
-        wait = (parse_time(run.wave_resume_at) - ctx.clock.wall()).total_seconds()
-        if wait > 0:
-            ctx.wake_in(wait)
-            _wave_pause(ctx, action, run)
-            return
-        run.wave_resume_at = None
-    if run is not None and run.first_pass_done and run.retry_at:
-        wait = (parse_time(run.retry_at) - ctx.clock.wall()).total_seconds()
-        if wait > 0:
-            ctx.wake_in(wait)
-            ctx.mark_busy("RetryingFailedTargets", f"{ledger.failed(run)} of {run.targets} targets failed; "
-                                                   f"trying them again at {run.retry_at}.")
-            return
+    if run is not None and executor.waiting(ctx, action, run):
+        return  # a pause between waves, or a backoff before failed targets are retried: shown, woken after it
     trigger = Trigger(run.token, run.cleared_after, run.scheduled_at) if run else Trigger(token, after, slot)
     requester = (authz.Requester(run.requester, tuple(run.requester_groups or ()))
                  if run is not None and run.requester else authz.requester_of(ctx.obj, ctx.plural, action.name))
     refused = await authz.refusal(ctx.plural, ctx.obj, requester, *action.rights(ctx))
     if refused:
-        await _end(ctx, action, run, trigger, "Refused", *refused)
+        await end(ctx, action, run, trigger, "Refused", *refused)
         return
     try:
         prepared = await action.prepare(ctx)
         if run is None:
-            targets = await action.resolve(ctx)
-            run = await _accept(ctx, action, trigger, targets, requester)
+            run = await _accept(ctx, action, trigger, requester)
         else:
             await _resume(ctx, action, run)
+    except Refused as e:
+        await end(ctx, action, run, trigger, "Refused", e.reason, str(e))
+        return
     except Stall as e:
-        await _end(ctx, action, run, trigger, "Stalled", e.reason, str(e))
+        await end(ctx, action, run, trigger, "Stalled", e.reason, str(e))
         return
     except RequestFailed as e:
-        await _end(ctx, action, run, trigger, "Failed", e.reason, str(e))
+        await end(ctx, action, run, trigger, "Failed", e.reason, str(e))
         return
-    await _carry_out(ctx, action, run, prepared)
+    await executor.carry_out(ctx, action, run, prepared)
+
+
+
+
+def _camel(attr: str) -> str:
+    head, *rest = attr.split("_")
+    return head + "".join(p.title() for p in rest)
 
 
 async def _dry_run(ctx: Context[Any, Any], action: Action[Any]) -> None:
-    """A dry-run token not yet handled: resolve the targets as a real run would, report them, change nothing."""
-    assert action.resolve is not None
+    """A dry-run token not yet handled: report what a real run would do now, change nothing."""
     token = ctx.annotations.get(action.dry_run_annotation)
     last = ctx.role_status.last_dry_run
     if token is None or (last is not None and (last.action, last.token) == (action.name, token)):
         return
-    await _plan(ctx, action, str(token), Trigger(str(token), None))
+    await executor_of(action).plan(ctx, action, str(token), Trigger(str(token), None))
 
 
-async def _plan(ctx: Context[Any, Any], action: Action[Any], token: str, trigger: Trigger) -> None:
-    """What a real run would touch now, reported (status.lastDryRun, history, an Event); nothing is changed."""
-    assert action.resolve is not None
-    s = ctx.role_status
-    # Acknowledged in history and lastDryRun, not in lastRequest: its backoff bookkeeping is the real requests'.
-    names: list[str] = []
-    try:
-        names = sorted(t.name for t in await action.resolve(ctx))
-        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-        outcome, kind, reason = "DryRun", "Normal", f"{action.name.title()}DryRun"
-        message = (f"Dry run {token!r}: a {action.noun} now would act on {len(names)} pods"
-                   + (f": {shown}." if names else ".") + " Nothing was changed.")
-    except (Stall, RequestFailed) as e:  # e.g. no PostgreSQL primary: the plan cannot be made now
-        outcome = "Stalled" if isinstance(e, Stall) else "Failed"
-        kind, reason, message = "Warning", e.reason, f"Dry run {token!r} of a {action.noun}: {e}"
-    s.last_dry_run = DryRunPlan(action=action.name, token=token, planned_at=ctx.clock.now(), targets=len(names),
-                                pods=names[:100] or None)
-    _remember(ctx, action, None, trigger, outcome, dry_run=True,
-              targets=len(names) if outcome == "DryRun" else None)
-    metrics.REQUEST_OUTCOMES.labels(ctx.kind.kind, action.name, outcome).inc()
-    await events.post(ctx.obj, kind, reason, message)
-
-
-async def _accept(ctx: Context[Any, Any], action: Action[Any], trigger: Trigger, targets: list[Target],
+async def _accept(ctx: Context[Any, Any], action: Action[Any], trigger: Trigger,
                   requester: authz.Requester | None) -> RunLedger:
-    s = ctx.role_status
     run = RunLedger(action=action.name, token=trigger.token, cleared_after=trigger.after,
                     scheduled_at=trigger.scheduled, accepted_at=ctx.clock.now(),
                     requester=requester.user if requester else None,
                     requester_groups=list(requester.groups) if requester and requester.groups else None,
-                    holder=ctx.identity, targets=len(targets), pending=[t.uid for t in targets])
-    limit = getattr(ctx.spec, "request_timeout_seconds", None)
+                    holder=ctx.identity)
+    limit = getattr(ctx.spec, action.timeout_field, None)
     if limit:
         run.deadline = format_time(parse_time(run.accepted_at) + dt.timedelta(seconds=limit))
-    ctx.memory.targets = {t.uid: t for t in targets}
-    s.run, s.targets, s.done, s.failed, s.failed_pods = run, len(targets), 0, 0, None
-    s.nodes = _node_summary(targets)
-    what = trigger.describe()
-    ctx.condition(action.condition, False, f"{action.name.title()}Requested",
-                  f"Accepted {what}: {len(targets)} target pods.")
-    ctx.mark_busy(action.busy, f"{action.busy} {len(targets)} pods for {what}.")
-    ctx.busy_phase = action.busy
-    with metrics.REQUEST_STEP.labels(ctx.kind.kind, "ledger-write").time():
-        await ctx.write()  # the ledger: request, requester and target UIDs recorded before any target is touched
-    # Posted while the targets are acted on: nothing waits for it but the outcome's Event, which follows it.
-    ctx.memory.started_event = events.post_soon(ctx.obj, "Normal", f"{action.name.title()}Started",
-                                                f"{action.busy} {len(targets)} pods for {what}.")
+    await executor_of(action).accept(ctx, action, run, trigger)
     return run
 
 
@@ -236,353 +139,9 @@ async def _resume(ctx: Context[Any, Any], action: Action[Any], run: RunLedger) -
     if run.holder != ctx.identity and ctx.memory.resumed_note != note:
         ctx.memory.resumed_note = note
         where = f"it was being carried out by {run.holder}" if run.holder else "its operator stopped"
-        message = (f"Resuming {action.noun} for {describe(run)}, interrupted after {ledger.done(run)} of "
-                   f"{run.targets} pods ({where}); pods that were in flight then may be acted on twice.")
+        message = (f"Resuming {action.noun} for {describe(run)}, interrupted after "
+                   f"{executor_of(action).progress(run)} ({where}); what was in flight then may be done again.")
         ctx.mark_busy("ResumingInterruptedRun", message)
         await events.post(ctx.obj, "Warning", "RunResumed", message)
     run.holder = ctx.identity
     ctx.busy_phase = action.busy
-    ctx.mark_busy(action.busy, f"{action.busy} pods for {describe(run)}.")
-
-
-def _node_summary(targets: list[Target]) -> list[NodeSummary] | None:
-    per: dict[str, NodeSummary] = {}
-    for t in targets:
-        per.setdefault(t.node or "", NodeSummary(node=t.node or "(none)")).targets += 1
-    return sorted(per.values(), key=lambda n: n.node)[:100] or None
-
-
-class _Progress:
-    """Writes progress in batches while the fan-out goes on: after PROGRESS_BATCH outcomes, or PROGRESS_SECONDS
-    after the last write when at least one outcome is unwritten (a timer, so slow last targets do not hold
-    finished ones back). Targets keep starting while a write is on its way, but only while the outcomes not
-    in it plus the targets in flight stay under a batch; so a write carries at most max(batch, concurrency)
-    outcomes, and the targets started but not in a write that landed stay at most
-    2 * max(PROGRESS_BATCH, concurrency).
-    A write that fails stops every later start and is raised after the fan-out: nothing unseen is recorded."""
-
-    def __init__(self, ctx: Context[Any, Any], run: RunLedger) -> None:
-        self.ctx = ctx
-        self.run = run
-        self.halt: tuple[str, str, str] | None = None  # (outcome, reason, message) once a cancel or deadline hit
-        self.unwritten = 0  # outcomes not in any write yet
-        self.in_flight: set[str] = set()  # targets started and without an outcome yet
-        self.writing = False
-        self.failure: BaseException | None = None
-        self.timer: asyncio.Task[None] | None = None
-        self.last = ctx.clock.monotonic()
-        self.landed = asyncio.Event()
-        self.landed.set()
-
-    async def before_act(self, target: Target) -> None:
-        while self.writing and self.unwritten + len(self.in_flight - {target.uid}) >= PROGRESS_BATCH:
-            self.landed.clear()
-            await self.landed.wait()
-        if self.failure is not None:
-            raise self.failure  # a progress write failed: nothing more starts
-        kube.check_write_guard()  # a process that may no longer lead starts nothing
-        self.halt = self.halt or _halted(self.ctx, self.run)
-        if self.halt:
-            raise fanout.Halt(self.halt[2])  # nothing starts after a cancel or the deadline
-        self.in_flight.add(target.uid)  # counted now, in the same step as the check: no start slips past it
-
-    async def recorded(self, uid: str) -> None:
-        self.in_flight.discard(uid)
-        self.unwritten += 1
-        if self.writing:
-            return
-        if self.unwritten >= PROGRESS_BATCH or self.ctx.clock.monotonic() - self.last >= PROGRESS_SECONDS:
-            await self._write()  # a failure aborts the fan-out: nothing more is done unrecorded
-        elif self.timer is None:
-            self.timer = asyncio.get_running_loop().create_task(self._write_later(), name="progress write")
-
-    async def _write(self) -> None:
-        """Writes until less than a batch is left (what gathered while a write was on its way included)."""
-        self.writing = True
-        try:
-            while True:
-                self.unwritten, self.last = 0, self.ctx.clock.monotonic()
-                await self.ctx.write()
-                if self.unwritten < PROGRESS_BATCH:
-                    break
-        finally:
-            self.writing = False
-            self.landed.set()
-        if self.unwritten and self.timer is None:
-            self.timer = asyncio.get_running_loop().create_task(self._write_later(), name="progress write")
-
-    async def _write_later(self) -> None:
-        await asyncio.sleep(PROGRESS_SECONDS)
-        self.timer = None
-        if self.unwritten and not self.writing and self.failure is None:
-            try:
-                await self._write()
-            except Exception as e:  # nobody awaits a timer: the fan-out stops at its next start, and raises it
-                self.failure = e
-
-    def close(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-
-async def _pending_targets(ctx: Context[Any, Any], run: RunLedger) -> dict[str, Target]:
-    known = ctx.memory.targets
-    if all(u in known for u in run.pending):
-        return known
-    # After a restart: find the recorded UIDs among the namespace's pods (never by a stored IP).
-    listed = await pods.by_uid(ctx.ns, ctx.spec.selector)
-    ctx.memory.targets = listed
-    return listed
-
-
-async def _carry_out(ctx: Context[Any, Any], action: Action[P], run: RunLedger, prepared: P) -> None:
-    s = ctx.role_status
-    first_pass = not run.first_pass_done
-    if run.first_pass_done:
-        ledger.start_retry_pass(run)
-        run.retries += 1
-        run.retry_at = None
-    by_uid = await _pending_targets(ctx, run)
-    progress = _Progress(ctx, run)
-    results: dict[str, PodResult] = {}
-
-    async def act(t: Target) -> str:
-        try:
-            address = await action.same_target(ctx.ns, t)
-        except NotActionable as e:
-            if e.gone:
-                raise fanout.Skip(f"{e}: nothing left to act on") from e
-            if e.permanent:
-                raise fanout.Permanent(str(e)) from e
-            raise
-        assert action.act is not None
-        return await action.act(ctx, prepared, t, address)
-
-    async def record(o: fanout.Outcome[Target]) -> None:
-        t = o.target
-        if not ledger.record(run, t.uid, o.status, o.permanent):
-            progress.in_flight.discard(t.uid)  # already recorded: nothing new to write
-            return
-        metrics.POD_ACTIONS.labels(ctx.kind.kind, str(getattr(ctx.spec, "engine", "")), action.name, o.status).inc()
-        result = PodResult(pod=t.name, uid=t.uid, node=t.node, outcome=o.status,
-                           message=o.message[:1024], at=ctx.clock.now())
-        results[t.uid] = result
-        s.recent_results = [*(s.recent_results or []), result][-MAX_POD_RESULTS:]
-        for n in s.nodes or []:
-            if n.node == (t.node or "(none)"):
-                n.done += o.status != ledger.FAILED
-                n.failed += o.status == ledger.FAILED
-        s.done, s.failed = ledger.done(run), ledger.failed(run)
-        await progress.recorded(t.uid)
-
-    for uid in [u for u in run.pending if u not in by_uid]:  # gone before we got to it
-        ledger.record(run, uid, ledger.SKIPPED)
-    todo = [by_uid[u] for u in run.pending]
-    waves = getattr(ctx.spec, action.waves_field, None) if action.waves_field and first_pass else None
-    if waves is not None:
-        todo = todo[:fanout.limit_of(waves.size, max(1, run.targets))]  # this wave; the rest stay pending
-    try:
-        with metrics.REQUEST_STEP.labels(ctx.kind.kind, "engine-calls").time():
-            await fanout.fan_out(todo, act, fanout.limit_of(ctx.spec.concurrency, max(1, run.targets)), record,
-                                 attempts=action.attempts, timeout=float(ctx.spec.timeout_seconds) * 2 + 5,
-                                 before_act=progress.before_act)
-    finally:
-        progress.close()
-        if (started := ctx.memory.started_event) is not None:  # the start's Event comes before any outcome's
-            ctx.memory.started_event = None
-            await started
-    if progress.failure is not None:
-        raise progress.failure  # a timed progress write failed: the request is resumed from what status says
-    if progress.halt:
-        await _stop_run(ctx, action, run, *progress.halt)
-        return
-    if waves is not None and run.pending:
-        _name_failures(s, run, results)  # kept in status: the last wave's conclusion names them too
-        run.waves_done = (run.waves_done or 0) + 1
-        run.wave_resume_at = format_time(ctx.clock.wall() + dt.timedelta(seconds=waves.pause_seconds))
-        ctx.wake_in(waves.pause_seconds)
-        _wave_pause(ctx, action, run)
-        return
-    await _conclude(ctx, action, run, results, first_pass)
-
-
-def _wave_pause(ctx: Context[Any, Any], action: Action[Any], run: RunLedger) -> None:
-    """A guard holding the request between two waves: busy, with the guard named (not a failure)."""
-    s = ctx.role_status
-    s.done, s.failed = ledger.done(run), ledger.failed(run)
-    message = (f"{action.busy} for {describe(run)}: wave {run.waves_done} done, {ledger.done(run)} of "
-               f"{run.targets} pods; {len(run.pending)} wait for the next wave at {run.wave_resume_at}.")
-    ctx.busy_phase = action.busy
-    if ctx.busy is None or ctx.busy[0] in (action.busy, "ResumingInterruptedRun"):
-        ctx.busy = ("WaitingForWave", message)  # over the wave's own busy reason: the pause is what holds it now
-    ctx.condition(action.condition, False, "WaitingForWave", message)
-
-
-def run_keys(run: RunLedger) -> set[str]:
-    """What a cancel annotation may name to cancel this run: its token, spec time or schedule slot."""
-    return {k for k in (run.token, run.cleared_after, run.scheduled_at) if k}
-
-
-def cancel_asked(ctx: Context[Any, Any]) -> str | None:
-    """The cancel annotation's value as the watch saw it last (also while a reconcile runs), if any."""
-    annotations = ctx.memory.annotations if ctx.memory.annotations is not None else ctx.annotations
-    return annotations.get(CANCEL_ANNOTATION)
-
-
-def _halted(ctx: Context[Any, Any], run: RunLedger) -> tuple[str, str, str] | None:
-    """(outcome, reason, message) when `run` must start no more targets: cancelled, or past its deadline."""
-    if (cancel := cancel_asked(ctx)) in run_keys(run):
-        return "Cancelled", "Cancelled", f"cancelled ({CANCEL_ANNOTATION}={cancel})"
-    if run.deadline and ctx.clock.wall() >= parse_time(run.deadline):
-        return "TimedOut", "TimedOut", f"requestTimeoutSeconds ran out at {run.deadline}"
-    return None
-
-
-async def _stop_run(ctx: Context[Any, Any], action: Action[Any], run: RunLedger, outcome: str, reason: str,
-                    why: str) -> None:
-    """Ends a cancelled or timed-out request with its true counts: targets done, failed, never started."""
-    s = ctx.role_status
-    ctx.busy = ctx.busy_phase = None
-    s.done, s.failed = ledger.done(run), ledger.failed(run)
-    not_started = len(run.pending)
-    message = (f"{action.noun.capitalize()} for {describe(run)} {why}: {s.done} of {run.targets} pods done, "
-               f"{s.failed} failed, {not_started} not started.")
-    s.run = None
-    ctx.condition(action.condition, False, reason, message)
-    _acknowledge(ctx, action, run, outcome, reason, message)
-    if s.last_request is not None:
-        s.last_request.not_started = not_started
-    await events.post(ctx.obj, "Warning", f"{action.name.title()}{reason}", message)
-    metrics.REQUESTS.labels(ctx.kind.kind, action.name, outcome.lower()).inc()
-
-
-async def _conclude(ctx: Context[Any, Any], action: Action[Any], run: RunLedger, results: dict[str, PodResult],
-                    first_pass: bool) -> None:
-    s = ctx.role_status
-    ctx.busy = ctx.busy_phase = None  # the pass is over: busy again only if failed targets wait for a retry
-    s.done, s.failed = ledger.done(run), ledger.failed(run)
-    what = describe(run)
-    named = _name_failures(s, run, results)
-    if not run.failed:
-        s.run = None
-        if action.completed_field:
-            setattr(s, action.completed_field, run.accepted_at)
-    if not run.failed and not run.permanent:
-        message = f"{action.done} {s.done} of {run.targets} pods for {what}."
-        ctx.condition(action.condition, True, action.done, message)
-        if ctx.condition_status("Degraded") == "True":
-            ctx.condition("Degraded", False, "Recovered", "Every target pod succeeded.")
-        elif ctx.condition_status("Degraded") is None:
-            ctx.condition("Degraded", False, "AllPodsHealthy", "No target pod failed.")
-        reason = action.done if first_pass else f"{action.done}AfterRetry"
-        _acknowledge(ctx, action, run, "Succeeded", reason, message)
-        await events.post(ctx.obj, "Normal", action.done if first_pass else f"{action.name.title()}Recovered", message)
-        metrics.REQUESTS.labels(ctx.kind.kind, action.name, "succeeded").inc()
-        metrics.ACTION_SECONDS.labels(ctx.kind.kind, action.name).observe(
-            (ctx.clock.wall() - parse_time(run.accepted_at)).total_seconds())
-        return
-    names = ", ".join(f"{p.pod} ({p.message})" for p in named[:5])
-    count = len(run.failed) + len(run.permanent)
-    ctx.condition("Degraded", True, "PodsFailed", f"{count} of {run.targets} pods failed: {names}")
-    if run.failed:
-        run.first_pass_done = True
-        wait = ledger.retry_delay(run.retries + 1)
-        run.retry_at = format_time(ctx.clock.wall() + dt.timedelta(seconds=wait))
-        ctx.wake_in(wait)
-        message = f"{count} of {run.targets} pods failed for {what}: {names}; retrying at {run.retry_at}."
-        ctx.mark_busy("RetryingFailedTargets", message)
-    else:
-        message = f"{count} of {run.targets} pods failed for {what} and cannot be retried: {names}."
-    ctx.condition(action.condition, False, "PartlyFailed", message)
-    if first_pass:
-        _acknowledge(ctx, action, run, "Failed", "PodsFailed", message)
-        await events.post(ctx.obj, "Warning", f"{action.name.title()}Failed", message)
-        metrics.REQUESTS.labels(ctx.kind.kind, action.name, "failed").inc()
-    elif s.last_request is not None:
-        s.last_request.message, s.last_request.finished_at = message[:2048], ctx.clock.now()
-        s.last_request.done, s.last_request.failed = s.done, s.failed
-
-
-def _name_failures(s: Any, run: RunLedger, results: dict[str, PodResult]) -> list[PodResult]:
-    """status.failedPods from the ledger: every pod failed now (retryable or not), named by this pass's result
-    or, failing that, by the one recorded earlier (an earlier wave, an earlier pass); the count is the ledger's."""
-    failing = set(run.failed) | set(run.permanent)
-    named = {p.uid: p for p in s.failed_pods or [] if p.uid in failing}
-    named.update({u: r for u, r in results.items() if u in failing})
-    s.failed_pods = sorted(named.values(), key=lambda p: p.pod)[:MAX_FAILED_PODS] or None
-    return s.failed_pods or []
-
-
-def _acknowledge(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, outcome: str, reason: str,
-                 message: str, trigger: Trigger | None = None, retry_at: str | None = None,
-                 attempts: int | None = None) -> None:
-    s = ctx.role_status
-    trigger = trigger or Trigger(run.token if run else None, run.cleared_after if run else None,
-                                 run.scheduled_at if run else None)
-    if trigger.token and action.handled_field:
-        setattr(s, action.handled_field, trigger.token)  # handled, whatever the outcome: waiting clients end
-    if trigger.scheduled and not trigger.token and not trigger.after:
-        schedule_handled(ctx, action, trigger.scheduled)  # never run again, whatever the outcome
-    s.last_request = LastRequest(
-        action=action.name, token=trigger.token, requested_after=trigger.after, scheduled_at=trigger.scheduled,
-        outcome=outcome,
-        reason=reason, message=message[:2048], accepted_at=run.accepted_at if run else None,
-        finished_at=ctx.clock.now(), targets=run.targets if run else None, done=s.done if run else None,
-        failed=s.failed if run else None, retry_at=retry_at, attempts=attempts,
-        observed_generation=ctx.generation)
-    _remember(ctx, action, run, trigger, outcome)
-    metrics.REQUEST_OUTCOMES.labels(ctx.kind.kind, action.name, outcome).inc()
-
-
-def _remember(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, trigger: Trigger,
-              outcome: str, dry_run: bool = False, targets: int | None = None) -> None:
-    """status.history: newest first, bounded; a request acknowledged again (it recovered after a retry) keeps
-    its one entry, updated."""
-    s = ctx.role_status
-    entry = HistoryEntry(
-        action=action.name, trigger=trigger.kind, token=trigger.token, requested_after=trigger.after,
-        scheduled_at=trigger.scheduled, requester=run.requester if run else None,
-        accepted_at=run.accepted_at if run else None, finished_at=ctx.clock.now(),
-        targets=run.targets if run else targets, done=s.done if run else None, failed=s.failed if run else None,
-        failed_pods=[p.pod for p in s.failed_pods or []][:5] or None if run else None, outcome=outcome,
-        dry_run=dry_run)
-    remember(ctx, entry, run.accepted_at if run else None)
-
-
-def remember(ctx: Context[Any, Any], entry: HistoryEntry, replaces: str | None = None) -> None:
-    """Puts `entry` first in status.history (an entry of the same action accepted at `replaces` gives way),
-    keeping at most the spec's historyLimit."""
-    s = ctx.role_status
-    history = [h for h in s.history or [] if replaces is None or (h.action, h.accepted_at) != (entry.action, replaces)]
-    s.history = [entry, *history][:getattr(ctx.spec, "history_limit", DEFAULT_HISTORY)]
-
-
-async def _end(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, trigger: Trigger, outcome: str,
-               reason: str, message: str) -> None:
-    """Ends a request that cannot go on (refused, stalled, or failed before any target): acknowledged with
-    its outcome; a spec time is tried again with backoff, a token is not (ask again with a new one)."""
-    s = ctx.role_status
-    retry_at = attempts = None
-    if trigger.after and not trigger.token:
-        tried = s.last_request
-        attempts = (tried.attempts or 0) + 1 if tried and tried.requested_after == trigger.after else 1
-        retry_at = format_time(ctx.clock.wall() + dt.timedelta(seconds=ledger.retry_delay(attempts)))
-    full = f"{action.noun.capitalize()} for {trigger.describe()}: {message}"
-    repeat = (s.last_request is not None and s.last_request.reason == reason
-              and s.last_request.requested_after == trigger.after and not trigger.token and not trigger.scheduled)
-    if run is not None:
-        s.run = None
-    ctx.condition(action.condition, False, reason, message)
-    _acknowledge(ctx, action, run, outcome, reason, full, trigger, retry_at, attempts)
-    if retry_at:
-        ctx.wake_in(ledger.retry_delay(attempts or 1))
-    if not repeat:  # one Warning per request, not one per retry of the same spec time
-        await events.post(ctx.obj, "Warning", reason, full)
-    metrics.REQUESTS.labels(ctx.kind.kind, action.name, outcome.lower()).inc()
-
-
-def acknowledge_read(ctx: Context[Any, Any], action: Action[Any], token: str, outcome: str, reason: str,
-                     message: str) -> None:
-    """For requests without side effects (a web refresh): echo the token and record how it ended."""
-    _acknowledge(ctx, action, None, outcome, reason, message, Trigger(token, None))
