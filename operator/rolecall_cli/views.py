@@ -109,13 +109,13 @@ def history_table(kind: Kind, obj: dict[str, Any]) -> Table:
     t = Table(box=None, pad_edge=False, header_style="bold")
     if kind is DATABASE_MAINTENANCE:
         st = status_of(DATABASE_MAINTENANCE, obj)
-        for column in ("STARTED", "TRIGGER", "REQUESTER", "PHASE", "ROWS", "RECLAIMED", "DRY RUN", "ERROR"):
+        for column in ("STARTED", "TRIGGER", "REQUESTER", "OUTCOME", "STEPS DONE", "ROWS", "RECLAIMED", "DRY RUN"):
             t.add_column(column, overflow="fold")
         for r in st.history or []:
-            t.add_row(r.started_at or "", r.trigger or "", r.requester or "", r.phase,
+            t.add_row(r.accepted_at or r.finished_at or "", r.trigger, r.requester or "", r.outcome,
+                      "" if r.targets is None else f"{r.done or 0} of {r.targets}",
                       "" if r.rows_deleted is None else str(r.rows_deleted),
-                      "" if r.bytes_reclaimed is None else str(r.bytes_reclaimed), "yes" if r.dry_run else "",
-                      r.error or "")
+                      "" if r.bytes_reclaimed is None else str(r.bytes_reclaimed), "yes" if r.dry_run else "")
         return t
     role = status_of(kind, obj)
     for column in ("FINISHED", "ACTION", "TRIGGER", "REQUESTER", "OUTCOME", "TARGETS", "DONE", "FAILED", "FAILED PODS",

@@ -153,7 +153,7 @@ def _check_truth(cluster: Cluster, ns: str, ip: str, total: int, sampler: RowSam
     assert len({(c, s) for c, s, _ in sampler.seen if c}) == 1, {(c, s) for c, s, _ in sampler.seen}
     claimed = [n for _, _, n in sampler.seen]
     assert claimed == sorted(claimed), "rowsDeleted went back"
-    assert [r["phase"] for r in st["history"]] == ["Succeeded"], st["history"]
+    assert [r["outcome"] for r in st["history"]] == ["Succeeded"], st["history"]
     return st
 
 

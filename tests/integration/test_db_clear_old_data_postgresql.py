@@ -108,8 +108,8 @@ def test_a_dry_run_reports_cutoff_matching_rows_and_size_then_the_real_run_delet
                   and not s.get("dryRun") and s.get("completedAt") and s, "the real run")
     assert st["operations"][0]["rowsDeleted"] == plan["matchedAtStart"] == OLD, st["operations"]
     assert pg_scalar(ip, "SELECT count(*) FROM events") == NEW
-    runs = [(r["trigger"], r["phase"], r.get("dryRun", False), r.get("rowsDeleted")) for r in st["history"]]
-    assert runs == [("Create", "Succeeded", False, OLD), ("Create", "Succeeded", True, None)], runs
+    runs = [(r["trigger"], r["outcome"], r.get("dryRun", False), r.get("rowsDeleted")) for r in st["history"]]
+    assert runs == [("Create", "Succeeded", False, OLD), ("Create", "DryRun", True, None)], runs
     assert all(r["requester"] for r in st["history"]), st["history"]  # recorded at admission, per run
 
 

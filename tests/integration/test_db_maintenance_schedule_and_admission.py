@@ -39,7 +39,7 @@ def test_schedule_runs_repeatedly_keeps_history_and_suspend_stops_it(local_bed: 
     create(local_bed, namespace, MAINTENANCES, maintenance("nightly", "db", [CLEAR], schedule="* * * * * */3"))
     st = wait_for(lambda: len((s := status_of(local_bed, namespace, MAINTENANCES, "nightly")).get("history") or [])
                   >= 2 and s, "two scheduled runs", 60)
-    assert all(r["phase"] == "Succeeded" and r["trigger"] == "Schedule" and r["requester"] for r in st["history"]), \
+    assert all(r["outcome"] == "Succeeded" and r["trigger"] == "Schedule" and r["requester"] for r in st["history"]), \
         st["history"]
     assert st["history"][0]["scheduledAt"] > st["history"][1]["scheduledAt"]  # newest first
     assert st["nextRunAt"] > st["history"][0]["scheduledAt"]
@@ -153,12 +153,13 @@ def test_runs_missed_while_the_operator_was_down_run_once(local_bed: Cluster, na
 
     def two_runs_since_restart() -> list[dict[str, Any]] | None:
         history = status_of(local_bed, namespace, MAINTENANCES, "m").get("history") or []
-        since = [r for r in history if dt.datetime.fromisoformat(r["startedAt"]) >= restarted - dt.timedelta(seconds=1)]
+        after = restarted - dt.timedelta(seconds=1)
+        since = [r for r in history if dt.datetime.fromisoformat(r["acceptedAt"]) >= after]
         return since if len(since) >= 2 else None
 
     newest_first = wait_for(two_runs_since_restart, "two runs after the restart", 40)
     first = newest_first[-1]  # the first run after the restart: the latest missed slot (the shared policy)
-    slot, started = (dt.datetime.fromisoformat(first[k]) for k in ("scheduledAt", "startedAt"))
+    slot, started = (dt.datetime.fromisoformat(first[k]) for k in ("scheduledAt", "acceptedAt"))
     # The four or more slots that passed while the operator was down ran once, as this one run, not each.
     assert (slot - last_before).total_seconds() >= 8, (last_before, newest_first)
     covered = [r for r in newest_first if last_before < dt.datetime.fromisoformat(r["scheduledAt"]) <= started]

@@ -103,14 +103,15 @@ def test_a_scheduled_maintenance_whose_requester_lost_the_right_fails_with_the_r
     api = _as(local_bed, "carol")
     wait_for(lambda: api.create_namespaced_custom_object(GROUP, VERSION, namespace, MAINTENANCES, body),
              "carol's maintenance admitted (narrow right only)")
-    wait_for(lambda: any(r["phase"] == "Succeeded" for r in
+    wait_for(lambda: any(r["outcome"] == "Succeeded" for r in
                          status_of(local_bed, namespace, MAINTENANCES, "m").get("history") or []),
              "a run carried out on carol's narrow right", 30)
     unbind(local_bed, namespace, "carol", "rolecall-database-maintainer")
     st = wait_for(lambda: (s := status_of(local_bed, namespace, MAINTENANCES, "m")).get("history") and
-                  s["history"][0]["phase"] == "Failed" and s, "a later run refused", 30)
-    assert ("RequesterNotAllowed: carol: creating (or resuming, or turning dryRun off on) a DatabaseMaintenance"
-            in st["history"][0]["error"])
+                  s["history"][0]["outcome"] == "Refused" and s, "a later run refused", 30)
+    assert st["lastRequest"]["reason"] == "RequesterNotAllowed", st["lastRequest"]
+    assert ("carol: creating (or resuming, or turning dryRun off on) a DatabaseMaintenance"
+            in st["lastRequest"]["message"]), st["lastRequest"]
 
 
 def test_without_the_admission_policies_the_operator_refuses_to_act(local_bed: Cluster, namespace: str,

@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from rolecall.api.v1alpha1.common import RunLedger, dry_run_annotation
+from rolecall.api.v1alpha1.common import RunLedger, ScheduleSpec, dry_run_annotation
 from rolecall.runs.context import Context
-from rolecall.runs.triggers import Trigger
+from rolecall.runs.triggers import Trigger, camel
 from rolecall.targets import pods
 from rolecall.targets.pods import Target
 
@@ -78,6 +78,8 @@ class Action(Generic[P]):
     after_field: str | None  # spec attribute: "done at or after this time"
     completed_field: str | None  # status attribute: when the last completed request was accepted
     schedule_field: str | None = None  # spec attribute holding a ScheduleSpec: every slot is a request
+    # Or the schedule built from the kind's own fields (a DatabaseMaintenance's schedule, timeZone, window).
+    schedule_of: Callable[[Context[Any, Any]], ScheduleSpec | None] | None = None
     waves_field: str | None = None  # spec attribute holding Waves: the first pass goes a share at a time
     # The fan-out: which targets, and what to do on each (ctx, prepared, target, address). An action without
     # them and without an executor has no side effects (a web refresh): it only uses trigger detection and
@@ -101,6 +103,11 @@ class Action(Generic[P]):
     token_trigger: str = "Annotation"  # noqa: S105 - a trigger name, not a secret
     # The spec attribute limiting a whole request (seconds after it was accepted; cancel-like when it runs out).
     timeout_field: str = "request_timeout_seconds"
+
+    @property
+    def timeout_name(self) -> str:
+        """The spec field limiting a whole request, as users write it (e.g. requestTimeoutSeconds)."""
+        return camel(self.timeout_field)
 
     @property
     def dry_run_annotation(self) -> str:

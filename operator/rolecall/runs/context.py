@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 from rolecall import metrics
 from rolecall.api.kinds import Kind
 from rolecall.api.types import Model, format_time
-from rolecall.api.v1alpha1.common import RoleStatus
+from rolecall.api.v1alpha1.common import RequestStatus, RoleStatus
 from rolecall.runs import conditions
 from rolecall.runs.packing import pack
 from rolecall.runs.status import StatusWriter, set_condition
@@ -105,6 +105,12 @@ class Context(Generic[SpecT, StatusT]):
     @property
     def role_status(self) -> RoleStatus:
         assert isinstance(self.out.status, RoleStatus)
+        return self.out.status
+
+    @property
+    def request_status(self) -> RequestStatus:
+        """The request core's part of the status (every kind with actions has it)."""
+        assert isinstance(self.out.status, RequestStatus)
         return self.out.status
 
     @property

@@ -48,9 +48,11 @@ def trigger_of(run: RunLedger) -> Trigger:
 
 def acknowledge(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, outcome: str, reason: str,
                 message: str, trigger: Trigger | None = None, retry_at: str | None = None,
-                attempts: int | None = None, dry_run: bool = False) -> None:
-    """The request ended: its token echoed, its slot handled, lastRequest and history say how."""
-    s = ctx.role_status
+                attempts: int | None = None, dry_run: bool = False,
+                figures: dict[str, int | None] | None = None) -> None:
+    """The request ended: its token echoed, its slot handled, lastRequest and history (with the executor's
+    figures, e.g. rows deleted) say how."""
+    s = ctx.request_status
     trigger = trigger or (trigger_of(run) if run else Trigger(None, None))
     if trigger.token and action.handled_field:
         setattr(s, action.handled_field, trigger.token)  # handled, whatever the outcome: waiting clients end
@@ -62,15 +64,16 @@ def acknowledge(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | No
         finished_at=ctx.clock.now(), targets=run.targets if run else None,
         done=ledger.done(run) if run else None, failed=ledger.failed(run) if run else None, retry_at=retry_at,
         attempts=attempts, observed_generation=ctx.generation)
-    remember_request(ctx, action, run, trigger, outcome, dry_run=dry_run)
+    remember_request(ctx, action, run, trigger, outcome, dry_run=dry_run, figures=figures)
     metrics.REQUEST_OUTCOMES.labels(ctx.kind.kind, action.name, outcome).inc()
 
 
 def remember_request(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None, trigger: Trigger,
-                     outcome: str, dry_run: bool = False, targets: int | None = None) -> None:
+                     outcome: str, dry_run: bool = False, targets: int | None = None,
+                     figures: dict[str, int | None] | None = None) -> None:
     """status.history: newest first, bounded; a request acknowledged again (it recovered after a retry) keeps
     its one entry, updated."""
-    s = ctx.role_status
+    s = ctx.request_status
     failed_pods = getattr(s, "failed_pods", None)  # kinds without per-pod results (a maintenance) have none
     entry = HistoryEntry(
         action=action.name, trigger=action.token_trigger if trigger.token else trigger.kind, token=trigger.token,
@@ -79,14 +82,14 @@ def remember_request(ctx: Context[Any, Any], action: Action[Any], run: RunLedger
         targets=run.targets if run else targets, done=ledger.done(run) if run else None,
         failed=ledger.failed(run) if run else None,
         failed_pods=[p.pod for p in failed_pods or []][:5] or None if run else None, outcome=outcome,
-        dry_run=dry_run)
+        dry_run=dry_run, **(figures or {}))
     remember(ctx, entry, run.accepted_at if run else None)
 
 
 def remember(ctx: Context[Any, Any], entry: HistoryEntry, replaces: str | None = None) -> None:
     """Puts `entry` first in status.history (an entry of the same action accepted at `replaces` gives way),
     keeping at most the spec's historyLimit."""
-    s = ctx.role_status
+    s = ctx.request_status
     history = [h for h in s.history or [] if replaces is None or (h.action, h.accepted_at) != (entry.action, replaces)]
     s.history = [entry, *history][:getattr(ctx.spec, "history_limit", DEFAULT_HISTORY)]
 
@@ -95,7 +98,7 @@ async def end(ctx: Context[Any, Any], action: Action[Any], run: RunLedger | None
               reason: str, message: str) -> None:
     """Ends a request that cannot go on (refused, stalled, or failed before it acted): acknowledged with its
     outcome; a spec time is tried again with backoff, a token is not (ask again with a new one)."""
-    s = ctx.role_status
+    s = ctx.request_status
     retry_at = attempts = None
     if trigger.after and not trigger.token:
         tried = s.last_request

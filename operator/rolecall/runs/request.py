@@ -28,7 +28,15 @@ from rolecall.runs.context import Context
 from rolecall.runs.outcome import acknowledge_read, cancel_asked, end, halted, remember, run_keys
 from rolecall.runs.pod_executor import POD_FAN_OUT
 from rolecall.runs.reasons import Stall
-from rolecall.runs.triggers import Trigger, after_due, describe, schedule_due, schedule_handled, token_due
+from rolecall.runs.triggers import (
+    Trigger,
+    after_due,
+    describe,
+    schedule_due,
+    schedule_handled,
+    schedule_spec,
+    token_due,
+)
 
 __all__ = ["Action", "Refused", "RequestFailed", "acknowledge_read", "cancel_asked", "remember", "run_keys", "step"]
 
@@ -45,12 +53,12 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
     """One reconcile's worth of `action`: accept a new request, resume or retry the current one, or nothing."""
     executor = executor_of(action)
     await _dry_run(ctx, action)
-    s = ctx.role_status
+    s = ctx.request_status
     run = s.run if s.run is not None and s.run.action == action.name else None
     token = action.token_source(ctx) if action.token_source else token_due(ctx, action)
     after = after_due(ctx, action)
     slot = schedule_due(ctx, action)  # always: it keeps status.schedules and the wake-up for the next slot
-    schedule = getattr(ctx.spec, action.schedule_field) if action.schedule_field else None
+    schedule = schedule_spec(ctx, action)
     if slot and schedule is not None and schedule.dry_run:
         # A preview of the schedule: it touches nothing, so it neither waits for nor supersedes a real request.
         await executor.plan(ctx, action, f"schedule@{slot}", Trigger(None, None, slot))
@@ -71,7 +79,7 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
     if (token or after) and slot:
         ctx.wake_in(0.5)  # one request at a time: the due slot runs right after this one
         slot = None
-    if run is not None and (halt := halted(ctx, run, _camel(action.timeout_field))):
+    if run is not None and (halt := halted(ctx, run, action.timeout_name)):
         await executor.stop(ctx, action, run, *halt)  # a cancel or a deadline does not wait out a retry backoff
         return
     if run is not None and run.deadline:
@@ -105,15 +113,11 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
 
 
 
-def _camel(attr: str) -> str:
-    head, *rest = attr.split("_")
-    return head + "".join(p.title() for p in rest)
-
 
 async def _dry_run(ctx: Context[Any, Any], action: Action[Any]) -> None:
     """A dry-run token not yet handled: report what a real run would do now, change nothing."""
     token = ctx.annotations.get(action.dry_run_annotation)
-    last = ctx.role_status.last_dry_run
+    last = ctx.request_status.last_dry_run
     if token is None or (last is not None and (last.action, last.token) == (action.name, token)):
         return
     await executor_of(action).plan(ctx, action, str(token), Trigger(str(token), None))

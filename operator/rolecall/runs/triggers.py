@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,6 +43,9 @@ class Triggered(Protocol):
 
     @property
     def condition(self) -> str: ...
+
+    @property
+    def schedule_of(self) -> Callable[[Context[Any, Any]], ScheduleSpec | None] | None: ...
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ def after_due(ctx: Context[Any, Any], action: Triggered) -> str | None:
     try:
         t = parse_time(wanted)
     except ValueError as e:
-        raise Stall("InvalidSpec", f"spec.{_camel(action.after_field)} {wanted!r} is not a time: {e}") from e
+        raise Stall("InvalidSpec", f"spec.{camel(action.after_field)} {wanted!r} is not a time: {e}") from e
     last = getattr(ctx.status, action.completed_field) if action.completed_field else None
     if last is not None and parse_time(last) >= t:
         return None
@@ -94,7 +98,7 @@ def after_due(ctx: Context[Any, Any], action: Triggered) -> str | None:
     if t > now:
         ctx.wake_in((t - now).total_seconds())  # an in-process timer, rebuilt from spec on restart
         return None
-    tried = ctx.role_status.last_request
+    tried = ctx.request_status.last_request
     if (tried is not None and tried.action == action.name and tried.requested_after == wanted
             and tried.outcome in ("Cancelled", "TimedOut")):
         return None  # ended on purpose: a new spec time asks again
@@ -110,10 +114,13 @@ def after_due(ctx: Context[Any, Any], action: Triggered) -> str | None:
 
 def schedule_status(ctx: Context[Any, Any], action: Triggered) -> ScheduleStatus | None:
     """This action's entry in status.schedules (None when it has no schedule)."""
-    return next((e for e in ctx.role_status.schedules or [] if e.action == action.name), None)
+    return next((e for e in ctx.request_status.schedules or [] if e.action == action.name), None)
 
 
-def _schedule_spec(ctx: Context[Any, Any], action: Triggered) -> ScheduleSpec | None:
+def schedule_spec(ctx: Context[Any, Any], action: Triggered) -> ScheduleSpec | None:
+    """The action's schedule: its spec field, or what the action builds from its kind's own spec fields."""
+    if action.schedule_of is not None:
+        return action.schedule_of(ctx)
     return getattr(ctx.spec, action.schedule_field) if action.schedule_field else None
 
 
@@ -121,23 +128,24 @@ def schedule_due(ctx: Context[Any, Any], action: Triggered) -> str | None:
     """The schedule slot to run now, if any. Keeps status.schedules current (since, next slot, missed) and wakes
     the object at the next slot. Slots before the schedule was first seen never run; of the slots missed
     since the last one handled, only the latest runs (once), unless it is past the starting deadline."""
-    spec = _schedule_spec(ctx, action)
-    entries = [e for e in ctx.role_status.schedules or [] if e.action != action.name]
+    spec = schedule_spec(ctx, action)
+    entries = [e for e in ctx.request_status.schedules or [] if e.action != action.name]
     if spec is None:
-        ctx.role_status.schedules = entries or None
+        ctx.request_status.schedules = entries or None
         return None
     now = ctx.clock.wall()
     entry = schedule_status(ctx, action)
     if entry is None or (entry.cron, entry.time_zone) != (spec.cron, spec.time_zone):
         entry = ScheduleStatus(action=action.name, cron=spec.cron, time_zone=spec.time_zone, since=format_time(now))
-    ctx.role_status.schedules = [*entries, entry]
+    ctx.request_status.schedules = [*entries, entry]
     found = calendar.due(spec.cron, spec.time_zone, _handled_until(ctx, action, entry), now)
     entry.next_schedule_time = format_time(found.next) if found.next else None
     entry.suspended, entry.waits_for_window = spec.suspend, None
     if found.next is not None:
         ctx.wake_in(max(0.05, (found.next - now).total_seconds()))
     elif found.slot is None:  # admission cannot know that no date matches the fields
-        ctx.mark_stalled("ScheduleNeverFires", f"spec.{_camel(str(action.schedule_field))}.cron {spec.cron!r} "
+        where = f"spec.{camel(action.schedule_field)}.cron" if action.schedule_field else "spec.schedule"
+        ctx.mark_stalled("ScheduleNeverFires", f"{where} {spec.cron!r} "
                                                f"{calendar.NEVER_FIRES}")
     if found.slot is None:
         return None
@@ -162,7 +170,7 @@ def _handled_until(ctx: Context[Any, Any], action: Triggered, entry: ScheduleSta
     marks = [parse_time(entry.since)]
     if entry.last_schedule_time:
         marks.append(parse_time(entry.last_schedule_time))
-    run = ctx.role_status.run
+    run = ctx.request_status.run
     if run is not None and run.action == action.name and run.scheduled_at:
         marks.append(parse_time(run.scheduled_at))
     return max(marks)
@@ -180,11 +188,12 @@ def _advance(entry: ScheduleStatus, spec: ScheduleSpec, slot: dt.datetime, ran: 
 def schedule_handled(ctx: Context[Any, Any], action: Triggered, slot: str) -> None:
     """Records a slot as handled (its request ended), so no process runs it again; slots before the schedule
     was (last) seen are never recorded."""
-    spec, entry = _schedule_spec(ctx, action), schedule_status(ctx, action)
+    spec, entry = schedule_spec(ctx, action), schedule_status(ctx, action)
     if entry is not None and spec is not None and parse_time(slot) > parse_time(entry.since):
         _advance(entry, spec, parse_time(slot), ran=True)
 
 
-def _camel(attr: str) -> str:
+def camel(attr: str) -> str:
+    """A spec attribute's name as users write it: request_timeout_seconds -> requestTimeoutSeconds."""
     head, *rest = attr.split("_")
     return head + "".join(p.title() for p in rest)

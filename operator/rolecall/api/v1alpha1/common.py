@@ -182,8 +182,9 @@ class RunLedger(Model):
     holder: str | None = Field(default=None, max_length=128,
                                description="The operator process that last wrote this run; another one resuming "
                                            "it reports the interruption.")
-    targets: int = Field(default=0, description="Number of target pods.")
-    pending: list[str] = Field(default_factory=list, description="UIDs of target pods without an outcome yet.")
+    targets: int = Field(default=0, description="Number of target pods (a DatabaseMaintenance: of its steps).")
+    pending: list[str] = Field(default_factory=list, description="UIDs of target pods without an outcome yet (a "
+                                                                 "DatabaseMaintenance: indexes of its steps).")
     failed: list[str] = Field(default_factory=list, description="UIDs of target pods that failed; retried with "
                                                                 "backoff.")
     permanent: list[str] = Field(default_factory=list, description="UIDs of target pods that failed for a reason "
@@ -197,6 +198,8 @@ class RunLedger(Model):
     retries: int = Field(default=0, description="Retry passes over failed targets so far.")
     retry_at: str | None = Field(default=None, description="When failed targets are tried again (kept here so a "
                                                            "restart does not reset the backoff).")
+    dry_run: bool | None = Field(default=None, description="A DatabaseMaintenance dry run: its steps report what "
+                                                           "a real run would do and change nothing.")
     first_pass_done: bool = Field(default=False, description="Every target has had an outcome once; the request "
                                                               "is acknowledged and only failed targets are retried.")
 
@@ -306,15 +309,17 @@ class ScheduleStatus(Model):
                                                                    "this time.")
 
 
-HistoryTrigger = Literal["Annotation", "SpecTime", "Schedule", "Spec", "Window", "Override"]
+HistoryTrigger = Literal["Annotation", "SpecTime", "Schedule", "Create", "Spec", "Window", "Override"]
 
 
 class HistoryEntry(Model):
     """One ended request: counts and failed pod names only, so the history stays small."""
 
     action: str = Field(max_length=32, description="The action, e.g. clear.")
-    trigger: HistoryTrigger = Field(description="What asked: Annotation (a token), SpecTime, Schedule; for a stop "
-                                                "or start: Spec (spec.stopped), Window (runWindows) or Override.")
+    trigger: HistoryTrigger = Field(description="What asked: Annotation (a token), SpecTime, Schedule, Create (a "
+                                                "one-shot DatabaseMaintenance: its creation, or dryRun turned "
+                                                "false); for a stop or start: Spec (spec.stopped), Window "
+                                                "(runWindows) or Override.")
     token: str | None = Field(default=None, max_length=256, description="The annotation token, if any.")
     requested_after: str | None = Field(default=None, max_length=40, description="The spec time, if any.")
     scheduled_at: str | None = Field(default=None, max_length=40, description="The schedule slot, if any.")
@@ -327,6 +332,10 @@ class HistoryEntry(Model):
     failed_pods: list[str] | None = Field(default=None, max_length=5, description="Up to 5 failed pods by name.")
     replicas: int | None = Field(default=None, description="A stop: the replicas scaled from; a start: scaled to.")
     dry_run: bool = Field(default=False, description="A dry run: nothing was changed.")
+    rows_deleted: int | None = Field(default=None, description="A DatabaseMaintenance: rows its clearOldData steps "
+                                                               "deleted (committed batches).")
+    bytes_reclaimed: int | None = Field(default=None, description="A DatabaseMaintenance: bytes its compact steps "
+                                                                  "freed.")
     outcome: str = Field(max_length=32, description="How it ended: Succeeded, Failed, Refused, Stalled, DryRun, "
                                                    "Cancelled, TimedOut.")
 
@@ -364,7 +373,21 @@ class ReplicasFight(Model):
                                                              "(or the role running again) lets rolecall stop again.")
 
 
-class RoleStatus(Model):
+class RequestStatus(Model):
+    """Status fields of every kind whose actions run on the request core."""
+
+    run: RunLedger | None = Field(default=None, description="The request in progress (the ledger).")
+    last_request: LastRequest | None = Field(default=None, description="The last request that ended, and how.")
+    history: list[HistoryEntry] | None = Field(default=None, max_length=MAX_HISTORY,
+                                               description="The last requests that ended (spec historyLimit, "
+                                                           "default 10), newest first (a retried request keeps "
+                                                           "one entry).")
+    last_dry_run: DryRunPlan | None = Field(default=None, description="The last dry run handled, and its plan.")
+    schedules: list[ScheduleStatus] | None = Field(default=None, max_length=8,
+                                                   description="Per scheduled action: last and next slot.")
+
+
+class RoleStatus(RequestStatus):
     """Status fields every role kind has."""
 
     phase: Phase | None = Field(default=None, description="What the role is doing now.")
@@ -382,19 +405,10 @@ class RoleStatus(Model):
         default=None, max_length=MAX_POD_RESULTS, description=f"The last {MAX_POD_RESULTS} per-pod results.")
     nodes: list[NodeSummary] | None = Field(default=None, max_length=MAX_NODES,
                                             description="Results of the last action grouped per node.")
-    run: RunLedger | None = Field(default=None, description="The request in progress (the ledger).")
-    last_request: LastRequest | None = Field(default=None, description="The last request that ended, and how.")
-    history: list[HistoryEntry] | None = Field(default=None, max_length=MAX_HISTORY,
-                                               description="The last requests that ended (spec historyLimit, "
-                                                           "default 10), newest first (a retried request keeps "
-                                                           "one entry).")
     replicas_fought: ReplicasFight | None = Field(
         default=None, description="A stop another client undid, if any (Stalled, reason ReplicasFought).")
     run_state: RunState | None = Field(default=None, description="With runWindows or an override: the effective "
                                                                  "run state and why.")
-    last_dry_run: DryRunPlan | None = Field(default=None, description="The last dry run handled, and its plan.")
-    schedules: list[ScheduleStatus] | None = Field(default=None, max_length=8,
-                                                   description="Per scheduled action: last and next slot.")
     conditions: list[Condition] | None = Field(default=None, max_length=16,
                                                description="Ready, Reconciling, Stalled, Degraded, and per action "
                                                            "Cleared, Stopped, ...")

@@ -12,6 +12,7 @@ from rolecall.api.v1alpha1.common import (
     STOP_NEEDS_WORKLOAD,
     WINDOWS_NEED_WORKLOAD,
     RequestLimits,
+    RequestStatus,
     RequestTime,
     RoleStatus,
     ScheduleSpec,
@@ -21,7 +22,6 @@ from rolecall.api.v1alpha1.common import (
 
 COMPACT_ANNOTATION = "rolecall.dev/compact-requested-at"
 MAX_OPERATIONS = 16
-MAX_HISTORY = 10
 
 # SQL identifiers are validated here and still quoted by the driver (psycopg sql.Identifier) or, for the
 # sqlite3 CLI, double-quoted: the pattern admits no quote, so quoting cannot be escaped.
@@ -304,28 +304,19 @@ MAINTENANCE_RULES = [
 MaintenancePhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled"]
 
 
-class RunRecord(Model):
-    scheduled_at: str | None = Field(default=None, description="The schedule time this run was for.")
-    phase: MaintenancePhase = Field(description="How the run ended.")
-    started_at: str | None = Field(default=None, description="When it started.")
-    completed_at: str | None = Field(default=None, description="When it ended.")
-    rows_deleted: int | None = Field(default=None, description="Rows deleted by its clearOldData steps.")
-    bytes_reclaimed: int | None = Field(default=None, description="Bytes freed by its compact steps.")
-    error: str | None = Field(default=None, max_length=1024, description="Why it failed.")
-    dry_run: bool | None = Field(default=None, description="A dry run: nothing was deleted or compacted.")
-    trigger: Literal["Create", "Schedule"] | None = Field(default=None, description="What started it: Create (a "
-                                                                                   "one-shot) or Schedule.")
-    requester: str | None = Field(default=None, max_length=256, description="Who asked (recorded at admission).")
+class DatabaseMaintenanceStatus(RequestStatus):
+    """A run on the request core (status.run is its ledger, lastRequest and history how runs ended), and the
+    current or last run's steps."""
 
-
-class DatabaseMaintenanceStatus(Model):
     phase: MaintenancePhase | None = Field(default=None, description="Pending, Queued, Running, Succeeded, Failed, "
                                                                     "Cancelled (rolecall.dev/cancel named the run's "
                                                                     "scheduledAt).")
     summary: str | None = Field(default=None, max_length=256,
                                 description="The operations in short, e.g. clearOldData(events) + compact.")
     observed_generation: int | None = Field(default=None, description="The spec generation last acted on.")
-    scheduled_at: str | None = Field(default=None, description="The schedule time of the current or last run.")
+    scheduled_at: str | None = Field(default=None, description="The schedule slot of the current or last run (a "
+                                                                "one-shot: when it was accepted); "
+                                                                "rolecall.dev/cancel names it to cancel the run.")
     started_at: str | None = Field(default=None, description="When the current or last run started.")
     completed_at: str | None = Field(default=None, description="When it ended.")
     operations: list[OperationResult] | None = Field(default=None, max_length=MAX_OPERATIONS,
@@ -335,11 +326,12 @@ class DatabaseMaintenanceStatus(Model):
     dry_run: bool | None = Field(default=None, description="That run is (was) a dry run: operations[] hold the plan "
                                                            "(cutoff, matchedAtStart, bytesBefore); nothing changed.")
     next_run_at: str | None = Field(default=None, description="Recurring: when the next run is due.")
-    history: list[RunRecord] | None = Field(default=None, max_length=MAX_HISTORY,
-                                            description=f"The last {MAX_HISTORY} runs, newest first (a one-shot: "
-                                                        "its dry run and its real run).")
+    last_handled_run: str | None = Field(default=None, max_length=16,
+                                         description="A one-shot: the run handled last, dryRun or run (a real run "
+                                                     "is never repeated).")
     conditions: list[Condition] | None = Field(default=None, max_length=16,
-                                               description="Complete, Failed, Queued, Suspended.")
+                                               description="Complete, Failed, Queued, Suspended, Ready, "
+                                                           "Reconciling, Stalled.")
 
 
 class DatabaseMaintenance(Model):
