@@ -24,7 +24,7 @@ from typing import Any
 from benchmarks.common import bed, machine, namespace, operator, pyplot, wait_status, write
 from cachekit import create_cs, create_deployment, patch_cs, pod_ips, wait_memcached
 from harness import deployment, running_pods
-from rolecall.runs.request import PROGRESS_BATCH
+from rolecall.runs.pod_executor import PROGRESS_BATCH
 
 OPERATOR_USER = "system:serviceaccount:rolecall-system:rolecall-operator"
 

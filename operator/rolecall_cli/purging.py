@@ -34,7 +34,8 @@ def purge(ctx: typer.Context, target: Annotated[str, typer.Argument(help="db/NAM
           = False,
           wait: Wait = True, timeout: Timeout = "1h", yes: Yes = False) -> None:
     """Delete old rows in batches: creates a one-shot DatabaseMaintenance and follows it. At a terminal it
-    first runs a dry run and asks, with the number of rows that would go (a no deletes that dry run)."""
+    first runs a dry run and asks, with the number of rows that would go (a no deletes that dry run); a yes
+    creates the real run pinned to the dry run's recorded cut-off."""
     deadline = time.monotonic() + seconds(timeout)  # one deadline for the dry run, the question and the run
     if (older_than is None) == (cutoff is None):
         raise Exit(ExitCode.USAGE, "give exactly one of --older-than (e.g. 30d) or --cutoff (an RFC 3339 time)")
@@ -53,10 +54,10 @@ def purge(ctx: typer.Context, target: Annotated[str, typer.Argument(help="db/NAM
     if timestamp_format is not None:
         clear_old["timestampFormat"] = timestamp_format
     ask = not yes and not dry_run and can_ask()
+    spec: dict[str, Any] = {"databaseServerRef": {"name": ref.name}, "operations": [{"clearOldData": clear_old}],
+                            "dryRun": dry_run or ask, "ttlSecondsAfterFinished": 86400}
     body = {"apiVersion": DATABASE_MAINTENANCE.api_version, "kind": DATABASE_MAINTENANCE.kind,
-            "metadata": {"generateName": f"purge-{ref.name}-"[:50]},
-            "spec": {"databaseServerRef": {"name": ref.name}, "operations": [{"clearOldData": clear_old}],
-                     "dryRun": dry_run or ask, "ttlSecondsAfterFinished": 86400}}
+            "metadata": {"generateName": f"purge-{ref.name}-"[:50]}, "spec": spec}
     obj = f.cluster.create(DATABASE_MAINTENANCE, body)
     dbm = Ref(DATABASE_MAINTENANCE, obj["metadata"]["name"])
     err.print(f"created {dbm}")
@@ -72,8 +73,25 @@ def purge(ctx: typer.Context, target: Annotated[str, typer.Argument(help="db/NAM
         if not agreed:
             f.cluster.delete(DATABASE_MAINTENANCE, dbm.name or "")
             raise Exit(ExitCode.USAGE, f"not confirmed: nothing was deleted (the dry run {dbm} is deleted too)")
-        obj = f.cluster.patch(DATABASE_MAINTENANCE, dbm.name or "", {"spec": {"dryRun": False}})
+        # The real run is pinned to the cut-off the plan recorded, so it deletes the rows that were counted (with
+        # olderThan the cut-off would move on by the time the question took); the plan stays as its record.
+        planned = _planned_cutoff(f.cluster.get(DATABASE_MAINTENANCE, dbm.name or ""))
+        clear_old.pop("olderThan", None)
+        spec["operations"] = [{"clearOldData": {**clear_old, "cutoff": planned}}]
+        spec["dryRun"] = False
+        obj = f.cluster.create(DATABASE_MAINTENANCE, body)
+        dbm = Ref(DATABASE_MAINTENANCE, obj["metadata"]["name"])
+        err.print(f"created {dbm}, pinned to the plan's cut-off {planned}")
     if not wait:
         requested(f.hint(dbm))
     end(follow(f.cluster, DATABASE_MAINTENANCE, obj, f"purge {ref}" + (" (dry run)" if dry_run else ""),
                checks.maintenance_run(dry_run), deadline - time.monotonic(), f.hint(dbm)))
+
+
+def _planned_cutoff(plan: dict[str, Any]) -> str:
+    """The cut-off the dry run recorded (computed by the database when it planned)."""
+    st = checks.status_of(DATABASE_MAINTENANCE, plan)
+    found = next((r.cutoff for r in st.operations or [] if r.cutoff), None)
+    if found is None:
+        raise Exit(ExitCode.STALLED, f"the dry run {plan['metadata']['name']} recorded no cut-off: nothing was deleted")
+    return str(found)

@@ -19,7 +19,7 @@ from cachekit import (
     wait_memcached,
 )
 from harness import Cluster, Operator, deployment, running_pods, wait_for
-from rolecall.runs.request import PROGRESS_BATCH  # the operator inherits this environment
+from rolecall.runs.pod_executor import PROGRESS_BATCH  # the operator inherits this environment
 
 
 def _writes(op: Operator) -> dict[str, float]:

@@ -11,6 +11,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+
+from kubernetes import client  # type: ignore[import-untyped]
 
 from cachekit import (
     annotate_clear,
@@ -25,6 +28,8 @@ from cachekit import (
     wait_handled,
     wait_memcached,
 )
+from dbkit import MAINTENANCES, pg, pg_pods, pg_scalar, pg_server, seed_events
+from dbkit import create as create_db
 from harness import Cluster, Operator, running_pods, wait_for
 from pluginkit import PLUGIN_BIN, plugin_env, popen
 
@@ -44,10 +49,11 @@ def _cache(cluster: Cluster, ns: str, operator: Operator | None, pods: int = 2) 
     return ips
 
 
-def _at_a_terminal(cluster: Cluster, ns: str, answer: str | None, *args: str) -> tuple[int, str]:
+def _at_a_terminal(cluster: Cluster, ns: str, answer: str | None, *args: str,
+                   before_answer: Callable[[], None] = lambda: None) -> tuple[int, str]:
     """Runs the plugin with a pseudo-terminal as stdin and stderr (where the question goes), as a person at a
-    terminal does; answers `answer` once the question appears. Returns the exit code and what the terminal
-    showed."""
+    terminal does; answers `answer` once the question appears (after `before_answer`, a person taking their
+    time). Returns the exit code and what the terminal showed."""
     master, slave = pty.openpty()
     proc = subprocess.Popen([str(PLUGIN_BIN / "kubectl-rolecall"), "-n", ns, *args], env=plugin_env(cluster),
                             stdin=slave, stdout=subprocess.PIPE, stderr=slave)
@@ -65,6 +71,7 @@ def _at_a_terminal(cluster: Cluster, ns: str, answer: str | None, *args: str) ->
                     break
                 shown += chunk
                 if not answered and b"[y/N]" in shown:
+                    before_answer()
                     os.write(master, answer.encode() + b"\n")  # type: ignore[union-attr]
                     answered = True
             elif proc.poll() is not None:
@@ -93,6 +100,39 @@ def test_a_clear_at_a_terminal_asks_first_and_yes_does_not(local_bed: Cluster, n
     code, said = _at_a_terminal(local_bed, namespace, None, "clear", "cache/mc", "--yes", "--timeout", "60s")
     assert code == 0 and "[y/N]" not in said, said
     assert [cmd_flush(ip) for ip in ips] == [2, 2]
+
+
+def test_a_purge_at_a_terminal_deletes_what_its_plan_counted_though_the_clock_moved_on(
+        local_bed: Cluster, namespace: str, operator: Operator) -> None:
+    """A yes runs the purge pinned to the cut-off its dry run recorded: a row just newer than that cut-off, which
+    an olderThan recomputed when the person answered would have taken, stays; the rows counted go."""
+    ip = pg_pods(local_bed, namespace, ["pg-0"])["pg-0"]
+    seed_events(ip)  # 30 rows older than 30 days, 20 newer
+    operator.start()
+    create_db(local_bed, namespace, "databaseservers", pg_server("db", {"app": "pg"}))
+    api = client.CustomObjectsApi(local_bed.api_client)
+    planned: list[str] = []
+
+    def think_it_over() -> None:
+        (plan,) = api.list_namespaced_custom_object("rolecall.dev", "v1alpha1", namespace, MAINTENANCES)["items"]
+        planned.append(plan["status"]["operations"][0]["cutoff"])
+        with pg(ip) as conn:
+            conn.execute("INSERT INTO events (created_at, payload) VALUES (%s::timestamptz + interval '1 second', "
+                         "'edge')", (planned[0],))
+        wait_for(lambda: pg_scalar(ip, "SELECT now() - interval '30 days' > created_at FROM events "
+                                       "WHERE payload = 'edge'"), "30 days after the edge row to pass", 10)
+
+    code, said = _at_a_terminal(local_bed, namespace, "y", "purge", "db/db", "--table", "events", "--column",
+                                "created_at", "--older-than", "30d", "--timeout", "90s", before_answer=think_it_over)
+    assert code == 0 and "30 rows older than" in said and "30 rows deleted" in said, said
+    assert pg_scalar(ip, "SELECT count(*) FROM events WHERE payload = 'old'") == 0
+    assert pg_scalar(ip, "SELECT count(*) FROM events WHERE payload IN ('new', 'edge')") == 21
+    made = api.list_namespaced_custom_object("rolecall.dev", "v1alpha1", namespace, MAINTENANCES)["items"]
+    specs = sorted(((m["spec"]["dryRun"], m["spec"]["operations"][0]["clearOldData"]) for m in made),
+                   key=lambda pair: pair[0])
+    assert [dry for dry, _ in specs] == [False, True], specs
+    assert specs[0][1].get("cutoff") == planned[0] and "olderThan" not in specs[0][1], specs
+    assert specs[1][1].get("olderThan") == "30d", specs
 
 
 def test_status_watch_redraws_on_events_and_ctrl_c_ends_it(local_bed: Cluster, namespace: str,

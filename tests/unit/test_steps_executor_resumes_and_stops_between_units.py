@@ -83,9 +83,12 @@ class Role:
     def stop_step(self, ctx: Context[Any, Any], index: int, outcome: str, message: str) -> None:
         self.stopped.append((index, outcome))
 
-    async def ended(self, ctx: Context[Any, Any], run: Any, outcome: str) -> str:
+    def settle(self, ctx: Context[Any, Any], run: Any, outcome: str) -> str:
         self.outcomes.append(outcome)
         return f"{self.target.deleted} rows deleted"
+
+    async def reported(self, ctx: Context[Any, Any], run: Any, outcome: str) -> None:
+        return None
 
     def figures(self, ctx: Context[Any, Any]) -> dict[str, int | None]:
         return {"rows_deleted": self.target.deleted}
@@ -197,3 +200,20 @@ def test_a_dry_run_annotation_is_answered_once_and_acts_on_nothing(world: dict[s
     _step(context(clock, ask, status=ctx.status), Role(target))
     assert (target.compactions, target.deleted) == ([], 0)
     assert [e[1] for e in world["events"]] == ["DryRunNotSupported"]  # answered once, not at every reconcile
+
+
+def test_a_failure_after_the_run_ended_cannot_make_it_run_again(world: dict[str, Any]) -> None:  # noqa: F811
+    clock, target = FakeClock(), Target()
+
+    class Unreported(Role):
+        async def reported(self, ctx: Context[Any, Any], run: Any, outcome: str) -> None:
+            raise kube.Unavailable("apiserver gone while copying the results elsewhere")
+
+    ctx = context(clock, {TOKEN: "t1"})
+    with pytest.raises(kube.Unavailable):
+        _step(ctx, Unreported(target))
+    s = ctx.status  # what the error boundary writes next
+    assert s.run is None and s.last_handled_clear_request == "t1"
+    assert s.last_request is not None and s.last_request.outcome == "Succeeded"
+    _step(context(clock, {TOKEN: "t1"}, status=s), Role(target))
+    assert (target.compactions, target.deleted) == ([0, 2], 4)  # not run a second time

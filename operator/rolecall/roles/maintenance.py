@@ -6,12 +6,11 @@ maintenances of its namespace (one runs per database), our own status.
 Triggers: VACUUM and batched DELETEs on the server's one primary, status writes on the maintenance (and the
 server's lastCompaction/lastClearOldData), Events, and deletion of a finished one-shot after its TTL.
 
-What is the core's: the trigger (a one-shot's creation, dryRun turned false, each slot of the schedule), the
-requester and rights check, the ledger (`status.run`), the leader fence, cancel and `timeoutSeconds` (the
-run's deadline), acknowledgement (`status.lastRequest`), history and the clock. What is this module's: the
-steps themselves, their checkpoints in `status.operations` (per clearOldData step its cut-off, rows deleted
-and the batch in flight: roles/purge.py), the queue per database (a hold, checked before a run is accepted:
-a Running one is never held) and the Job-like view (`phase`, Complete/Failed, totals, TTL).
+The core's: the trigger (a one-shot's creation, dryRun turned false, each schedule slot), requester and rights
+check, ledger (`status.run`), leader fence, cancel and `timeoutSeconds` (the deadline), acknowledgement
+(`status.lastRequest`), history and clock. This module's: the steps, their checkpoints in `status.operations`
+(roles/purge.py), the queue per database (a hold, checked only before a run is accepted) and the Job-like
+view (`phase`, Failed, totals, TTL).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from typing import Any
 from rolecall import kube, metrics
 from rolecall.api.kinds import DATABASE_MAINTENANCE
 from rolecall.api.types import format_time, parse_time
-from rolecall.api.v1alpha1.common import RunLedger, ScheduleSpec
+from rolecall.api.v1alpha1.common import RunLedger, ScheduleSpec, ScheduleStatus
 from rolecall.api.v1alpha1.database import (
     DatabaseMaintenanceSpec,
     DatabaseMaintenanceStatus,
@@ -65,7 +64,8 @@ async def _work(m: Maintenance) -> None:
     s = m.status
     s.summary = s.summary or _summary(m.spec.operations)
     _adopt_previous_build(m)
-    key = _key(m)
+    _unqueue(m)
+    key = (m.ns, m.spec.database_server_ref.name)
     if s.run is not None:
         _running[key] = m.name  # the run in status holds the database, whoever reconciled first
     try:
@@ -88,10 +88,6 @@ def _summary(operations: list[Operation]) -> str:
     return " + ".join(parts)[:256]
 
 
-def _key(m: Maintenance) -> tuple[str, str]:
-    return m.ns, m.spec.database_server_ref.name
-
-
 # --- triggers and the queue --------------------------------------------------------------------------------
 
 def _one_shot(m: Maintenance) -> str | None:
@@ -106,16 +102,15 @@ def _one_shot(m: Maintenance) -> str | None:
 
 def _schedule(m: Maintenance) -> ScheduleSpec | None:
     spec = m.spec
-    if spec.schedule is None:
-        return None
-    return ScheduleSpec.model_construct(cron=spec.schedule, time_zone=spec.time_zone, suspend=spec.suspend,
-                                        start_window=spec.window, starting_deadline_seconds=None, dry_run=False)
+    return None if spec.schedule is None else ScheduleSpec.model_construct(
+        cron=spec.schedule, time_zone=spec.time_zone, suspend=spec.suspend, start_window=spec.window,
+        starting_deadline_seconds=None, dry_run=False)
 
 
 async def _queue(m: Maintenance) -> str | None:
     """One maintenance per database at a time: a run Running in status (also one left by a restart or a
     takeover) holds it; this one waits in phase Queued until none is."""
-    key = _key(m)
+    key = (m.ns, m.spec.database_server_ref.name)
     holder = _running.get(key)
     if holder is None:
         _running[key] = m.name  # taken before the listing, so no reconcile of this process slips past it
@@ -127,8 +122,8 @@ async def _queue(m: Maintenance) -> str | None:
     if holder is None or holder == m.name:
         return None
     message = f"Waiting for DatabaseMaintenance {holder} on {key[1]} to finish."
-    if m.status.phase != "Queued":
-        m.status.phase = "Queued"
+    m.status.phase = "Queued"
+    if m.condition_status("Queued") != "True":
         m.condition("Queued", True, "AnotherMaintenanceRunning", message)
         await events.post(m.obj, "Normal", "Queued", message)
     m.mark_busy("Queued", message)
@@ -238,11 +233,13 @@ class _Operations:
         result.phase = "Cancelled" if outcome == "Cancelled" else "Failed"
         result.error, result.completed_at = message[:1024], m.clock.now()
 
-    async def ended(self, m: Maintenance, run: RunLedger, outcome: str) -> str:
+    async def reported(self, m: Maintenance, run: RunLedger, outcome: str) -> None:
+        if not m.status.dry_run:
+            await _report_to_server(m)
+
+    def settle(self, m: Maintenance, run: RunLedger, outcome: str) -> str:
         s = m.status
         _totals(m, outcome)
-        if not s.dry_run:
-            await _report_to_server(m)
         rows = s.rows_deleted or 0
         if outcome == "DryRun":
             return _plan(s)
@@ -269,11 +266,9 @@ RUN: request.Action[DatabaseServerSpec] = request.Action(
 
 
 def _fresh_result(op: Operation) -> OperationResult:
-    if op.clear_old_data is not None:
-        c = op.clear_old_data
+    if (c := op.clear_old_data) is not None:
         return OperationResult(type="clearOldData", target=f"{c.table}.{c.timestamp_column}")
-    tables = (op.compact.tables if op.compact else None) or []
-    return OperationResult(type="compact", target=", ".join(tables) or None)
+    return OperationResult(type="compact", target=", ".join((op.compact.tables if op.compact else None) or []) or None)
 
 
 def _plan(s: DatabaseMaintenanceStatus) -> str:
@@ -308,11 +303,16 @@ def _adopt_previous_build(m: Maintenance) -> None:
         return
     if s.phase in ("Succeeded", "Failed", "Cancelled") and m.spec.schedule is None and s.last_handled_run is None:
         s.last_handled_run = "dryRun" if s.dry_run else "run"
+    if m.spec.schedule is not None and s.schedules is None:  # slots since its last run are due, as before
+        since = s.scheduled_at or m.obj["metadata"]["creationTimestamp"]
+        s.schedules = [ScheduleStatus(action=RUN.name, cron=m.spec.schedule, time_zone=m.spec.time_zone,
+                                      since=format_time(parse_time(since)))]
     if s.phase == "Running" and s.started_at:
         requester = authz.requester_of(m.obj, PLURAL, "run")
-        s.run = RunLedger(
+        s.run = RunLedger(  # accepted when it was scheduled: cancel=<status.scheduledAt> names it, as before
             action=RUN.name, token=None if m.spec.schedule else ("dryRun" if s.dry_run else "run"),
-            scheduled_at=s.scheduled_at if m.spec.schedule else None, accepted_at=s.started_at,
+            scheduled_at=s.scheduled_at if m.spec.schedule else None,
+            accepted_at=s.scheduled_at or s.started_at,
             requester=requester.user if requester else None,
             requester_groups=list(requester.groups) if requester and requester.groups else None,
             targets=len(s.operations or []), dry_run=s.dry_run,
@@ -320,21 +320,34 @@ def _adopt_previous_build(m: Maintenance) -> None:
             deadline=format_time(parse_time(s.started_at) + dt.timedelta(seconds=m.spec.timeout_seconds)))
 
 
+def _unqueue(m: Maintenance) -> None:
+    """Queued is what the hold says now: the core asks it again (it may not: suspended, slot too late)."""
+    s = m.status
+    if s.phase == "Queued" and s.run is None:
+        s.phase = ENDED.get(s.last_request.outcome, "Failed") if s.last_request is not None else "Pending"
+
+
 def _show(m: Maintenance) -> None:
     """phase, Failed, Suspended, nextRunAt and a Stalled one-shot, from the run in status and how the last ended."""
     s, last = m.status, m.status.last_request
     if s.run is not None:
         s.phase = "Running"
-    elif last is not None and (s.phase == "Running" or (last.accepted_at is None and
-                                                         (s.completed_at or "") < (last.finished_at or ""))):
-        # Ended by the core before a step could end it (refused, stalled, no DatabaseServer), or never accepted:
-        # the error sits on the step that was running, or on the first not begun.
+    elif last is not None and last.accepted_at is None and (s.completed_at or "") < (last.finished_at or ""):
+        # Ended before it was accepted (refused, stalled): nothing of it ran, and the last run's figures go.
+        s.phase, s.completed_at, s.scheduled_at = ENDED.get(last.outcome, "Failed"), last.finished_at, \
+            last.scheduled_at
+        s.started_at = s.operations = s.rows_deleted = s.bytes_reclaimed = s.dry_run = None
+    elif last is not None and s.phase == "Running":
+        # Ended by the core before a step could end it (refused at resume, no DatabaseServer): the error sits
+        # on the step that was running, or on the first not begun.
         unfinished = [r for r in s.operations or [] if r.phase in ("Running", "Pending")]
-        if last.accepted_at is not None and unfinished:
+        if unfinished:
             step = ([r for r in unfinished if r.phase == "Running"] or unfinished)[0]
             step.phase, step.error, step.completed_at = "Failed", last.message[:1024], last.finished_at
         _totals(m, last.outcome)
     s.phase = s.phase or "Pending"
+    if s.phase != "Queued" and m.condition_status("Queued") == "True":
+        m.condition("Queued", False, "NotWaiting", "Not waiting for another DatabaseMaintenance now.")
     if s.run is None and last is not None and s.phase != "Queued":
         failed = last.outcome not in ("Succeeded", "DryRun", "Cancelled")
         m.condition("Failed", failed, last.reason if failed else last.outcome,
@@ -368,7 +381,8 @@ async def _expire(m: Maintenance) -> None:
 
 
 async def _report_to_server(m: Maintenance) -> None:
-    """Copies the run's last compact / clearOldData results to the DatabaseServer's status."""
+    """Copies the run's last compact / clearOldData results to the DatabaseServer's status: a copy for people,
+    after the run is acknowledged, so a failure here is a Warning and never undoes or repeats the run."""
     patch: dict[str, Any] = {}
     for r in m.status.operations or []:
         key = "lastCompaction" if r.type == "compact" else "lastClearOldData"
@@ -378,6 +392,8 @@ async def _report_to_server(m: Maintenance) -> None:
         return
     try:
         await patch_status(GROUP, VERSION, database.PLURAL, m.ns, m.spec.database_server_ref.name, patch)
-    except kube.ApiException as e:
-        if e.status != 404:
-            raise
+    except (kube.ApiException, kube.Unavailable) as e:
+        if not isinstance(e, kube.ApiException) or e.status != 404:
+            await events.post(m.obj, "Warning", "ServerStatusNotUpdated",
+                              f"The run's results could not be copied to DatabaseServer "
+                              f"{m.spec.database_server_ref.name}'s status: {e}")

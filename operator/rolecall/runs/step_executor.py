@@ -70,8 +70,11 @@ class StepRole(Protocol[T]):
     def stop_step(self, ctx: Context[Any, Any], index: int, outcome: str, message: str) -> None:
         """Record on step `index` that the run ended there (Failed, Cancelled, TimedOut)."""
 
-    async def ended(self, ctx: Context[Any, Any], run: RunLedger, outcome: str) -> str:
+    def settle(self, ctx: Context[Any, Any], run: RunLedger, outcome: str) -> str:
         """The run ended with `outcome`: settle the role's view (totals, phase) and say what it did."""
+
+    async def reported(self, ctx: Context[Any, Any], run: RunLedger, outcome: str) -> None:
+        """After the run is acknowledged: copy its results elsewhere (e.g. to the DatabaseServer's status)."""
 
     def figures(self, ctx: Context[Any, Any]) -> dict[str, int | None]:
         """Totals of the run for its history entry, e.g. rows_deleted."""
@@ -122,30 +125,36 @@ class Steps(Generic[T]):
                 raise Halted(*halt)
 
         left = (parse_time(run.deadline) - ctx.clock.wall()).total_seconds() if run.deadline else None
+        current: str | None = None  # the step under way (None between steps, and while its end is written)
+        opened = False
         try:
             # A target that stops answering (frozen, partitioned) does not hold the run past its deadline: the
             # cancellation also cancels the statement on the server.
             async with asyncio.timeout(None if left is None else max(1.0, left) + DEADLINE_GRACE_SECONDS):
                 async with self.role.open(ctx, prepared) as target:
+                    opened = True
                     for index in list(run.pending):
                         between_units()
+                        current = index
                         await self.role.act(ctx, target, int(index), bool(run.dry_run), ctx.write, between_units)
+                        current = None
                         ledger.record(run, index, ledger.DONE)
                         await ctx.write()  # the step's end is on record before the next one starts
         except Halted as h:
             await self.stop(ctx, action, run, h.outcome, h.reason, h.why)
             return
-        except TimeoutError as e:
-            if run.deadline and ctx.clock.wall() >= parse_time(run.deadline):
+        except Exception as e:
+            past = run.deadline is not None and ctx.clock.wall() >= parse_time(run.deadline)
+            if isinstance(e, TimeoutError) and past:
                 await self.stop(ctx, action, run, "TimedOut", "TimedOut", f"{limit} ran out at {run.deadline}")
                 return
-            await self._failed(ctx, action, run, str(e) or "the target did not answer in time")
-            return
-        except Exception as e:
-            message = self.role.failure(e)
-            if message is None:
-                raise  # nothing said about the run: the error boundary retries, and the run is resumed
-            await self._failed(ctx, action, run, message)
+            # The step that failed: the one under way, or, when the target could not be opened, the first one.
+            at = current if current is not None else None if opened else next(iter(run.pending), None)
+            message = (str(e) or "the target did not answer in time") if isinstance(e, TimeoutError) \
+                else self.role.failure(e)
+            if message is None or at is None:
+                raise  # nothing said about a step (the apiserver away): the error boundary retries, the run resumes
+            await self._failed(ctx, action, run, at, message)
             return
         outcome = "DryRun" if run.dry_run else "Succeeded"
         await self._end(ctx, action, run, outcome, "DryRun" if run.dry_run else action.done, "Normal", outcome)
@@ -156,23 +165,26 @@ class Steps(Generic[T]):
             self.role.stop_step(ctx, int(run.pending[0]), outcome, why)
         await self._end(ctx, action, run, outcome, reason, "Warning", reason, why)
 
-    async def _failed(self, ctx: Context[Any, Any], action: Action[Any], run: RunLedger, message: str) -> None:
-        index = run.pending[0]
+    async def _failed(self, ctx: Context[Any, Any], action: Action[Any], run: RunLedger, index: str,
+                      message: str) -> None:
         self.role.stop_step(ctx, int(index), "Failed", message)
         ledger.record(run, index, ledger.FAILED, permanent=True)
         await self._end(ctx, action, run, "Failed", "OperationFailed", "Warning", "Failed", message)
 
-
     async def _end(self, ctx: Context[Any, Any], action: Action[Any], run: RunLedger, outcome: str, reason: str,
                    event_type: str, event_reason: str, why: str | None = None) -> None:
-        """The run ended: the role's view settled, acknowledged (lastRequest, history), its Event before the write."""
+        """The run ended: the role's view settled and the request acknowledged (lastRequest, history) before any
+        await, so nothing that fails afterwards can leave the run ended but unacknowledged (and run again); its
+        Event comes before the status write that records it."""
         s = ctx.request_status
         s.run = None
         ctx.busy = ctx.busy_phase = None
-        result = await self.role.ended(ctx, run, outcome)
+        result = self.role.settle(ctx, run, outcome)
         message = f"{result} ({why})" if why else result
         ctx.condition(action.condition, outcome in ("Succeeded", "DryRun"), reason, message)
         acknowledge(ctx, action, run, outcome, reason, message, dry_run=bool(run.dry_run),
                     figures=self.role.figures(ctx))
-        await events.post(ctx.obj, event_type, event_reason, message)
+        ctx.wake_in(0.05)  # a schedule slot that passed while the run went on is due now
         metrics.REQUESTS.labels(ctx.kind.kind, action.name, outcome.lower()).inc()
+        await events.post(ctx.obj, event_type, event_reason, message)
+        await self.role.reported(ctx, run, outcome)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema, model_validator
 
@@ -332,6 +332,25 @@ class DatabaseMaintenanceStatus(RequestStatus):
     conditions: list[Condition] | None = Field(default=None, max_length=16,
                                                description="Complete, Failed, Queued, Suspended, Ready, "
                                                            "Reconciling, Stalled.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _history_of_the_previous_build(cls, data: Any) -> Any:
+        """History entries written by the build before the request core ({scheduledAt, phase, startedAt, ...})
+        are read as history entries, so an upgraded operator can read (and resume) what it left."""
+        if isinstance(data, dict) and isinstance(data.get("history"), list):
+            data = {**data, "history": [_entry_of_previous_build(h) if isinstance(h, dict) and "action" not in h
+                                        else h for h in data["history"]]}
+        return data
+
+
+def _entry_of_previous_build(record: dict[str, Any]) -> dict[str, Any]:
+    phase, dry = record.get("phase"), bool(record.get("dryRun"))
+    outcome = "DryRun" if phase == "Succeeded" and dry else phase if phase in ("Succeeded", "Cancelled") else "Failed"
+    return {"action": "run", "trigger": record.get("trigger") or "Create", "scheduledAt": record.get("scheduledAt"),
+            "requester": record.get("requester"), "acceptedAt": record.get("startedAt"),
+            "finishedAt": record.get("completedAt"), "outcome": outcome, "dryRun": dry,
+            "rowsDeleted": record.get("rowsDeleted"), "bytesReclaimed": record.get("bytesReclaimed")}
 
 
 class DatabaseMaintenance(Model):
