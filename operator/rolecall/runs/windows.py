@@ -15,6 +15,7 @@ from croniter import CroniterBadDateError, croniter
 from rolecall.api.schedule import days_window, duration_seconds
 from rolecall.api.types import format_time, parse_time
 from rolecall.api.v1alpha1.common import OVERRIDE_RUNNING, OVERRIDE_STOPPED, RunState, RunWindow, RunWindows
+from rolecall.runs import calendar
 
 
 def _cron_and_length(window: RunWindow) -> tuple[str, int]:
@@ -25,20 +26,42 @@ def _cron_and_length(window: RunWindow) -> tuple[str, int]:
     return window.cron, duration_seconds(window.duration)
 
 
+def _local_span(window: RunWindow, zone: zoneinfo.ZoneInfo, day: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
+    """A `days` window's opening on local date `day` (None: not one of its days): it covers its stated local
+    times, so a DST night makes it an hour shorter or longer (runs/calendar.instant)."""
+    cron, seconds = _cron_and_length(window)
+    minute, hour = (int(f) for f in cron.split()[:2])
+    start = dt.datetime.combine(day, dt.time(hour, minute))
+    if not croniter.match(cron, start):
+        return None
+    return calendar.instant(start, zone), calendar.instant(start + dt.timedelta(seconds=seconds), zone, latest=True)
+
+
 def _open_span(window: RunWindow, zone: zoneinfo.ZoneInfo, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """(start, end) of the window's latest opening at or before now (end may be in the past)."""
-    cron, seconds = _cron_and_length(window)
-    local: dt.datetime = croniter(cron, now.astimezone(zone) + dt.timedelta(microseconds=1)).get_prev(dt.datetime)
-    if window.days:  # a local time range: its end is wall-clock time too (a DST night is an hour shorter/longer)
-        end = (local.replace(tzinfo=None) + dt.timedelta(seconds=seconds)).replace(tzinfo=zone)
-    else:  # a duration is elapsed time
-        end = local + dt.timedelta(seconds=seconds)
-    return local.astimezone(dt.UTC), end.astimezone(dt.UTC)
+    if window.days:
+        today = now.astimezone(zone).date()
+        for back in range(9):
+            span = _local_span(window, zone, today - dt.timedelta(days=back))
+            if span is not None and span[0] <= now:
+                return span
+        raise CroniterBadDateError(f"{window.days!r} opened on no day of the last week")
+    cron, seconds = _cron_and_length(window)  # a cron's slot (the schedules' DST rules) and elapsed time
+    start = calendar.slot_before(cron, zone.key, now)
+    if start is None:
+        raise CroniterBadDateError(f"{cron!r} opened at no time in the last eight years")
+    return start, start + dt.timedelta(seconds=seconds)
 
 
 def _next_start(window: RunWindow, zone: zoneinfo.ZoneInfo, now: dt.datetime) -> dt.datetime:
-    start: dt.datetime = croniter(_cron_and_length(window)[0], now.astimezone(zone)).get_next(dt.datetime)
-    return start.astimezone(dt.UTC)
+    if window.days:
+        today = now.astimezone(zone).date()
+        for ahead in range(9):
+            span = _local_span(window, zone, today + dt.timedelta(days=ahead))
+            if span is not None and span[0] > now:
+                return span[0]
+        raise CroniterBadDateError(f"{window.days!r} opens on no day of the next week")
+    return next(calendar.slots(_cron_and_length(window)[0], zone.key, now))
 
 
 def in_windows(windows: RunWindows, now: dt.datetime) -> tuple[bool, dt.datetime | None]:
