@@ -135,7 +135,8 @@ def maintenance_run(dry_run: bool) -> Check:
         elif st.phase == "Failed":  # a one-shot run is not tried again (like a Job): stalled, or refused
             failed = condition(st, "Failed")
             reason = failed.reason if failed else "RunFailed"
-            code = ExitCode.REFUSED if reason == "RequesterNotAllowed" else ExitCode.STALLED
+            code = ExitCode.REFUSED if reason == "RequesterNotAllowed" else ExitCode.REQUEST_TIMED_OUT \
+                if reason == "TimedOut" else ExitCode.STALLED
             ended = Ended(code, f"Failed ({reason}): {failed.message if failed else ''}")
         elif st.phase == "Cancelled":
             ended = Ended(ExitCode.CANCELLED, f"Cancelled: {st.rows_deleted or 0} rows deleted before that")

@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"this kubectl-rolecall cannot read the resource's status (written by a newer rolecall?): "
                   f"upgrade the plugin. {e.error_count()} fields: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}")
         return int(ExitCode.API)
+    except Exception as e:  # a bug in the plugin: its own code, not one that says what the request did
+        err.print(f"kubectl-rolecall failed unexpectedly (a bug: please report it with this line): "
+                  f"{type(e).__name__}: {e}")
+        return int(ExitCode.INTERNAL)
     return int(ExitCode.OK)
 
 

@@ -11,6 +11,7 @@ from kubernetes import client  # type: ignore[import-untyped]
 
 from cachekit import annotate_clear, cacheserver, cmd_flush, create_cs, create_deployment, pod_ips, status
 from harness import Cluster, Operator, deployment, running_pods, wait_for
+from pluginkit import rolecall, said
 
 PODS = 5
 
@@ -58,3 +59,19 @@ def test_request_timeout_ends_a_slow_clear_timed_out(local_bed: Cluster, namespa
     flushes = [cmd_flush(ip) for ip in ips.values()]
     assert sorted(flushes) == [0] * last["notStarted"] + [1] * last["done"], (flushes, last)
     assert "requestTimeoutSeconds" in last["message"]
+
+
+def test_the_plugin_tells_its_own_wait_running_out_from_the_request_timing_out(
+        local_bed: Cluster, namespace: str, operator: Operator) -> None:
+    """`kubectl rolecall clear`: exit 8 when the request itself timed out (requestTimeoutSeconds), exit 3 when
+    only the plugin's --timeout passed and the request goes on."""
+    operator.start()
+    _slow_cache(local_bed, namespace, requestTimeoutSeconds=3)
+    timed_out = rolecall(local_bed, namespace, "clear", "cache/mc", "--timeout", "60s")
+    assert timed_out.returncode == 8 and "TimedOut" in timed_out.stderr, said(timed_out)
+    client.CustomObjectsApi(local_bed.api_client).patch_namespaced_custom_object(
+        "rolecall.dev", "v1alpha1", namespace, "cacheservers", "mc", {"spec": {"requestTimeoutSeconds": None}})
+    waited = rolecall(local_bed, namespace, "clear", "cache/mc", "--timeout", "2s")
+    assert waited.returncode == 3 and "the operator goes on with it" in waited.stderr, said(waited)
+    wait_for(lambda: (status(local_bed, namespace, "mc").get("lastRequest") or {}).get("outcome") == "Succeeded",
+             "the request it left running to succeed", 60)

@@ -25,7 +25,7 @@ def _obj(status: dict[str, Any], generation: int = 1, **spec: Any) -> dict[str, 
 def test_every_outcome_the_api_can_record_has_an_exit_code() -> None:
     assert set(typing.get_args(RequestOutcome)) == set(BY_OUTCOME)
     assert BY_OUTCOME["Succeeded"] is ExitCode.OK and BY_OUTCOME["Failed"] == 1 and BY_OUTCOME["Refused"] == 4
-    assert BY_OUTCOME["Stalled"] == 5 and BY_OUTCOME["Cancelled"] == 6 and BY_OUTCOME["TimedOut"] == 3
+    assert BY_OUTCOME["Stalled"] == 5 and BY_OUTCOME["Cancelled"] == 6 and BY_OUTCOME["TimedOut"] == 8
 
 
 @pytest.mark.parametrize(("text", "kind", "name"), [
@@ -92,7 +92,7 @@ def test_a_token_in_flight_shows_progress_and_named_failures() -> None:
 
 
 @pytest.mark.parametrize(("outcome", "code"), [("Succeeded", 0), ("Failed", 1), ("Refused", 4), ("Stalled", 5),
-                                               ("Cancelled", 6), ("TimedOut", 3)])
+                                               ("Cancelled", 6), ("TimedOut", 8)])
 def test_a_handled_token_ends_with_its_recorded_outcome(outcome: str, code: int) -> None:
     check = checks.token(DATABASE_SERVER, "last_handled_compact_request", COMPACT, "t1")
     last = {"action": "compact", "token": "t1", "outcome": outcome, "reason": "Why", "message": "what happened",
@@ -179,6 +179,10 @@ def test_a_maintenance_run_ends_by_phase() -> None:
         {"type": "Failed", "status": "True", "reason": "RequesterNotAllowed", "message": "alice may not"}]}
     ended = check(_obj(refused)).ended
     assert ended is not None and ended.code is ExitCode.REFUSED
+    timed_out = {"phase": "Failed", "conditions": [
+        {"type": "Failed", "status": "True", "reason": "TimedOut", "message": "timeoutSeconds ran out at ..."}]}
+    ended = check(_obj(timed_out)).ended  # the run's own time limit, not a stall and not --timeout
+    assert ended is not None and ended.code is ExitCode.REQUEST_TIMED_OUT == 8
     # A dry run that succeeded is not the end of a real run (purge asks, then turns dryRun off).
     assert check(_obj({"phase": "Succeeded", "dryRun": True})).ended is None
 
@@ -202,3 +206,14 @@ def test_the_plugin_distribution_pins_what_the_operator_pins() -> None:
     assert not [d for d in plugin["project"]["dependencies"] if d.startswith(heavy)]
     assert (REPO / "plugin" / "src" / "rolecall" / "api" / "kinds.py").resolve() == \
         (REPO / "operator" / "rolecall" / "api" / "kinds.py").resolve()
+
+
+def test_an_error_in_the_plugin_itself_has_its_own_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rolecall_cli import main as cli
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "app", broken)
+    assert cli.main(["status"]) == ExitCode.INTERNAL == 9  # not 1 (targets failed), not 7 (the API)
+    assert len({int(c) for c in ExitCode}) == len(ExitCode)  # each code means one thing
