@@ -1,4 +1,6 @@
-"""Pods whose engine refuses or is down are named in Degraded with the engine's error; the rest are cleared."""
+"""Pods whose engine refuses or is down are named in Degraded with the engine's error; the rest are cleared. A
+refusal retrying cannot fix (memcached -F, a Redis ACL, wrong credentials) ends the request Stalled at once with
+what to change; once it is changed, a new token clears."""
 
 from __future__ import annotations
 
@@ -45,13 +47,29 @@ def test_memcached_with_flush_disabled_is_named_and_others_cleared(
     assert degraded["status"] == "True" and "mc-noflush" in degraded["message"], degraded
     assert "flush_all not allowed" in degraded["message"]  # memcached's own answer
     assert [p["pod"] for p in st["failedPods"]] == ["mc-noflush"]
-    assert st["phase"] == "Degraded" and st["done"] == 2 and st["failed"] == 1
+    assert st["phase"] == "Stalled" and st["done"] == 2 and st["failed"] == 1 and "run" not in st
+    assert (condition(st, "Stalled")["status"], condition(st, "Stalled")["reason"]) == ("True", "TargetsRefused")
+    assert (st["lastRequest"]["outcome"], st["lastRequest"]["reason"]) == ("Stalled", "TargetsRefused")
+    assert "start it without -F" in st["lastRequest"]["message"], st["lastRequest"]
     assert condition(st, "Cleared")["status"] == "False"
     for name in ("mc-a", "mc-b"):
         assert memcached(ips[name]).get("k") is None and cmd_flush(ips[name]) == 1
     assert memcached(ips["mc-noflush"]).get("k") == b"v"
     warnings = [e for e in events(local_bed, namespace, "mc") if e.type == "Warning"]
-    assert any(e.reason == "ClearFailed" and "mc-noflush" in e.message for e in warnings)
+    assert any(e.reason == "TargetsRefused" and "mc-noflush" in e.message for e in warnings)
+
+    # The fix: memcached started without -F (the pod replaced); a new token clears every pod.
+    core = client.CoreV1Api(local_bed.api_client)
+    core.delete_namespaced_pod("mc-noflush", namespace, grace_period_seconds=0)
+    wait_for(lambda: "mc-noflush" not in pod_ips(local_bed, namespace, "app=mc"), "the -F pod gone", 60)
+    create_pods(local_bed, namespace, [standin_pod("mc-noflush", "memcached", {"app": "mc"})])
+    running_pods(local_bed, namespace, "app=mc", 3)
+    fixed = pod_ips(local_bed, namespace, "app=mc")["mc-noflush"]
+    wait_memcached([fixed])
+    annotate_clear(local_bed, namespace, "mc", "t2")
+    st = wait_handled(local_bed, namespace, "mc", "t2", 60)
+    assert condition(st, "Cleared")["status"] == "True" and cmd_flush(fixed) == 1, st
+    assert condition(st, "Stalled")["status"] == "False", st["conditions"]
 
 
 def test_redis_replica_skipped_denied_primary_named_auth_from_secret(
@@ -86,6 +104,14 @@ def test_redis_replica_skipped_denied_primary_named_auth_from_secret(
     assert main.dbsize() == 0
     wait_for(lambda: replica.dbsize() == 0, "the replica follows its primary's flush")
     assert redis.Redis(host=ips["redis-denied"]).get("session:2") == b"y"
+    assert (st["lastRequest"]["outcome"], st["lastRequest"]["reason"]) == ("Stalled", "TargetsRefused")
+    assert "ACL SETUSER" in st["lastRequest"]["message"], st["lastRequest"]
+    # The fix: the ACL grants FLUSHALL; a new token clears the pod that refused.
+    redis.Redis(host=ips["redis-denied"]).execute_command("ACL", "SETUSER", "default", "+flushall", "+flushdb")
+    annotate_clear(local_bed, namespace, "rd", "t2")
+    st = wait_handled(local_bed, namespace, "rd", "t2", 60)
+    assert condition(st, "Cleared")["status"] == "True", st
+    assert redis.Redis(host=ips["redis-denied"]).dbsize() == 0
 
     # AUTH: a password-protected Redis fails without credentials and is cleared with them from a Secret.
     create_pods(local_bed, namespace, [standin_pod("redis-auth", "redis", {"app": "ra"}, options="auth")])

@@ -11,11 +11,15 @@ class EngineError(Exception):
 
     `answered` is True when the engine itself answered with an error (a PostgreSQL SQLSTATE, sqlite3's own
     exit code): the statement certainly did not take effect. False: the answer was lost (a broken connection,
-    an exec that did not finish), so whether it took effect is unknown."""
+    an exec that did not finish), so whether it took effect is unknown.
 
-    def __init__(self, message: str, answered: bool = True) -> None:
+    `fix` is set when retrying cannot help (memcached -F, a Redis ACL, a missing table, wrong credentials): what
+    a person has to change, for the Stalled message."""
+
+    def __init__(self, message: str, answered: bool = True, fix: str | None = None) -> None:
         super().__init__(message)
         self.answered = answered
+        self.fix = fix
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ class Memcached:
                     raise EngineError("flush_all was not acknowledged")
                 return "flush_all: OK"
             except MemcacheError as e:
-                raise EngineError(f"memcached: {e}".strip()) from e
+                disabled = "flush_all not allowed" in str(e)
+                raise EngineError(f"memcached: {e}".strip(), fix="memcached runs with -F (flush_all disabled): "
+                                                                "start it without -F" if disabled else None) from e
             except OSError as e:
                 raise EngineError(f"memcached at {ep.ip}:{ep.port} unreachable: {e.strerror or e}") from e
             finally:

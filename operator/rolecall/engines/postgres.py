@@ -48,8 +48,7 @@ class PostgresSession(Purging, Partitions):
             await self.conn.cancel_safe()  # stop the statement on the server, not only our wait for it
             raise
         except psycopg.Error as e:
-            raise EngineError(f"postgresql: {str(e).strip() or type(e).__name__}",
-                              answered=getattr(e, "sqlstate", None) is not None) from e
+            raise engine_error(e) from e
 
     async def in_recovery(self) -> bool:
         return bool((await self._run("SELECT pg_is_in_recovery()"))[0][0])
@@ -89,8 +88,24 @@ class PostgresSession(Purging, Partitions):
             await self.conn.cancel_safe()
             raise
         except psycopg.Error as e:
-            raise EngineError(f"postgresql: {str(e).strip() or type(e).__name__}",
-                              answered=getattr(e, "sqlstate", None) is not None) from e
+            raise engine_error(e) from e
+
+
+# SQLSTATEs retrying cannot fix, and what a person changes instead (a statement timeout, 57014, is retried).
+FIXES = {
+    "42P01": "the table does not exist: correct the name in the spec",
+    "42501": "the database user lacks the privilege: grant it, or name a user that has it in the credentials Secret",
+    "28P01": "PostgreSQL refuses the password: correct the credentials Secret",
+    "28000": "PostgreSQL refuses the user (pg_hba.conf or the role): correct the credentials Secret or the server",
+    "3D000": "the database does not exist: correct spec.database",
+}
+
+
+def engine_error(e: psycopg.Error, where: str = "postgresql", answered: bool | None = None) -> EngineError:
+    """The driver's error as rolecall's: answered when the server gave a SQLSTATE, with a fix when one is known."""
+    sqlstate = getattr(e, "sqlstate", None)
+    return EngineError(f"{where}: {str(e).strip() or type(e).__name__}",
+                       answered=sqlstate is not None if answered is None else answered, fix=FIXES.get(sqlstate or ""))
 
 
 @asynccontextmanager
@@ -106,7 +121,7 @@ async def session(ip: str, port: int, database: str, credentials: Credentials | 
             connect_timeout=max(1, int(connect_timeout)), options=options, autocommit=True,
             application_name=application_name[:63])
     except psycopg.Error as e:
-        raise EngineError(f"postgresql at {ip}:{port}: {str(e).strip() or type(e).__name__}") from e
+        raise engine_error(e, f"postgresql at {ip}:{port}", answered=True) from e  # nothing was sent
     try:
         yield PostgresSession(conn, fence)
     finally:

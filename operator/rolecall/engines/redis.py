@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from redis import asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 
 from rolecall.engines.base import CacheFigures, Endpoint, EngineError, Role
 
@@ -13,6 +13,17 @@ def _client(ep: Endpoint) -> aioredis.Redis:
     return aioredis.Redis(host=ep.ip, port=ep.port, socket_timeout=ep.timeout, socket_connect_timeout=ep.timeout,
                           username=creds.username if creds else None, password=creds.password if creds else None,
                           retry_on_timeout=False, single_connection_client=True)
+
+
+def _fix(e: RedisError) -> str | None:
+    """What a person must change when retrying FLUSHALL cannot help."""
+    if isinstance(e, NoPermissionError):
+        return "the Redis user may not run FLUSHALL (ACL): grant it (ACL SETUSER <user> +flushall)"
+    if isinstance(e, AuthenticationError):
+        return "Redis refuses the credentials: point spec.credentialsSecretRef at the right password"
+    if isinstance(e, ResponseError) and "unknown command" in str(e).lower():
+        return "FLUSHALL is renamed or disabled in this Redis (rename-command): rolecall cannot clear it"
+    return None
 
 
 class Redis:
@@ -32,7 +43,7 @@ class Redis:
                 # READONLY (replica), NOPERM (ACL), unknown command (renamed) and auth errors all raise.
                 ok = await r.flushall()
             except RedisError as e:
-                raise EngineError(f"redis: {e}") from e
+                raise EngineError(f"redis: {e}", fix=_fix(e)) from e
         if ok is not True:
             raise EngineError(f"redis FLUSHALL answered {ok!r}")
         return "FLUSHALL: OK"

@@ -21,6 +21,7 @@ from rolecall.roles.common import (
     figures_due,
     hibernated,
     next_figures_in,
+    pods_matched,
     read_credentials,
     reconcile_with,
     stop_start,
@@ -97,6 +98,7 @@ async def _stats(ctx: Ctx) -> None:
     await fanout.fan_out(targets, read, fanout.limit_of(ctx.spec.concurrency, max(1, len(targets))), ignore,
                          attempts=1, timeout=float(ctx.spec.timeout_seconds))
     metrics.STATS_REFRESHES.labels("CacheServer").inc()
+    pods_matched(ctx, len(targets))
     if ctx.status.run is None:
         ctx.status.targets = len(targets)  # the Pods column: how many pods the role has now
     if not figures:

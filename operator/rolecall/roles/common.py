@@ -26,7 +26,7 @@ from rolecall.runs.context import Context, Memory, Runtime
 from rolecall.runs.packing import pack, unpack
 from rolecall.runs.reasons import Stall, classify
 from rolecall.runs.status import StaleStatus, StatusWriter
-from rolecall.targets import workload
+from rolecall.targets import pods, workload
 
 log = logging.getLogger(__name__)
 SpecT = TypeVar("SpecT", bound=Model)
@@ -156,6 +156,24 @@ def next_figures_in(ctx: Context[Any, Any], interval: float) -> Iterator[None]:
     yield
     ctx.memory.figures_due = ctx.clock.monotonic() + interval
     ctx.wake_in(interval)
+
+
+def pods_matched(ctx: Context[Any, Any], count: int) -> str | None:
+    """What a periodic read makes of an empty target set: unless the workload is at 0 on purpose (stopped, or
+    an HPA holding it there), Degraded NoTargetPods naming the selector, with one Warning; cleared when pods
+    match again. Returns why there is nothing to read (None: pods match, or none are meant to)."""
+    s = ctx.role_status
+    degraded = next((c for c in s.conditions or [] if c.type == "Degraded"), None)
+    ours = degraded is not None and degraded.status == "True" and degraded.reason == "NoTargetPods"
+    if count == 0 and s.replicas != 0 and ctx.condition_status("Stopped") != "True":
+        why = pods.none_match(ctx.spec.selector, ctx.spec.node_selector)
+        ctx.condition("Degraded", True, "NoTargetPods", f"{why}.")
+        if not ours:
+            ctx.notify("Warning", "NoTargetPods", f"{why} (is a label mistyped?).")
+        return why
+    if count and ours:
+        ctx.condition("Degraded", False, "Recovered", f"{count} pods match spec.selector again.")
+    return None
 
 
 def not_degraded_while_stopped(ctx: Context[Any, Any]) -> None:

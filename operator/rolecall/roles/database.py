@@ -83,7 +83,7 @@ async def find_target(namespace: str, spec: DatabaseServerSpec, creds: Credentia
     engine = DATABASE_ENGINES[spec.engine]
     targets = await pods.resolve(namespace, spec.selector, spec.node_selector)
     if not targets:
-        raise NoTarget("NoTargetPods", "no running pod matches spec.selector")
+        raise NoTarget("NoTargetPods", pods.none_match(spec.selector, spec.node_selector))
     if engine.one_pod:
         if len(targets) > 1:
             raise NoTarget("SeveralPods", f"{len(targets)} pods match ({', '.join(t.name for t in targets[:5])}); "

@@ -36,6 +36,7 @@ from rolecall.api.v1alpha1.database import (
 from rolecall.engines import EngineError
 from rolecall.engines.database import BatchUnsettled, DatabaseSession
 from rolecall.roles import database, purge
+from rolecall.roles import maintenance_queue as queue
 from rolecall.roles.common import reconcile_with
 from rolecall.runs import authz, events, request
 from rolecall.runs.context import Context, Memory, Runtime
@@ -45,12 +46,8 @@ from rolecall.runs.step_executor import Steps
 from rolecall.targets.pods import NotActionable
 
 GROUP, VERSION, PLURAL = DATABASE_MAINTENANCE.group, DATABASE_MAINTENANCE.version, DATABASE_MAINTENANCE.plural
-QUEUE_CHECK_SECONDS = 2.0  # a queued maintenance looks again this often
 # A run's outcome -> its phase; every other outcome (Failed, TimedOut, Refused, Stalled) is phase Failed.
 ENDED: dict[str, MaintenancePhase] = {"Succeeded": "Succeeded", "DryRun": "Succeeded", "Cancelled": "Cancelled"}
-# (namespace, DatabaseServer) -> the maintenance that holds it in this operator process: taken by the hold
-# before it lists the others, so two reconciles of this process cannot both find the database free.
-_running: dict[tuple[str, str], str] = {}
 
 Maintenance = Context[DatabaseMaintenanceSpec, DatabaseMaintenanceStatus]
 
@@ -65,14 +62,12 @@ async def _work(m: Maintenance) -> None:
     s.summary = s.summary or _summary(m.spec.operations)
     _adopt_previous_build(m)
     _unqueue(m)
-    key = (m.ns, m.spec.database_server_ref.name)
     if s.run is not None:
-        _running[key] = m.name  # the run in status holds the database, whoever reconciled first
+        queue.claim(m)  # the run in status holds the database, whoever reconciled first
     try:
         await request.step(m, RUN)
     finally:
-        if _running.get(key) == m.name:
-            del _running[key]  # a run still in status takes it again first thing in its next reconcile
+        queue.release(m)  # a run still in status takes it again first thing in its next reconcile
     _show(m)
     if s.phase in ("Succeeded", "Failed", "Cancelled"):
         await _expire(m)
@@ -107,56 +102,13 @@ def _schedule(m: Maintenance) -> ScheduleSpec | None:
         starting_deadline_seconds=None, dry_run=False)
 
 
-async def _queue(m: Maintenance) -> str | None:
-    """One maintenance per database at a time: a run Running in status (also one left by a restart or a
-    takeover) holds it; this one waits in phase Queued until none is."""
-    key = (m.ns, m.spec.database_server_ref.name)
-    holder = _running.get(key)
-    if holder is None:
-        _running[key] = m.name  # taken before the listing, so no reconcile of this process slips past it
-        try:
-            holder = await _running_elsewhere(m)
-        finally:
-            if holder is not None and _running.get(key) == m.name:
-                del _running[key]
-    if holder is None or holder == m.name:
-        return None
-    message = f"Waiting for DatabaseMaintenance {holder} on {key[1]} to finish."
-    m.status.phase = "Queued"
-    if m.condition_status("Queued") != "True":
-        m.condition("Queued", True, "AnotherMaintenanceRunning", message)
-        await events.post(m.obj, "Normal", "Queued", message)
-    m.mark_busy("Queued", message)
-    m.wake_in(QUEUE_CHECK_SECONDS)
-    return f"DatabaseMaintenance {holder} is running on {key[1]}"
-
-
-async def _running_elsewhere(m: Maintenance) -> str | None:
-    """Another DatabaseMaintenance of this namespace whose run on the same database is in its status."""
-    metrics.api("list", PLURAL)
-    listed = await asyncio.to_thread(kube.custom().list_namespaced_custom_object, GROUP, VERSION, m.ns, PLURAL)
-    for item in listed.get("items") or []:
-        name = item["metadata"]["name"]
-        ref = ((item.get("spec") or {}).get("databaseServerRef") or {}).get("name")
-        st = item.get("status") or {}
-        running = st.get("run") or st.get("phase") == "Running"
-        if name != m.name and ref == m.spec.database_server_ref.name and running:
-            return str(name)
-    return None
-
-
 async def _prepare(m: Maintenance) -> DatabaseServerSpec:
     """The DatabaseServer, read again for every run and resumption, and the right the core's check cannot see:
     the requester must also be allowed to use the server's credentials Secret (maintenance -> server -> Secret)."""
     ref = m.spec.database_server_ref.name
-    metrics.api("get", database.PLURAL)
-    try:
-        obj = await asyncio.to_thread(kube.custom().get_namespaced_custom_object, GROUP, VERSION, m.ns,
-                                      database.PLURAL, ref)
-    except kube.ApiException as e:
-        if e.status == 404:
-            raise request.RequestFailed("DatabaseServerNotFound", f"DatabaseServer {ref} not found in {m.ns}") from e
-        raise
+    obj = await queue.server_of(m)
+    if obj is None:
+        raise request.RequestFailed("DatabaseServerNotFound", f"DatabaseServer {ref} not found in {m.ns}")
     if (obj.get("spec") or {}).get("credentialsSecretRef"):
         run = m.status.run
         requester = (authz.Requester(run.requester, tuple(run.requester_groups or ()))
@@ -261,7 +213,7 @@ RUN: request.Action[DatabaseServerSpec] = request.Action(
     token_annotation=None, handled_field="last_handled_run", after_field=None, completed_field=None,
     token_source=_one_shot, token_trigger="Create",  # noqa: S106
     schedule_of=_schedule, timeout_field="timeout_seconds",
-    rights=lambda m: ("run",), prepare=_prepare, hold=_queue, held_reason="AnotherMaintenanceRunning",
+    rights=lambda m: ("run",), prepare=_prepare, hold=queue.hold,
     executor=Steps(_Operations()))
 
 

@@ -32,6 +32,7 @@ from rolecall.roles.common import (
     desired_stopped,
     next_figures_in,
     not_degraded_while_stopped,
+    pods_matched,
     reconcile_with,
     stop_start,
 )
@@ -81,11 +82,14 @@ async def _refresh(ctx: Ctx) -> None:
         ctx.wake_in(m.figures_due - clock.monotonic())
         return
     per_pod = await _read_figures(ctx)
+    nothing = pods_matched(ctx, len(per_pod))
     if token is not None:
         failing = [p for p in per_pod if p.error]
-        outcome, reason = ("Failed", "PodsUnreadable") if failing else ("Succeeded", "Refreshed")
+        outcome, reason = ("Failed", "NoTargetPods") if nothing else ("Failed", "PodsUnreadable") if failing \
+            else ("Succeeded", "Refreshed")
         request.acknowledge_read(ctx, REFRESH, token, outcome, reason,
-                                 f"Read {len(per_pod) - len(failing)} of {len(per_pod)} pods for request {token!r}.")
+                                 f"Read {len(per_pod) - len(failing)} of {len(per_pod)} pods for request {token!r}"
+                                 + (f": {nothing}." if nothing else "."))
 
 
 async def _read_figures(ctx: Ctx) -> list[WebPodStatus]:
@@ -167,6 +171,8 @@ def _apply(ctx: Ctx, per_pod: list[WebPodStatus]) -> None:
 
 
 def _health(r: Ctx, per_pod: list[WebPodStatus]) -> None:
+    if not per_pod:
+        return  # no pod to read: pods_matched says whether that is a fault
     failing = [p for p in per_pod if p.error]
     was = r.condition_status("Degraded")
     if failing:

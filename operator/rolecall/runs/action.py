@@ -18,6 +18,7 @@ from rolecall.targets import pods
 from rolecall.targets.pods import Target
 
 P = TypeVar("P")
+Held = str | tuple[str, str] | None  # why a request waits: a message, or (reason, message); None: it need not
 
 
 class RequestFailed(Exception):
@@ -93,9 +94,9 @@ class Action(Generic[P]):
     attempts: int = 3
     # Why a new request must wait now (e.g. the role is stopped or still starting), or None: a held request is
     # not lost, it is accepted once this returns None (its token stays unhandled, its slot stays due). It may
-    # read the apiserver (another maintenance running on the same database).
-    hold: Callable[[Context[Any, Any]], str | Awaitable[str | None] | None] = lambda ctx: None
-    held_reason: str = "HeldWhileStopped"  # the condition reason while held
+    # read the apiserver (another maintenance running on the same database), and name its own reason.
+    hold: Callable[[Context[Any, Any]], Held | Awaitable[Held]] = lambda ctx: None
+    held_reason: str = "HeldWhileStopped"  # the condition reason while held, unless the hold names one
     executor: Executor | None = None  # None: PodFanOut over resolve/act
     # Where the token comes from when it is not an annotation (a one-shot maintenance: its creation), and the
     # trigger name history gives it.

@@ -22,7 +22,16 @@ from typing import Any
 
 from rolecall import kube, metrics
 from rolecall.api.types import format_time, parse_time
-from rolecall.api.v1alpha1.common import MAX_FAILED_PODS, MAX_POD_RESULTS, DryRunPlan, NodeSummary, PodResult, RunLedger
+from rolecall.api.v1alpha1.common import (
+    DEFAULT_MAX_RETRIES,
+    MAX_FAILED_PODS,
+    MAX_POD_RESULTS,
+    DryRunPlan,
+    NodeSummary,
+    PodResult,
+    RunLedger,
+)
+from rolecall.engines import EngineError
 from rolecall.runs import events, fanout, ledger
 from rolecall.runs.action import Action, RequestFailed
 from rolecall.runs.context import Context
@@ -67,6 +76,10 @@ class PodFanOut:
         assert action.resolve is not None
         targets = await action.resolve(ctx)
         s = ctx.role_status
+        if not targets and s.replicas != 0:  # a workload at 0 on purpose (stopped, an HPA) has nothing to act on
+            why = pods.none_match(ctx.spec.selector, getattr(ctx.spec, "node_selector", None))
+            ctx.condition("Degraded", True, "NoTargetPods", f"{why}: nothing to act on.")
+            raise RequestFailed("NoTargetPods", f"{why}: nothing was done (is a label mistyped?)")
         run.targets, run.pending = len(targets), [t.uid for t in targets]
         ctx.memory.targets = {t.uid: t for t in targets}
         s.run, s.targets, s.done, s.failed, s.failed_pods = run, len(targets), 0, 0, None
@@ -228,7 +241,12 @@ async def _carry_out(ctx: Context[Any, Any], action: Action[Any], run: RunLedger
                 raise fanout.Permanent(str(e)) from e
             raise
         assert action.act is not None
-        return await action.act(ctx, prepared, t, address)
+        try:
+            return await action.act(ctx, prepared, t, address)
+        except EngineError as e:
+            if e.fix:  # retrying cannot help: failed for good at once, with what to change
+                raise fanout.Permanent(f"{e}; {e.fix}") from e
+            raise
 
     async def record(o: fanout.Outcome[Target]) -> None:
         t = o.target
@@ -317,9 +335,9 @@ async def _conclude(ctx: Context[Any, Any], action: Action[Any], run: RunLedger,
     named = _name_failures(s, run, results)
     if not run.failed:
         s.run = None
-        if action.completed_field:
-            setattr(s, action.completed_field, run.accepted_at)
     if not run.failed and not run.permanent:
+        if action.completed_field:  # completed: every target done (a Stalled request is not)
+            setattr(s, action.completed_field, run.accepted_at)
         message = f"{action.done} {s.done} of {run.targets} pods for {what}."
         ctx.condition(action.condition, True, action.done, message)
         if ctx.condition_status("Degraded") == "True":
@@ -336,6 +354,9 @@ async def _conclude(ctx: Context[Any, Any], action: Action[Any], run: RunLedger,
     names = ", ".join(f"{p.pod} ({p.message})" for p in named[:5])
     count = len(run.failed) + len(run.permanent)
     ctx.condition("Degraded", True, "PodsFailed", f"{count} of {run.targets} pods failed: {names}")
+    exhausted = bool(run.failed) and run.retries >= getattr(ctx.spec, "max_retries", DEFAULT_MAX_RETRIES)
+    if exhausted:  # the retry budget is spent: what still fails is for a person to look at
+        run.permanent, run.failed, s.run = sorted({*run.permanent, *run.failed}), [], None
     if run.failed:
         run.first_pass_done = True
         wait = ledger.retry_delay(run.retries + 1)
@@ -343,16 +364,24 @@ async def _conclude(ctx: Context[Any, Any], action: Action[Any], run: RunLedger,
         ctx.wake_in(wait)
         message = f"{count} of {run.targets} pods failed for {what}: {names}; retrying at {run.retry_at}."
         ctx.mark_busy("RetryingFailedTargets", message)
-    else:
-        message = f"{count} of {run.targets} pods failed for {what} and cannot be retried: {names}."
-    ctx.condition(action.condition, False, "PartlyFailed", message)
-    if first_pass:
-        acknowledge(ctx, action, run, "Failed", "PodsFailed", message)
-        await events.post(ctx.obj, "Warning", f"{action.name.title()}Failed", message)
-        metrics.REQUESTS.labels(ctx.kind.kind, action.name, "failed").inc()
-    elif s.last_request is not None:
-        s.last_request.message, s.last_request.finished_at = message[:2048], ctx.clock.now()
-        s.last_request.done, s.last_request.failed = s.done, s.failed
+        ctx.condition(action.condition, False, "PartlyFailed", message)
+        if first_pass:
+            acknowledge(ctx, action, run, "Failed", "PodsFailed", message)
+            await events.post(ctx.obj, "Warning", f"{action.name.title()}Failed", message)
+            metrics.REQUESTS.labels(ctx.kind.kind, action.name, "failed").inc()
+        elif s.last_request is not None:
+            s.last_request.message, s.last_request.finished_at = message[:2048], ctx.clock.now()
+            s.last_request.done, s.last_request.failed = s.done, s.failed
+        return
+    # Nothing left to retry: the request ends Stalled, so a kstatus wait ends, until a new token or spec change.
+    reason = "RetriesExhausted" if exhausted else "TargetsRefused"
+    why = f"still failing after {run.retries} retry passes" if exhausted else "retrying cannot help"
+    message = (f"{count} of {run.targets} pods failed for {what} and {why}: {names}. Fix that, then ask again (a "
+               "new token or a spec change).")
+    ctx.condition(action.condition, False, reason, message)
+    acknowledge(ctx, action, run, "Stalled", reason, message)
+    await events.post(ctx.obj, "Warning", reason, message)
+    metrics.REQUESTS.labels(ctx.kind.kind, action.name, "stalled").inc()
 
 
 def _name_failures(s: Any, run: RunLedger, results: dict[str, PodResult]) -> list[PodResult]:

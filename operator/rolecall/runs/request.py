@@ -73,8 +73,9 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
     if inspect.isawaitable(why):
         why = await why
     if run is None and why:
+        reason, message = why if isinstance(why, tuple) else (action.held_reason, why)
         what = Trigger(token, after, slot).describe()
-        ctx.condition(action.condition, False, action.held_reason, f"The {action.noun} for {what} waits: {why}.")
+        ctx.condition(action.condition, False, reason, f"The {action.noun} for {what} waits: {message}.")
         return  # woken when the hold lifts (the run state's own timer, or the start's readiness checks)
     if (token or after) and slot:
         ctx.wake_in(0.5)  # one request at a time: the due slot runs right after this one

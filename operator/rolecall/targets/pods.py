@@ -63,6 +63,13 @@ async def resolve(namespace: str, selector: LabelSelector, node_selector: dict[s
     return [_target(p) for p in picked]
 
 
+def none_match(selector: LabelSelector, node_selector: dict[str, str] | None) -> str:
+    """Why a resolve found nothing, naming the selector as kubectl writes it (a typo shows)."""
+    nodes = ",".join(f"{k}={v}" for k, v in sorted((node_selector or {}).items()))
+    return (f"no running pod matches spec.selector {selector.to_label_selector() or '(empty)'}"
+            + (f" on a node matching spec.nodeSelector {nodes}" if nodes else ""))
+
+
 async def by_uid(namespace: str, selector: LabelSelector) -> dict[str, Target]:
     """The selector's pods by UID, whatever their phase (to find a run's recorded targets after a restart)."""
     await PODS.synced(namespace)

@@ -227,6 +227,9 @@ class HistorySpec(Model):
                                            f"{MAX_HISTORY}, default {DEFAULT_HISTORY}).")
 
 
+DEFAULT_MAX_RETRIES = 5
+
+
 class RequestLimits(HistorySpec):
     """Limits on a role's fan-out requests (clear, compact)."""
 
@@ -236,6 +239,12 @@ class RequestLimits(HistorySpec):
                     "after that, targets in flight finish (at most `concurrency`), and status counts the ones "
                     "not started. A timed-out or cancelled spec time is not asked again (set a new one). "
                     "Default: no limit.")
+    max_retries: int = Field(
+        default=DEFAULT_MAX_RETRIES, ge=0, le=100,
+        description="Retry passes over failed targets (10 s, doubling to 5 min apart) before the request ends "
+                    "Stalled with reason RetriesExhausted (default 5, about 5 minutes). A failure retrying cannot "
+                    "fix (memcached -F, a Redis ACL, a missing table) ends it Stalled at once, reason "
+                    "TargetsRefused. Either way a new token or a spec change asks again.")
 
 
 class LastRequest(Model):
