@@ -133,6 +133,11 @@ class Operator:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
+    def terminate(self, proc: subprocess.Popen[bytes], timeout: float = 40) -> None:
+        """SIGTERM, as a rollout stops a pod, and wait for the process to exit."""
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+
     def freeze(self, proc: subprocess.Popen[bytes], frozen: bool) -> None:
         """SIGSTOP (frozen) or SIGCONT: a process that stops answering without dying, like a starved pod."""
         os.killpg(proc.pid, signal.SIGSTOP if frozen else signal.SIGCONT)

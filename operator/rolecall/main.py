@@ -53,6 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    default=os.environ.get("ROLECALL_ALLOW_WITHOUT_POLICIES") == "1",
                    help="act even when rolecall's admission policies are missing (requests then go unchecked at "
                         "admission; the operator still checks recorded requesters when there are any)")
+    p.add_argument("--drain-seconds", type=float, default=float(os.environ.get("ROLECALL_DRAIN_SECONDS", "20")),
+                   help="on SIGTERM (a rollout), how long the leader lets targets and batches in flight finish and "
+                        "records them before it hands the Lease over; keep it under the pod's "
+                        "terminationGracePeriodSeconds (default 20, of Kubernetes' default 30)")
     p.add_argument("--verbose", "-v", action="store_true")
     return p.parse_args(argv)
 
@@ -196,11 +200,13 @@ def main(argv: list[str] | None = None) -> None:
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        # A planned stop: what is in flight finishes and is written while this process still leads (the Lease
+        # renewed, the pod index watched), then the Lease is handed over: the next leader repeats nothing.
+        await gate.drain(args.drain_seconds)
         for task in keeper:
             task.cancel()
         for w in pod_watches:
             w.stop()
-        await gate.close()
         await lease.release()
 
     kopf.run(registry=registry, standalone=True, clusterwide=not args.namespace,

@@ -32,7 +32,7 @@ from rolecall.api.v1alpha1.common import (
     RunLedger,
 )
 from rolecall.engines import EngineError
-from rolecall.runs import events, fanout, ledger
+from rolecall.runs import events, fanout, ledger, queue
 from rolecall.runs.action import Action, RequestFailed
 from rolecall.runs.context import Context
 from rolecall.runs.outcome import acknowledge, halted, remember_request
@@ -149,6 +149,7 @@ class _Progress:
         self.ctx = ctx
         self.run = run
         self.halt: tuple[str, str, str] | None = None  # (outcome, reason, message) once a cancel or deadline hit
+        self.draining = False  # a planned stop halted the fan-out: the run stays in status for the next leader
         self.unwritten = 0  # outcomes not in any write yet
         self.in_flight: set[str] = set()  # targets started and without an outcome yet
         self.writing = False
@@ -165,6 +166,9 @@ class _Progress:
         if self.failure is not None:
             raise self.failure  # a progress write failed: nothing more starts
         kube.check_write_guard()  # a process that may no longer lead starts nothing
+        if queue.draining():  # a planned stop: the targets in flight finish and are written, nothing starts
+            self.draining = True
+            raise fanout.Halt("the operator is stopping")
         self.halt = self.halt or halted(self.ctx, self.run)
         if self.halt:
             raise fanout.Halt(self.halt[2])  # nothing starts after a cancel or the deadline
@@ -283,6 +287,9 @@ async def _carry_out(ctx: Context[Any, Any], action: Action[Any], run: RunLedger
             await started
     if progress.failure is not None:
         raise progress.failure  # a timed progress write failed: the request is resumed from what status says
+    if progress.draining:
+        await ctx.write()  # every outcome seen is on record: the next leader acts only on the targets not started
+        return
     if progress.halt:
         await _stop_run(ctx, action, run, *progress.halt)
         return

@@ -8,6 +8,9 @@ or None: an in-process timer, so nothing is polled and nothing is written while 
 Only the leader reconciles. `Gate.close()` (the leader lost its Lease or its renew deadline) cancels
 every running reconcile; `Gate.open()` (it leads again) forgets what each object's memory says it
 wrote, since another leader may have written since, and reconciles every object from its latest body.
+`Gate.drain()` (a planned stop: SIGTERM in a rollout) lets the running reconciles finish what is in
+flight first: while `draining()`, no reconcile and no request starts, and the executors start no target
+or batch; the ones in flight finish and are written, so the next leader repeats none of them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ from rolecall.runs.packing import pack, unpack
 from rolecall.runs.status import StaleStatus
 
 log = logging.getLogger(__name__)
+_draining = False
+
+
+def draining() -> bool:
+    """A planned stop is under way: start nothing new (a reconcile, a request, a target, a batch)."""
+    return _draining
 
 # reconcile(body, memory, runtime) -> seconds until it wants to run again, or None.
 Reconcile = Callable[[dict[str, Any], Memory, Runtime], Awaitable[float | None]]
@@ -48,6 +57,8 @@ class Gate:
         return self.event.is_set()
 
     def open(self) -> None:
+        global _draining
+        _draining = False  # leading (again): nothing of this process is stopping
         for q in self.queues:
             q.forget_and_kick_all()
         self.event.set()
@@ -55,6 +66,19 @@ class Gate:
     async def close(self) -> None:
         self.event.clear()
         await asyncio.gather(*(q.cancel_all() for q in self.queues))
+
+    async def drain(self, grace: float) -> None:
+        """A planned stop: nothing new starts, the reconciles under way get `grace` seconds to finish what is
+        in flight and write it, then the rest is cancelled (as on a lost Lease)."""
+        global _draining
+        _draining = True
+        busy = [s.task for q in self.queues for s in q._slots.values() if s.reconciling and s.task]
+        if busy:
+            log.info("stopping: waiting up to %.0fs for %d reconciles to finish what is in flight", grace, len(busy))
+            _, late = await asyncio.wait(busy, timeout=grace)
+            if late:
+                log.warning("stopping: %d reconciles still running after %.0fs are cancelled", len(late), grace)
+        await self.close()
 
 
 @dataclass
@@ -70,6 +94,7 @@ class _Slot:
     inputs: Any = None
     memory: Memory = field(default_factory=Memory)
     event_at: float | None = None  # when the watch event that asked for the next reconcile arrived
+    reconciling: bool = False  # a reconcile is under way (not waiting for the gate or a timer)
 
 
 def _inputs(body: dict[str, Any]) -> Any:
@@ -145,7 +170,7 @@ class WorkQueue:
 
     async def _work(self, uid: str, slot: _Slot) -> None:
         await self._gate.event.wait()
-        while slot.dirty and self._slots.get(uid) is slot:
+        while slot.dirty and self._slots.get(uid) is slot and not _draining:
             slot.dirty = False
             if slot.event_at is not None:
                 metrics.EVENT_TO_RECONCILE.labels(self._kind).observe(time.monotonic() - slot.event_at)
@@ -155,6 +180,7 @@ class WorkQueue:
             if slot.timer:
                 slot.timer.cancel()
                 slot.timer = None
+            slot.reconciling = True
             try:
                 delay = await self._reconcile(body, slot.memory, self._runtime)
                 slot.failures = 0
@@ -178,6 +204,8 @@ class WorkQueue:
                 delay = min(self._max_backoff, 2.0 ** slot.failures)
                 log.exception("reconcile of %s failed (attempt %d); retrying in %.0fs", slot.key, slot.failures,
                               delay)
+            finally:
+                slot.reconciling = False
             if delay is not None and not slot.dirty:
                 slot.timer = asyncio.get_running_loop().call_later(max(0.0, delay), self._wake, uid)
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from rolecall.api.types import format_time, parse_time
 from rolecall.api.v1alpha1.common import RunLedger
-from rolecall.runs import authz, events
+from rolecall.runs import authz, events, queue
 from rolecall.runs.action import Action, Executor, Refused, RequestFailed
 from rolecall.runs.context import Context
 from rolecall.runs.outcome import acknowledge_read, cancel_asked, end, halted, remember, run_keys
@@ -69,6 +69,8 @@ async def step(ctx: Context[Any, Any], action: Action[P]) -> None:
         run = s.run = None  # a new request supersedes retries of an earlier one: it covers every target again
     if run is None and not (token or after or slot):
         return
+    if run is None and queue.draining():
+        return  # a planned stop: the next leader accepts it (its token stays unhandled, its slot due)
     why = action.hold(ctx) if run is None else None
     if inspect.isawaitable(why):
         why = await why

@@ -23,7 +23,8 @@ from typing import Any, Generic, Protocol, TypeVar
 from rolecall import kube, metrics
 from rolecall.api.types import parse_time
 from rolecall.api.v1alpha1.common import DryRunPlan, RunLedger
-from rolecall.runs import events, ledger
+from rolecall.leadership import NotLeader
+from rolecall.runs import events, ledger, queue
 from rolecall.runs.action import Action
 from rolecall.runs.context import Context
 from rolecall.runs.outcome import acknowledge, halted
@@ -121,6 +122,8 @@ class Steps(Generic[T]):
 
         def between_units() -> None:
             kube.check_write_guard()  # a process that may no longer lead starts nothing
+            if queue.draining():  # a planned stop: the unit in flight is done and written; the next leader goes on
+                raise NotLeader("the operator is stopping: the run goes on with the next leader")
             if halt := halted(ctx, run, limit):
                 raise Halted(*halt)
 
