@@ -24,8 +24,8 @@ def _degraded(st: dict[str, Any]) -> dict[str, Any] | None:
 def test_each_kind_with_a_mistyped_selector_shows_it_and_a_clear_exits_non_zero(
         local_bed: Cluster, namespace: str, operator: Operator) -> None:
     operator.start()
-    create_cs(local_bed, namespace, cacheserver("mc", "memcached", TYPO, statsIntervalSeconds=5))
-    create_web(local_bed, namespace, webserver("web", "nginx", TYPO, refreshIntervalSeconds=5))
+    create_cs(local_bed, namespace, cacheserver("mc", "memcached", TYPO, statsIntervalSeconds=10))
+    create_web(local_bed, namespace, webserver("web", "nginx", TYPO, refreshIntervalSeconds=10))
     create_db(local_bed, namespace, SERVERS, sqlite_server("db", TYPO, "/data/app.db"))
     for read in (lambda: status(local_bed, namespace, "mc"), lambda: web_status(local_bed, namespace, "web"),
                  lambda: status_of(local_bed, namespace, SERVERS, "db")):

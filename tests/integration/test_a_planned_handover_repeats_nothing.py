@@ -14,14 +14,14 @@ from cachekit import annotate_clear, cacheserver, cmd_flush, create_cs, create_d
 from harness import Cluster, Operator, deployment, running_pods, wait_for
 
 
-def _leader(operator: Operator) -> int:
-    """The index of the operator process that acquired the Lease first."""
-    def first() -> int | None:
-        for i in range(len(operator.procs)):
+def _leader(operator: Operator, first: int = 0) -> int:
+    """The index of the operator process (from `first` on) that acquired the Lease."""
+    def found() -> tuple[int] | None:
+        for i in range(first, len(operator.procs)):
             if "acquired as" in (operator.log_dir / f"operator-{i}.log").read_text():
-                return i
+                return (i,)  # a tuple: index 0 is an answer too
         return None
-    return wait_for(first, "a leader", 60)
+    return wait_for(found, "a leader", 60)[0]
 
 
 @pytest.mark.parametrize("concurrency", [1, 10])
@@ -65,7 +65,7 @@ def test_handover_time_with_and_without_releasing_the_lease(local_bed: Cluster, 
         before = len(operator.procs)
         operator.start()
         operator.start()
-        lead = before + _leader_from(operator, before)
+        lead = _leader(operator, before)
         wait_for(lambda: status(local_bed, namespace, "mc").get("observedGeneration") == 1, "observed", 60)
         stopped_at = time.monotonic()
         if round_ == "a":
@@ -81,11 +81,3 @@ def test_handover_time_with_and_without_releasing_the_lease(local_bed: Cluster, 
           + f"; Lease {operator.lease_seconds}s")
     assert cmd_flush(ip) == 2
 
-
-def _leader_from(operator: Operator, first: int) -> int:
-    def found() -> int | None:
-        for i in range(first, len(operator.procs)):
-            if "acquired as" in (operator.log_dir / f"operator-{i}.log").read_text():
-                return i - first
-        return None
-    return wait_for(found, "a leader", 60)

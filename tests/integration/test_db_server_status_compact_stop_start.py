@@ -86,8 +86,17 @@ def test_stop_then_start_round_trips_the_replica_count(local_bed: Cluster, names
                   "Stopped")
     assert st["rememberedReplicas"] == 1 and st["replicas"] == 0
     wait_for(lambda: not pods(local_bed, namespace, "app=pg"), "the database pod gone")
+    # A maintenance due while the server is stopped on purpose is held, like any kind's request, not failed.
+    create(local_bed, namespace, MAINTENANCES, maintenance("vacuum", "db", [{"compact": {}}]))
+    held = wait_for(lambda: (s := status_of(local_bed, namespace, MAINTENANCES, "vacuum")).get("conditions") and
+                    any(c["type"] == "Complete" and c["reason"] == "HeldWhileStopped" for c in s["conditions"]) and s,
+                    "the maintenance held while the server is stopped", 30)
+    assert held.get("phase") == "Pending" and not held.get("history"), held
     patch(local_bed, namespace, SERVERS, "db", {"spec": {"stopped": False}})
     running_pods(local_bed, namespace, "app=pg", 1)
     st = wait_for(lambda: (s := status_of(local_bed, namespace, SERVERS, "db")).get("phase") == "Running" and
                   s.get("primary") and s, "Running again with a primary", 60)
     assert st["replicas"] == 1 and "rememberedReplicas" not in st
+    ran = wait_for(lambda: (s := status_of(local_bed, namespace, MAINTENANCES, "vacuum")).get("phase") in
+                   ("Succeeded", "Failed") and s, "the held maintenance to run once the server runs", 60)
+    assert ran["phase"] == "Succeeded" and [h["outcome"] for h in ran["history"]] == ["Succeeded"], ran

@@ -160,12 +160,14 @@ def next_figures_in(ctx: Context[Any, Any], interval: float) -> Iterator[None]:
 
 def pods_matched(ctx: Context[Any, Any], count: int) -> str | None:
     """What a periodic read makes of an empty target set: unless the workload is at 0 on purpose (stopped, or
-    an HPA holding it there), Degraded NoTargetPods naming the selector, with one Warning; cleared when pods
-    match again. Returns why there is nothing to read (None: pods match, or none are meant to)."""
+    an HPA holding it there) or on its way up or down, Degraded NoTargetPods naming the selector, with one
+    Warning; cleared when pods match again. Returns why there is nothing to read (None: pods match, or none
+    are meant to now)."""
     s = ctx.role_status
     degraded = next((c for c in s.conditions or [] if c.type == "Degraded"), None)
     ours = degraded is not None and degraded.status == "True" and degraded.reason == "NoTargetPods"
-    if count == 0 and s.replicas != 0 and ctx.condition_status("Stopped") != "True":
+    at_rest = s.replicas == 0 or ctx.starting or ctx.stopping or ctx.condition_status("Stopped") == "True"
+    if count == 0 and not at_rest:
         why = pods.none_match(ctx.spec.selector, ctx.spec.node_selector)
         ctx.condition("Degraded", True, "NoTargetPods", f"{why}.")
         if not ours:

@@ -20,7 +20,7 @@ from rolecall.runs.context import Context
 
 GROUP, VERSION, PLURAL = DATABASE_MAINTENANCE.group, DATABASE_MAINTENANCE.version, DATABASE_MAINTENANCE.plural
 QUEUE_CHECK_SECONDS = 2.0  # a queued maintenance looks again this often
-STOPPED_CHECK_SECONDS = 30.0  # one held by a stopped DatabaseServer (a night, a weekend) looks this often
+STOPPED_CHECK_SECONDS = 10.0  # one held by a stopped DatabaseServer looks this often (one GET)
 # (namespace, DatabaseServer) -> the maintenance that holds it in this operator process.
 _running: dict[tuple[str, str], str] = {}
 Maintenance = Context[Any, Any]
