@@ -28,7 +28,8 @@ def test_two_tokens_while_down_are_one_clear_for_the_latest(local_bed: Cluster, 
     assert meta["annotations"]["rolecall.dev/clear-requested-by"], "admission records the clear's requester"
     assert not meta.get("finalizers")
     assert obj["spec"] == {"engine": "memcached", "selector": {"matchLabels": {"app": "mc"}}, "concurrency": 10,
-                           "timeoutSeconds": 30, "stopped": False, "statsIntervalSeconds": 60, "historyLimit": 10}
+                           "timeoutSeconds": 30, "stopped": False, "statsIntervalSeconds": 60, "historyLimit": 10,
+                           "maxRetries": 5}
     # Everything the operator's account ever wrote to this object went through the status subresource.
     mine = [m for m in meta["managedFields"] if m["manager"] == "rolecall-operator"]
     assert mine and all(m.get("subresource") == "status" for m in mine), meta["managedFields"]

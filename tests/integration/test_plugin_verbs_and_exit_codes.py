@@ -105,17 +105,39 @@ def test_clear_dry_run_status_history_report_and_usage_errors(local_bed: Cluster
 
 
 def test_a_failing_pod_exits_1_and_is_named(local_bed: Cluster, namespace: str, operator: Operator) -> None:
+    ips = _memcached_pods(local_bed, namespace, ["mc-a", "mc-down"])
+    client.CoreV1Api(local_bed.api_client).patch_namespaced_pod("mc-down", namespace, {"metadata": {
+        "annotations": {"testbed.rolecall.dev/paused": "true"}}})  # its engine stops: a failure retrying may fix
+
+    def refused() -> bool:
+        try:
+            memcached(ips["mc-down"]).version()
+        except OSError:
+            return True
+        return False
+
+    wait_for(refused, "mc-down's engine to stop")
+    operator.start()
+    create_cs(local_bed, namespace, cacheserver("mc", "memcached", {"app": "mc"}, timeoutSeconds=2))
+    _running(local_bed, namespace, "mc")
+    result = rolecall(local_bed, namespace, "clear", "cache/mc", "--timeout", "60s")
+    assert result.returncode == 1, said(result)
+    assert "failed: mc-down" in result.stderr and "keeps retrying" in result.stderr, said(result)
+    assert cmd_flush(ips["mc-a"]) == 1
+
+
+def test_a_pod_that_refuses_for_good_exits_5_with_what_to_change(local_bed: Cluster, namespace: str,
+                                                                 operator: Operator) -> None:
     ips = _memcached_pods(local_bed, namespace, ["mc-a", "mc-noflush"], {"mc-noflush": "flush-disabled"})
     memcached(ips["mc-noflush"]).set("k", "v")
     operator.start()
     create_cs(local_bed, namespace, cacheserver("mc", "memcached", {"app": "mc"}))
     _running(local_bed, namespace, "mc")
     result = rolecall(local_bed, namespace, "clear", "cache/mc", "--timeout", "60s")
-    assert result.returncode == 1, said(result)
-    assert "failed: mc-noflush" in result.stderr and "flush_all not allowed" in result.stderr, said(result)
-    assert "keeps retrying" in result.stderr, said(result)
+    assert result.returncode == 5 and "Stalled (TargetsRefused)" in result.stderr, said(result)
+    assert "mc-noflush" in result.stderr and "start it without -F" in result.stderr, said(result)
     assert cmd_flush(ips["mc-a"]) == 1
-    assert memcached(ips["mc-noflush"]).get("k") == b"v"  # its memcached refused every flush_all
+    assert memcached(ips["mc-noflush"]).get("k") == b"v"  # its memcached refused the flush_all
 
 
 def test_a_stalled_request_exits_5(local_bed: Cluster, namespace: str, operator: Operator) -> None:
