@@ -202,12 +202,14 @@ def main(argv: list[str] | None = None) -> None:
     async def cleanup(**_: Any) -> None:
         # A planned stop: what is in flight finishes and is written while this process still leads (the Lease
         # renewed, the pod index watched), then the Lease is handed over: the next leader repeats nothing.
-        await gate.drain(args.drain_seconds)
-        for task in keeper:
-            task.cancel()
-        for w in pod_watches:
-            w.stop()
-        await lease.release()
+        try:
+            await gate.drain(args.drain_seconds)
+        finally:
+            for task in keeper:
+                task.cancel()
+            for w in pod_watches:
+                w.stop()
+            await lease.release()  # whatever the drain met: a successor need not wait out the Lease
 
     kopf.run(registry=registry, standalone=True, clusterwide=not args.namespace,
              namespaces=args.namespace)

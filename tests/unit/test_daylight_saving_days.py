@@ -152,3 +152,31 @@ def test_a_start_window_opens_at_the_jump_when_its_start_is_skipped() -> None:
         is None  # 03:10 CEST: inside
     repeated = dt.datetime(2026, 10, 25, 1, 10, tzinfo=UTC).astimezone(berlin)  # 02:10 CET, the second pass
     assert calendar.window_opens("02:00-03:00", repeated) is None
+
+
+@pytest.mark.parametrize("zone", [*WHOLE_HOUR_ZONES, "Australia/Lord_Howe"])
+def test_the_latest_slot_before_a_time_is_the_last_one_walked_forward(zone: str) -> None:
+    for change in _transitions(zone, 2026):
+        start = change - dt.timedelta(days=8)  # a weekly job's previous slot is in there too
+        for cron in JOBS:
+            walked = _ours(cron, zone, start, change + dt.timedelta(days=1))
+            for t in (change + dt.timedelta(minutes=m) for m in range(-90, 150, 7)):
+                expected = max((s for s in walked if s <= t), default=None)
+                assert calendar.slot_before(cron, zone, t) == expected, (zone, cron, t)
+
+
+def test_a_weekday_seconds_schedule_missed_over_a_weekend_finds_its_latest_slot() -> None:
+    friday, monday = dt.datetime(2026, 12, 4, 12, tzinfo=UTC), dt.datetime(2026, 12, 7, 6, tzinfo=UTC)
+    found = calendar.due("* 9-17 * * 1-5 */10", "Europe/Berlin", friday, monday)  # over 1,000 slots missed
+    assert found.slot == dt.datetime(2026, 12, 4, 16, 59, 50, tzinfo=UTC) and found.missed == calendar.MAX_COUNTED - 1
+    assert found.next == dt.datetime(2026, 12, 7, 8, 0, tzinfo=UTC)  # Monday 09:00 CET
+
+
+def test_a_start_window_covers_both_passes_of_a_repeated_hour() -> None:
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    for minute in (20, 35, 70, 100, 130):  # 00:20Z (before) ... 02:10Z: 02:30 CEST first occurs at 00:30Z
+        t = dt.datetime(2026, 10, 25, 0, tzinfo=UTC) + dt.timedelta(minutes=minute)
+        opens = calendar.window_opens("02:30-03:30", t.astimezone(berlin))
+        assert opens == (dt.datetime(2026, 10, 25, 0, 30, tzinfo=UTC) if minute < 30 else None), (t, opens)
+    after = dt.datetime(2026, 10, 25, 2, 40, tzinfo=UTC).astimezone(berlin)  # 03:40 CET: the next day's 02:30
+    assert calendar.window_opens("02:30-03:30", after) == dt.datetime(2026, 10, 26, 1, 30, tzinfo=UTC)

@@ -4,7 +4,7 @@ maintenance's window and run windows.
 Pure functions of (schedule, zone, what was already run, now), so a restart or a takeover computes the same
 slot and never runs one twice, and unit tests drive them with a fake clock. Slots are computed in the
 schedule's own time zone, and on the two daylight-saving days they follow Debian cron (cronsim, the test
-reference, does the same):
+reference, does the same, except for wildcard times that pass once in a 30-minute zone: see the README):
 - a job at a fixed time (no `*` in its minute and hour fields) runs once per local day: a time skipped in
   spring runs once, at the first instant after the jump; a time repeated in autumn runs at its first
   occurrence only;
@@ -28,8 +28,6 @@ NEVER_FIRES = "names no time that exists (e.g. 30 February): it never fires"
 MAX_COUNTED = 1000
 # croniter candidates looked at for one slot: past this, the schedule never fires (its only times are skipped).
 _MAX_CANDIDATES = 10_000
-# How far back the latest slot before a time is looked for, shortest first (a dense cron is found at once).
-_HORIZONS = tuple(dt.timedelta(seconds=s) for s in (60, 3600, 86400, 32 * 86400, 366 * 86400, 8 * 366 * 86400))
 
 
 @dataclass(frozen=True)
@@ -67,15 +65,25 @@ def slots(cron: str, zone: str | None, after: dt.datetime) -> Iterator[dt.dateti
 
 
 def slot_before(cron: str, zone: str | None, t: dt.datetime) -> dt.datetime | None:
-    """The latest slot at or before `t` (None: none in the last eight years)."""
-    for horizon in _HORIZONS:
-        latest = None
-        for slot in slots(cron, zone, t - horizon):
+    """The latest slot at or before `t` (None: the schedule never fires). croniter walks back to the latest
+    candidate that is a slot by the rules above; the slots from there up to `t` (a time moved past a
+    skipped hour lies after its candidate) are then walked forward: a few steps, whatever the density."""
+    tz = zoneinfo.ZoneInfo(zone or "UTC")
+    walk = croniter(cron, t.astimezone(tz) + dt.timedelta(microseconds=1))
+    for _ in range(_MAX_CANDIDATES):
+        try:
+            candidate: dt.datetime = walk.get_prev(dt.datetime).astimezone(dt.UTC)
+            confirmed = next(slots(cron, zone, candidate - dt.timedelta(microseconds=1))) == candidate
+        except CroniterBadDateError:
+            return None
+        if candidate > t or not confirmed:
+            continue
+        latest = candidate
+        for slot in slots(cron, zone, candidate):
             if slot > t:
                 break
             latest = slot
-        if latest is not None:
-            return latest
+        return latest
     return None
 
 
@@ -130,16 +138,19 @@ def instant(naive: dt.datetime, tz: dt.tzinfo, latest: bool = False) -> dt.datet
 
 def window_opens(window: str | None, t: dt.datetime) -> dt.datetime | None:
     """None when `t` (a time in the window's zone) is inside HH:MM-HH:MM (or there is no window); else when
-    the window next opens (in UTC). A range whose end is before its start wraps midnight; on a
-    daylight-saving day it covers its stated local times."""
+    the window next opens (in UTC). A range whose end is before its start wraps midnight; it covers its
+    stated local times as instants (both passes of a repeated hour inside it, none of a skipped one)."""
     if not window:
         return None
-    tz, day = t.tzinfo or dt.UTC, t.replace(tzinfo=None)
-    start_s, end_s = window.split("-")
-    start = day.replace(hour=int(start_s[:2]), minute=int(start_s[3:]), second=0, microsecond=0)
-    end = day.replace(hour=int(end_s[:2]), minute=int(end_s[3:]), second=0, microsecond=0)
-    inside = start <= day < end if start <= end else (day >= start or day < end)
-    if inside:
-        return None
-    opening = start if start > day else start + dt.timedelta(days=1)
-    return instant(opening, tz)
+    tz, now = t.tzinfo or dt.UTC, t.astimezone(dt.UTC)
+    (sh, sm), (eh, em) = ((int(p[:2]), int(p[3:])) for p in window.split("-"))
+    openings = []
+    for days in (-1, 0, 1, 2):
+        day = t.replace(tzinfo=None).date() + dt.timedelta(days=days)
+        start, end = dt.datetime.combine(day, dt.time(sh, sm)), dt.datetime.combine(day, dt.time(eh, em))
+        end += dt.timedelta(days=1) if end <= start else dt.timedelta(0)
+        opens, closes = instant(start, tz), instant(end, tz, latest=True)
+        if opens <= now < closes:
+            return None
+        openings.append(opens)
+    return min(o for o in openings if o > now)

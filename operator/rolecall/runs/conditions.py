@@ -27,7 +27,9 @@ def stalled_by(last: LastRequest | None, generation: int | None) -> tuple[str, s
 def summarize(ctx: Any) -> None:
     s = ctx.out.status
     gen = ctx.generation
-    stalled = ctx.stalled or stalled_by(getattr(s, "last_request", None), gen)
+    # A request under way (status.run) is not stalled by how the one before it ended.
+    ended = None if getattr(s, "run", None) is not None else getattr(s, "last_request", None)
+    stalled = ctx.stalled or stalled_by(ended, gen)
     busy = None if stalled else ctx.busy
     _reconciling_and_stalled(ctx, busy, stalled)
     s.observed_generation = gen

@@ -342,9 +342,9 @@ async def _conclude(ctx: Context[Any, Any], action: Action[Any], run: RunLedger,
     named = _name_failures(s, run, results)
     if not run.failed:
         s.run = None
-    if not run.failed and not run.permanent:
-        if action.completed_field:  # completed: every target done (a Stalled request is not)
+        if action.completed_field:  # handled: nothing left to retry (what failed for good is named, and Stalled)
             setattr(s, action.completed_field, run.accepted_at)
+    if not run.failed and not run.permanent:
         message = f"{action.done} {s.done} of {run.targets} pods for {what}."
         ctx.condition(action.condition, True, action.done, message)
         if ctx.condition_status("Degraded") == "True":
@@ -364,6 +364,8 @@ async def _conclude(ctx: Context[Any, Any], action: Action[Any], run: RunLedger,
     exhausted = bool(run.failed) and run.retries >= getattr(ctx.spec, "max_retries", DEFAULT_MAX_RETRIES)
     if exhausted:  # the retry budget is spent: what still fails is for a person to look at
         run.permanent, run.failed, s.run = sorted({*run.permanent, *run.failed}), [], None
+        if action.completed_field:
+            setattr(s, action.completed_field, run.accepted_at)
     if run.failed:
         run.first_pass_done = True
         wait = ledger.retry_delay(run.retries + 1)
@@ -380,11 +382,12 @@ async def _conclude(ctx: Context[Any, Any], action: Action[Any], run: RunLedger,
             s.last_request.message, s.last_request.finished_at = message[:2048], ctx.clock.now()
             s.last_request.done, s.last_request.failed = s.done, s.failed
         return
-    # Nothing left to retry: the request ends Stalled, so a kstatus wait ends, until a new token or spec change.
+    # Nothing left to retry: the request ends Stalled (handled), so a kstatus wait ends; a new token or spec time
+    # asks again.
     reason = "RetriesExhausted" if exhausted else "TargetsRefused"
     why = f"still failing after {run.retries} retry passes" if exhausted else "retrying cannot help"
     message = (f"{count} of {run.targets} pods failed for {what} and {why}: {names}. Fix that, then ask again (a "
-               "new token or a spec change).")
+               "new token or spec time).")
     ctx.condition(action.condition, False, reason, message)
     acknowledge(ctx, action, run, "Stalled", reason, message)
     await events.post(ctx.obj, "Warning", reason, message)

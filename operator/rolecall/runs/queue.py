@@ -57,8 +57,6 @@ class Gate:
         return self.event.is_set()
 
     def open(self) -> None:
-        global _draining
-        _draining = False  # leading (again): nothing of this process is stopping
         for q in self.queues:
             q.forget_and_kick_all()
         self.event.set()

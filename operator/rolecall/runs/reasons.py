@@ -34,9 +34,9 @@ STALLED = {
     "ScheduleNeverFires": "the schedule names no time that exists (e.g. 30 February)",
     "TargetsRefused": "targets failed for a reason retrying cannot fix (memcached -F, a Redis ACL, a missing table, "
                       "wrong credentials, a host-network pod); the message names each and what to change; a new "
-                      "token or a spec change asks again",
+                      "token or spec time asks again",
     "RetriesExhausted": "targets still failed after spec.maxRetries retry passes; the message names them and their "
-                        "errors; a new token or a spec change asks again",
+                        "errors; a new token or spec time asks again",
     "RunFailed": "a one-shot DatabaseMaintenance run failed (status.operations says which step and why); "
                  "create a new one to try again",
     "InternalError": "an unexpected error in rolecall itself (a bug: please report it with the message)",

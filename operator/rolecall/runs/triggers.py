@@ -102,9 +102,6 @@ def after_due(ctx: Context[Any, Any], action: Triggered) -> str | None:
     if (tried is not None and tried.action == action.name and tried.requested_after == wanted
             and tried.outcome in ("Cancelled", "TimedOut")):
         return None  # ended on purpose: a new spec time asks again
-    if (tried is not None and tried.action == action.name and tried.requested_after == wanted
-            and tried.outcome == "Stalled" and not tried.retry_at and tried.observed_generation == ctx.generation):
-        return None  # retrying cannot help (TargetsRefused, RetriesExhausted): a spec change asks again
     if tried is not None and tried.action == action.name and tried.requested_after == wanted and tried.retry_at:
         wait = (parse_time(tried.retry_at) - now).total_seconds()
         if wait > 0:

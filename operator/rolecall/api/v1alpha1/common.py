@@ -244,7 +244,7 @@ class RequestLimits(HistorySpec):
         description="Retry passes over failed targets (10 s, doubling to 5 min apart) before the request ends "
                     "Stalled with reason RetriesExhausted (default 5, about 5 minutes). A failure retrying cannot "
                     "fix (memcached -F, a Redis ACL, a missing table) ends it Stalled at once, reason "
-                    "TargetsRefused. Either way a new token or a spec change asks again.")
+                    "TargetsRefused. Either way the request is handled: a new token or spec time asks again.")
 
 
 class LastRequest(Model):
