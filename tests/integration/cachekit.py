@@ -91,6 +91,22 @@ def wait_memcached(ips: list[str]) -> None:
         wait_for(lambda ip=ip: memcached(ip).version(), f"memcached at {ip}", 30)
 
 
+def pause_memcached(cluster: Cluster, ns: str, pod: str, ip: str) -> None:
+    """Stops the pod's memcached (the bed's paused annotation) and waits until it refuses connections: a
+    failure retrying may fix once it is unpaused."""
+    client.CoreV1Api(cluster.api_client).patch_namespaced_pod(pod, ns, {"metadata": {"annotations": {
+        "testbed.rolecall.dev/paused": "true"}}})
+
+    def refused() -> bool:
+        try:
+            memcached(ip).version()
+        except OSError:
+            return True
+        return False
+
+    wait_for(refused, f"{pod}'s engine to stop")
+
+
 def cmd_flush(ip: str) -> int:
     return int(memcached(ip).stats()[b"cmd_flush"])
 

@@ -16,6 +16,7 @@ from cachekit import (
     create_pods,
     events,
     memcached,
+    pause_memcached,
     pod_ips,
     standin_pod,
     status,
@@ -148,17 +149,7 @@ def test_engine_down_is_degraded_then_recovers_when_it_returns(
     running_pods(local_bed, namespace, "app=mc", 2)
     ips = pod_ips(local_bed, namespace, "app=mc")
     wait_memcached(list(ips.values()))
-    core.patch_namespaced_pod("mc-down", namespace, {"metadata": {"annotations": {
-        "testbed.rolecall.dev/paused": "true"}}})
-
-    def refused() -> bool:
-        try:
-            memcached(ips["mc-down"]).version()
-        except OSError:
-            return True
-        return False
-
-    wait_for(refused, "mc-down's engine to stop")
+    pause_memcached(local_bed, namespace, "mc-down", ips["mc-down"])
     operator.start()
     create_cs(local_bed, namespace, cacheserver("mc", "memcached", {"app": "mc"}, timeoutSeconds=2))
     annotate_clear(local_bed, namespace, "mc", "t1")

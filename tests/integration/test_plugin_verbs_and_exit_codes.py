@@ -21,6 +21,7 @@ from cachekit import (
     create_pods,
     get_cs,
     memcached,
+    pause_memcached,
     pod_ips,
     standin_pod,
     status,
@@ -106,17 +107,7 @@ def test_clear_dry_run_status_history_report_and_usage_errors(local_bed: Cluster
 
 def test_a_failing_pod_exits_1_and_is_named(local_bed: Cluster, namespace: str, operator: Operator) -> None:
     ips = _memcached_pods(local_bed, namespace, ["mc-a", "mc-down"])
-    client.CoreV1Api(local_bed.api_client).patch_namespaced_pod("mc-down", namespace, {"metadata": {
-        "annotations": {"testbed.rolecall.dev/paused": "true"}}})  # its engine stops: a failure retrying may fix
-
-    def refused() -> bool:
-        try:
-            memcached(ips["mc-down"]).version()
-        except OSError:
-            return True
-        return False
-
-    wait_for(refused, "mc-down's engine to stop")
+    pause_memcached(local_bed, namespace, "mc-down", ips["mc-down"])  # a failure retrying may fix
     operator.start()
     create_cs(local_bed, namespace, cacheserver("mc", "memcached", {"app": "mc"}, timeoutSeconds=2))
     _running(local_bed, namespace, "mc")
