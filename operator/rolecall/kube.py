@@ -18,10 +18,11 @@ which change nothing, are exempt).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import urllib3
@@ -46,6 +47,7 @@ __all__ = [
     "pod_events",
     "pod_page",
     "set_write_guard",
+    "until_writes_allowed",
 ]
 
 
@@ -84,10 +86,23 @@ class Unavailable(Exception):
 _write_guard: Callable[[], None] = lambda: None  # noqa: E731 - replaced by the leader election
 
 
-def set_write_guard(guard: Callable[[], None]) -> None:
-    """`guard()` raises when this process must not change anything now (e.g. it may no longer lead)."""
-    global _write_guard
-    _write_guard = guard
+async def _never() -> None:
+    await asyncio.Event().wait()  # the default guard never refuses, so nobody waits on this
+
+
+_until_allowed: Callable[[], Awaitable[None]] = _never
+
+
+def set_write_guard(guard: Callable[[], None], until_allowed: Callable[[], Awaitable[None]] = _never) -> None:
+    """`guard()` raises when this process must not change anything now (e.g. it may no longer lead);
+    `until_allowed()` returns once it may again (it may wait for ever: the caller bounds or cancels it)."""
+    global _write_guard, _until_allowed
+    _write_guard, _until_allowed = guard, until_allowed
+
+
+async def until_writes_allowed() -> None:
+    """Waits until the write guard lets this process act again (the next Lease renewal landing in time)."""
+    await _until_allowed()
 
 
 def check_write_guard() -> None:

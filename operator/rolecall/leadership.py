@@ -1,22 +1,37 @@
 """One active operator: a coordination.k8s.io Lease, with a renew deadline that fences every side effect.
 
-Timings follow client-go's leader election: the holder renews every `duration`/3 and must succeed within
-`renew_deadline` (2/3 of the duration) of its last successful renewal, measured on its own monotonic clock
-from the moment that renewal was *sent*. A standby takes the Lease over only after it has seen no renewal
-for the whole `duration` on its own clock. So a leader that is frozen, partitioned or starved stops
-acting (`check()` raises) before any standby may start: the only side effects that can overlap a takeover
-are the ones already in flight when the leader was frozen.
+Timings follow client-go's leader election: the holder renews every `duration`/3 and must renew within
+`renew_deadline` (2/3 of the duration); a standby takes the Lease over only after it has seen no renewal for
+the whole `duration` on its own clock.
+
+One definition of "renewed in time", shared by `check()`, `leading()` and `_keep()`. A renewal is a PUT
+conditional on the Lease's resourceVersion as this process last wrote it; it counts once its answer has been
+handled, and it counts from the moment it was *sent* (its renewTime is later than that). At instant t:
+- this process *may act* (`check()` passes, `leading()` is true) iff the last renewal that counted was sent
+  less than `renew_deadline` before t;
+- its *term* (`_keep()`) goes on while every renewal is sent before the previous one's deadline and is
+  accepted. The term ends when that deadline passes with no renewal sent, when a renewal has not answered by
+  it, or when the Lease is found taken.
+A renewal sent in time whose answer is handled after the deadline (a starved event loop handles an answer
+that was already there) keeps the term: the accepted conditional PUT proves no one else wrote the Lease, and
+a standby may take over only a whole `duration` after seeing that renewTime. It is counted
+(`rolecall_lease_renewals_late_total`). In the gap before it is handled this process may not act: work that
+meets `NotLeader` then waits for `until_acting()` (runs/queue.py) and goes on once the answer is handled,
+or is cancelled by the term's end, after which the next term reconciles every object again. A frozen,
+partitioned or starved leader stops acting before any standby may start: the only side effects that can
+overlap a takeover are the ones already in flight when it froze.
 
 A process that has just taken the Lease starts work only once a first renewal, sent at once, has landed
 within the deadline: an acquisition answered late (an apiserver just restarted) does not let work start
-that would be cancelled a moment later. A leader that misses its deadline or finds the Lease taken does not
-exit: `run()` calls `on_lose` (which
-cancels all work), returns to standby in the same process, and competes for the Lease again.
+that would be cancelled a moment later. A leader whose term ends does not exit: `run()` calls `on_lose`
+(which cancels all work), returns to standby in the same process, and competes for the Lease again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import datetime as dt
 import logging
 import os
@@ -31,6 +46,17 @@ from typing import Any
 from rolecall import kube, metrics
 
 log = logging.getLogger(__name__)
+
+
+PR_SET_NAME = 15
+THREAD_NAME = b"rolecall-lease"
+
+
+def _name_os_thread() -> None:
+    """Names the Lease's thread for the OS (`top -H`, `ps -L`, /proc/<pid>/task/*/comm), so its CPU time and
+    state can be told apart from the blocking-call pool's. Outside Linux it stays unnamed."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_NAME, THREAD_NAME, 0, 0, 0)
 
 
 class NotLeader(Exception):
@@ -53,11 +79,13 @@ class Leadership:
     _seen: tuple[Any, Any] | None = None
     _seen_at: float = 0.0
     _contact_at: float | None = None  # when the Lease was last read or written successfully (monotonic)
+    _landed: asyncio.Event | None = None  # set (and replaced) each time a renewal's answer is handled
     renewals: int = 0
     terms: int = 0
     # The Lease's own thread: through the shared default executor a renewal queued behind every blocking
     # call of a large burst and missed its renew deadline (benchmarks/shards.py, 2,000 requests at once).
-    _thread: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="lease"))
+    _thread: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="lease", initializer=_name_os_thread))
 
     async def _on_own_thread(self, call: Callable[[], Any]) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, call)
@@ -91,6 +119,21 @@ class Leadership:
             return f"standby: the leader Lease {self.namespace}/{self.name} unreachable for {silent:.0f}s"
         return None
 
+    async def until_acting(self) -> None:
+        """Returns once this process may act (`leading()`), waiting for renewals to land until then; raises
+        NotLeader when it has no term, or its term ends first."""
+        while not self.leading():
+            if self._renewed_at is None:
+                raise NotLeader("the leader term ended: this operator is a standby now")
+            if self._landed is None:
+                self._landed = asyncio.Event()
+            await self._landed.wait()
+
+    def _wake_waiters(self) -> None:
+        landed, self._landed = self._landed, None
+        if landed is not None:
+            landed.set()
+
     def check(self) -> None:
         """Raises NotLeader unless this process holds the Lease and is inside its renew deadline."""
         renewed = self._renewed_at
@@ -120,6 +163,7 @@ class Leadership:
             # cancelled a moment later, repeating the targets in flight once more.
             reason = await self._keep(on_first_renewal=lead)
             self._renewed_at = None
+            self._wake_waiters()  # their wait ends in NotLeader
             if not led:
                 log.warning("leader lease acquired but not confirmed: %s; trying again", reason)
                 continue
@@ -149,10 +193,16 @@ class Leadership:
             if self.clock() >= deadline:
                 return f"not renewed within the renew deadline ({self.renew_deadline:g}s)"
             sent = self.clock()
-            try:
-                held = await asyncio.wait_for(self._on_own_thread(self._renew), timeout=max(0.1, deadline - sent))
-            except TimeoutError:
+            # asyncio.wait, not wait_for: an answer that is there when the loop looks counts, even past the
+            # deadline (the docstring's rule), and a cancel is never swallowed (Python 3.11's wait_for can swallow
+            # one that arrives as the renewal answers; the Lease task then went on after cleanup cancelled it).
+            renewal = asyncio.ensure_future(self._on_own_thread(self._renew))
+            answered, _ = await asyncio.wait({renewal}, timeout=max(0.1, deadline - sent))
+            if not answered:
+                renewal.cancel()  # its answer, if one comes, is not read
                 return f"renewal did not answer before the renew deadline ({self.renew_deadline:g}s)"
+            try:
+                held = renewal.result()
             except (kube.ApiException, kube.Unavailable) as e:
                 log.warning("leader lease renewal failed: %s", getattr(e, "reason", None) or e)
                 next_try = self.clock() + self.retry_every
@@ -160,8 +210,15 @@ class Leadership:
             self._contact_at = self.clock()
             if not held:
                 return "the Lease is held by another operator"
+            late = self.clock() - deadline
             self._renewed_at = sent
             self.renewals += 1
+            if late >= 0:
+                metrics.LEASE_RENEWALS_LATE.inc()
+                log.warning("leader lease renewal sent %.1fs before the renew deadline was handled %.1fs after it "
+                            "(the event loop was busy): the term goes on; acting %s", deadline - sent, late,
+                            "again" if self.leading() else "stays paused until the next renewal")
+            self._wake_waiters()
             next_try = sent + self.renew_every
             if first:
                 first = False
@@ -242,6 +299,7 @@ class Leadership:
         if self._renewed_at is None:
             return
         self._renewed_at = None  # stop acting first
+        self._wake_waiters()
         try:
             await self._on_own_thread(self._release)
         except Exception as e:

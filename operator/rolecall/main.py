@@ -57,6 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="on SIGTERM (a rollout), how long the leader lets targets and batches in flight finish and "
                         "records them before it hands the Lease over; keep it under the pod's "
                         "terminationGracePeriodSeconds (default 20, of Kubernetes' default 30)")
+    p.add_argument("--overdue-after-seconds", type=float,
+                   default=float(os.environ.get("ROLECALL_OVERDUE_AFTER_SECONDS", "60")),
+                   help="an object whose reconcile (an event, a schedule, a retry) fell due this long ago and has not "
+                        "run counts in the rolecall_overdue_objects gauge (default 60)")
     p.add_argument("--verbose", "-v", action="store_true")
     return p.parse_args(argv)
 
@@ -167,8 +171,9 @@ def main(argv: list[str] | None = None) -> None:
 
     _listen("health probes", "--health-address", args.health_address,
             lambda: health.serve(args.health_address, alive=alive, ready=lease.unready_reason))
-    kube.set_write_guard(lease.check)  # no write of any kind past the renew deadline
-    gate = Gate()
+    kube.set_write_guard(lease.check, lease.until_acting)  # no write of any kind past the renew deadline
+    gate = Gate(overdue_after=args.overdue_after_seconds)
+    metrics.report_overdue(gate.overdue)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, gate, Runtime(identity=lease.identity))
     keeper: list[asyncio.Task[None]] = []

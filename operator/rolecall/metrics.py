@@ -6,7 +6,11 @@ people; anything that changes by the second belongs here instead.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from collections.abc import Callable, Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 API_REQUESTS = Counter("rolecall_api_requests", "Kubernetes API requests made by rolecall's own code.",
                        ["verb", "resource"])
@@ -16,6 +20,12 @@ REQUESTS = Counter("rolecall_requests", "Requests (clear, stop, start) finished,
 REQUEST_OUTCOMES = Counter("rolecall_request_outcomes", "Requests acknowledged, by outcome (Succeeded, Failed, "
                            "Refused, Stalled).", ["kind", "action", "outcome"])
 TAKEOVERS = Counter("rolecall_leader_terms", "Times this process became the leader.")
+LEASE_RENEWALS_LATE = Counter(
+    "rolecall_lease_renewals_late", "Lease renewals sent before the renew deadline whose answer was handled after "
+    "it (a busy event loop): the term went on, acting paused until then (leadership.py).")
+RECONCILES_DEFERRED = Counter(
+    "rolecall_reconciles_deferred", "Reconciles that met the renew deadline while this process still led, and "
+    "waited for the next renewal to land instead of being dropped.", ["kind"])
 POD_ACTIONS = Counter("rolecall_pod_actions", "Per-pod engine actions, by outcome.",
                       ["kind", "engine", "action", "outcome"])
 ACTION_SECONDS = Histogram("rolecall_action_seconds", "Time from accepting a request to its last pod.",
@@ -42,6 +52,31 @@ POD_INDEX_EVENTS = Counter("rolecall_pod_index_events", "Pod watch events applie
                            ["type"])
 POD_WATCH_RESTARTS = Counter("rolecall_pod_watch_restarts", "Pod watch streams that ended: 'ended' (by the server, "
                              "resumed), 'expired' or 'broken' (the index waits for a new listing).", ["reason"])
+
+
+class _Overdue(Collector):
+    """`rolecall_overdue_objects`: read from the work queues at each scrape, so it is never stale."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], dict[str, int]] = dict
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "rolecall_overdue_objects", "Objects whose reconcile (an event, a timer: a schedule, a retry, a refresh) "
+            "fell due more than --overdue-after-seconds ago and has not run; 0 while this process does not lead.",
+            labels=["kind"])
+        for kind, count in sorted(self.source().items()):
+            family.add_metric([kind], count)
+        yield family
+
+
+_OVERDUE = _Overdue()
+REGISTRY.register(_OVERDUE)
+
+
+def report_overdue(source: Callable[[], dict[str, int]]) -> None:
+    """`source()` -> {kind: objects overdue now}, read at every scrape (runs/queue.py's Gate.overdue)."""
+    _OVERDUE.source = source
 
 
 def api(verb: str, resource: str) -> None:

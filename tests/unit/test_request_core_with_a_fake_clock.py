@@ -578,3 +578,50 @@ def test_finished_outcomes_are_written_after_progress_seconds_even_when_no_other
     ctx = context(FakeClock(), {"rolecall.dev/clear-requested-at": "t1"}, concurrency=2)
     asyncio.run(request.step(ctx, clear))
     assert 1 in seen_before_slow_ended[0], seen_before_slow_ended  # mc-0's outcome was written meanwhile
+
+
+def test_a_pause_past_the_renew_deadline_waits_and_repeats_no_target(world: dict[str, Any],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a renewal sent in time is not yet handled the guard refuses; the term goes on, so the fan-out
+    and its writes wait (runs/fence.py) instead of aborting: the targets in flight finish and are recorded,
+    and none is acted on twice."""
+    clock, acted, refused = FakeClock(), [], []
+    paused = False
+
+    def guard() -> None:
+        if paused:
+            refused.append(len(acted))
+            raise NotLeader("leader Lease not renewed for 2.5s (renew deadline 2s)")
+
+    async def until_allowed() -> None:
+        while paused:
+            await asyncio.sleep(0.001)
+
+    async def flush(self: StatusWriter[Any]) -> bool:
+        guard()  # the API client checks the guard before every write
+        return await world["writes"].flush(self)
+
+    monkeypatch.setattr(kube, "check_write_guard", guard)
+    monkeypatch.setattr(kube, "until_writes_allowed", until_allowed)
+    monkeypatch.setattr(StatusWriter, "flush", flush)
+
+    def resume() -> None:
+        nonlocal paused
+        paused = False
+
+    async def act(ctx: Any, p: None, t: Target, ip: str) -> str:
+        nonlocal paused
+        acted.append(t.name)
+        if len(acted) == 2:
+            paused = True  # the loop stalls here with two pods in flight (concurrency 2)
+            asyncio.get_running_loop().call_later(0.05, resume)
+        await asyncio.sleep(0.001)
+        return "flush_all: OK"
+
+    ctx = context(clock, {"rolecall.dev/clear-requested-at": "t1"}, concurrency=2)
+    asyncio.run(request.step(ctx, action(act)))
+    assert sorted(acted) == sorted(p.name for p in PODS), "a pod was acted on twice, or not at all"
+    assert refused, "the guard never refused: the pause did not happen"
+    s = ctx.status
+    assert s.run is None and s.last_request is not None and s.last_request.outcome == "Succeeded"
+    assert s.last_request.done == len(PODS)

@@ -19,7 +19,7 @@ from rolecall import metrics
 from rolecall.api.kinds import Kind
 from rolecall.api.types import Model, format_time
 from rolecall.api.v1alpha1.common import RequestStatus, RoleStatus
-from rolecall.runs import conditions
+from rolecall.runs import conditions, fence
 from rolecall.runs.packing import pack
 from rolecall.runs.status import StatusWriter, set_condition
 from rolecall.targets.pods import Target
@@ -150,7 +150,7 @@ class Context(Generic[SpecT, StatusT]):
         """Sets phase and conditions from what this reconcile found, then writes what changed."""
         conditions.summarize(self)
         started = time.monotonic()
-        wrote = await self.out.flush()
+        wrote = await fence.when_allowed(self.kind.kind, self.out.flush)  # waits out a late Lease renewal
         if wrote:
             metrics.REQUEST_STEP.labels(self.kind.kind, "status-write").observe(time.monotonic() - started)
         if wrote:  # later reconciles trust this over a watch event's body, which may still be older

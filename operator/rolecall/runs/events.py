@@ -7,9 +7,11 @@ import logging
 from typing import Any
 
 from rolecall import kube, metrics
+from rolecall.leadership import NotLeader
 from rolecall.runs.status import now
 
 log = logging.getLogger(__name__)
+EVENT_WAIT_SECONDS = 30.0
 
 
 async def post(obj: dict[str, Any], type: str, reason: str, message: str) -> None:
@@ -39,7 +41,16 @@ def post_soon(obj: dict[str, Any], type: str, reason: str, message: str) -> asyn
 
 
 async def _post_quietly(obj: dict[str, Any], type: str, reason: str, message: str) -> None:
+    """Never raises: the fan-out's own failure must not be masked by its Event's. An Event refused because
+    this process may not act just now (NotLeader while its term goes on) waits for acting to resume, as a
+    reconcile does (runs/queue.py), for up to EVENT_WAIT_SECONDS."""
     try:
-        await post(obj, type, reason, message)
-    except Exception as e:  # e.g. Unavailable, or NotLeader from the write guard: it must not mask the fan-out's
-        log.warning("could not post Event %s for %s: %s", reason, obj["metadata"]["name"], e)
+        try:
+            await post(obj, type, reason, message)
+        except NotLeader:
+            async with asyncio.timeout(EVENT_WAIT_SECONDS):
+                await kube.until_writes_allowed()
+            await post(obj, type, reason, message)
+    except Exception as e:  # e.g. Unavailable, or the term ended (no Event from a process that may not act)
+        log.warning("could not post Event %s for %s: %s", reason, obj["metadata"]["name"],
+                    str(e) or e.__class__.__name__)

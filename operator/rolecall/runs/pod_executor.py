@@ -20,7 +20,7 @@ import datetime as dt
 import os
 from typing import Any
 
-from rolecall import kube, metrics
+from rolecall import metrics
 from rolecall.api.types import format_time, parse_time
 from rolecall.api.v1alpha1.common import (
     DEFAULT_MAX_RETRIES,
@@ -32,7 +32,7 @@ from rolecall.api.v1alpha1.common import (
     RunLedger,
 )
 from rolecall.engines import EngineError
-from rolecall.runs import events, fanout, ledger, queue
+from rolecall.runs import events, fanout, fence, ledger, queue
 from rolecall.runs.action import Action, RequestFailed
 from rolecall.runs.context import Context
 from rolecall.runs.outcome import acknowledge, halted, remember_request
@@ -165,7 +165,7 @@ class _Progress:
             await self.landed.wait()
         if self.failure is not None:
             raise self.failure  # a progress write failed: nothing more starts
-        kube.check_write_guard()  # a process that may no longer lead starts nothing
+        await fence.may_act(self.ctx.kind.kind)  # nothing starts outside the renew deadline; in flight goes on
         if queue.draining():  # a planned stop: the targets in flight finish and are written, nothing starts
             self.draining = True
             raise fanout.Halt("the operator is stopping")

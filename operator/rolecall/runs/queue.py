@@ -5,9 +5,17 @@ Handlers only call `observe()` with each watch event's body; the latest body win
 how many seconds until it wants to run again (a future `clearedAfter`, the next stats refresh, a retry)
 or None: an in-process timer, so nothing is polled and nothing is written while waiting.
 
-Only the leader reconciles. `Gate.close()` (the leader lost its Lease or its renew deadline) cancels
-every running reconcile; `Gate.open()` (it leads again) forgets what each object's memory says it
-wrote, since another leader may have written since, and reconciles every object from its latest body.
+Only the leader reconciles. `Gate.close()` (the leader's term ended) cancels every running reconcile;
+`Gate.open()` (it leads again) forgets what each object's memory says it wrote, since another leader may
+have written since, and reconciles every object from its latest body.
+
+One rule for `NotLeader` met by a reconcile (leadership.py defines when this process may act): while the
+gate is open the term goes on, so the object is not dropped: it waits (runs/fence.py) for the next
+renewal landing in time and is reconciled again; if the term ends instead, `close()` cancels the wait and
+marks it for the next term. Either way its due times are kept (`_Slot.due_at`): a reconcile that did not
+finish has not served them. `Gate.overdue()` counts objects due longer than `overdue_after` that have not
+been reconciled, for `rolecall_overdue_objects`: a stranded object shows on a dashboard.
+
 `Gate.drain()` (a planned stop: SIGTERM in a rollout) lets the running reconciles finish what is in
 flight first: while `draining()`, no reconcile and no request starts, and the executors start no target
 or batch; the ones in flight finish and are written, so the next leader repeats none of them.
@@ -24,6 +32,7 @@ from typing import Any
 
 from rolecall import metrics
 from rolecall.leadership import NotLeader
+from rolecall.runs import fence
 from rolecall.runs.context import Memory, Runtime
 from rolecall.runs.packing import pack, unpack
 from rolecall.runs.status import StaleStatus
@@ -45,7 +54,35 @@ class Gate:
     """Open while this process leads; every queue waits on it before reconciling."""
 
     queues: list[WorkQueue] = field(default_factory=list)
+    overdue_after: float = 60.0  # seconds past due before an object counts as overdue
     _open: asyncio.Event | None = None
+    _deferred: int = 0  # reconciles waiting for `until_acting` since acting last resumed
+
+    async def defer(self, kind: str, key: str, why: NotLeader) -> bool:
+        """A reconcile met NotLeader while the gate is open: waits until this process may act again (True),
+        or its term ends (False: close() marks the object for the next term)."""
+        if not self._deferred:
+            log.warning("not acting until the next Lease renewal lands (%s %s first): %s", kind, key, why)
+        self._deferred += 1
+        try:
+            await fence.wait_to_act(kind)
+        except NotLeader:
+            return False
+        if self._deferred:
+            log.info("acting again: %d deferred reconciles go on", self._deferred)
+            self._deferred = 0
+        return True
+
+    def overdue(self) -> dict[str, int]:
+        """Per kind, objects whose reconcile was due more than `overdue_after` ago and has not run."""
+        counts = {q._kind: 0 for q in self.queues}
+        if not self.is_open() or _draining:
+            return counts
+        late = time.monotonic() - self.overdue_after
+        for q in self.queues:
+            counts[q._kind] += sum(1 for s in list(q._slots.values())
+                                   if s.due_at is not None and s.due_at < late and not s.reconciling)
+        return counts
 
     @property
     def event(self) -> asyncio.Event:
@@ -63,6 +100,7 @@ class Gate:
 
     async def close(self) -> None:
         self.event.clear()
+        self._deferred = 0
         await asyncio.gather(*(q.cancel_all() for q in self.queues))
 
     async def drain(self, grace: float) -> None:
@@ -93,6 +131,17 @@ class _Slot:
     memory: Memory = field(default_factory=Memory)
     event_at: float | None = None  # when the watch event that asked for the next reconcile arrived
     reconciling: bool = False  # a reconcile is under way (not waiting for the gate or a timer)
+    # Monotonic due times no finished reconcile has served: the earliest event or kick, and the timer (kept when
+    # a reconcile that cancelled it does not finish, replaced by the next finished reconcile's answer).
+    asked_at: float | None = None
+    timer_due: float | None = None
+
+    def ask(self, at: float) -> None:
+        self.asked_at = at if self.asked_at is None else min(self.asked_at, at)
+
+    @property
+    def due_at(self) -> float | None:
+        return min((t for t in (self.asked_at, self.timer_due) if t is not None), default=None)
 
 
 def _inputs(body: dict[str, Any]) -> Any:
@@ -135,6 +184,7 @@ class WorkQueue:
         slot.memory.annotations = dict(meta.get("annotations") or {})
         if asks:  # event-to-reconcile measures what a request waits, not echoes of our writes
             slot.event_at = slot.event_at or time.monotonic()
+            slot.ask(time.monotonic())
         self._kick(uid, slot)
 
     def _kick(self, uid: str, slot: _Slot) -> None:
@@ -152,6 +202,7 @@ class WorkQueue:
         for uid, slot in self._slots.items():
             slot.memory = Memory()
             slot.dirty = True
+            slot.ask(time.monotonic())
             self._kick(uid, slot)
 
     async def cancel_all(self) -> None:
@@ -178,6 +229,7 @@ class WorkQueue:
             if slot.timer:
                 slot.timer.cancel()
                 slot.timer = None
+            started = time.monotonic()
             slot.reconciling = True
             try:
                 delay = await self._reconcile(body, slot.memory, self._runtime)
@@ -185,9 +237,13 @@ class WorkQueue:
             except asyncio.CancelledError:
                 raise
             except NotLeader as e:
-                log.warning("%s %s: not acting: %s", self._kind, slot.key, e)
-                slot.dirty = True
-                return  # the gate closes; leading again reconciles it from scratch
+                slot.dirty = True  # not served: its due times stay
+                if _draining or not self._gate.is_open():
+                    return  # the term is ending: close() cancels the rest, and leading again reconciles it
+                slot.reconciling = False
+                if await self._gate.defer(self._kind, slot.key, e):
+                    continue
+                return
             except StaleStatus as stale:
                 # Another writer changed the status since we read it: start over from its version.
                 log.warning("%s %s: status changed by another writer; reconciling from the fresh object",
@@ -204,7 +260,11 @@ class WorkQueue:
                               delay)
             finally:
                 slot.reconciling = False
+            if slot.asked_at is not None and slot.asked_at <= started:
+                slot.asked_at = None  # every ask made before this reconcile started is served
+            slot.timer_due = None  # this reconcile's answer replaces the timer it cancelled
             if delay is not None and not slot.dirty:
+                slot.timer_due = time.monotonic() + max(0.0, delay)
                 slot.timer = asyncio.get_running_loop().call_later(max(0.0, delay), self._wake, uid)
 
     def __len__(self) -> int:
