@@ -19,7 +19,7 @@ PORTS = {"memcached": 11211, "redis": 6379, "postgresql": 5432, "nginx": 80, "ap
 # Options a test may set on a pod (annotation testbed.rolecall.dev/options, comma-separated): a fixed
 # vocabulary, so nothing from a pod's metadata reaches a command line as free text.
 OPTIONS = {
-    "memcached": {"flush-disabled", "slow-flush"},
+    "memcached": {"flush-disabled", "slow-flush", "slower-flush"},
     "redis": {"flushall-denied", "replica", "auth"},
     "postgresql": {"standby"},
     "nginx": {"status-disabled"},
@@ -47,7 +47,7 @@ def prepare(engine: str, ip: str, dir: Path, options: set[str], bed_user: str | 
     """Writes the server's config into `dir` and returns how to start it in the foreground."""
     port = PORTS[engine]
     if engine == "memcached":
-        slow = "slow-flush" in options
+        slow = bool(options & {"slow-flush", "slower-flush"})  # flush_all answers after 1.5 s, or after 6 s
         argv = ["memcached", "-l", ip, "-p", str(port + 10000 if slow else port), "-U", "0", "-t", "1", "-m", "8",
                 "-c", "256"]
         if "flush-disabled" in options:
@@ -59,7 +59,8 @@ def prepare(engine: str, ip: str, dir: Path, options: set[str], bed_user: str | 
         if bed_user and os.geteuid() == 0:
             argv += ["-u", bed_user]
         return Launch([sys.executable, "-m", "testbed.slowproxy", "--listen", f"{ip}:{port}",
-                       "--upstream-port", str(port + 10000), "--delay", "1.5", "--", *argv], as_bed_user=False)
+                       "--upstream-port", str(port + 10000),
+                       "--delay", "6" if "slower-flush" in options else "1.5", "--", *argv], as_bed_user=False)
     if engine == "redis":
         lines = [f"bind {ip}", f"port {port}", "protected-mode no", 'save ""', "appendonly no",
                  f"dir {dir}", "daemonize no", "logfile \"\""]

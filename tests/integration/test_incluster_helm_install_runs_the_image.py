@@ -1,14 +1,16 @@
 """rolecall installed with `helm install` on a fresh bed, the operator running as a pod from the locally built
 image (the bed's container stand-in runs it under podman, as a kubelet would): it runs as uid 65532 on a
 read-only root with its ServiceAccount's token, does the work of every kind on real engines, survives its
-container being killed mid-fan-out, upgrades to a rebuilt image, runs two replicas with one acting, and
-uninstalls cleanly."""
+container being killed mid-fan-out, upgrades to a rebuilt image, runs two replicas with one acting, rolls
+them mid-clear with `helm upgrade` without flushing a pod twice, and uninstalls cleanly."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from incluster import (
     IMAGE_REPOSITORY,
     NAMESPACE,
     RUN_IN_PODMAN,
+    SELECTOR,
     VERSION,
     bed_values,
     container,
@@ -34,6 +37,7 @@ from incluster import (
     ready,
     wait_ready_operators,
 )
+from kubernetes import client  # type: ignore[import-untyped]
 
 from cachekit import (
     annotate_clear,
@@ -271,6 +275,66 @@ def test_helm_upgrade_to_a_rebuilt_image_then_two_replicas_with_one_acting(insta
     annotate_clear(installed, ns, "mc", "two-replicas")
     wait_handled(installed, ns, "mc", "two-replicas", 60)
     assert {name: cmd_flush(ip) for name, ip in ips.items()} == dict.fromkeys(ips, 1)
+
+
+@pytest.mark.parametrize("concurrency", [1, 10])
+def test_helm_upgrade_mid_clear_hands_over_and_flushes_no_pod_twice(installed: Cluster, ns: str,
+                                                                   concurrency: int) -> None:
+    """A rollout (`helm upgrade` changing the pod template of the two replicas) while a clear is under way: the
+    Deployment starts a new pod, and once it is Ready as a standby stops an old one; a leader that gets its
+    SIGTERM starts no more pods, finishes and writes the flushes in flight, and hands the Lease over; the next
+    leader goes on with the pods not started. memcached counts every pod flushed exactly once."""
+    # Each flush takes 6 s, so the clear lasts 36 s (24 s at concurrency 10), and the rollout reaches the leader
+    # 6 to 12 s after the upgrade on this bed: it lands with flushes in flight.
+    pods = 6 if concurrency == 1 else 40
+    ips = _memcached(installed, ns, pods, **{"testbed.rolecall.dev/options": "slower-flush"})
+    upgrade = ["upgrade", "rolecall", str(CHART), "--namespace", NAMESPACE, *bed_values(), "--set", "replicaCount=2"]
+    out = helm(installed, *upgrade, "--wait", "--timeout", "180s")  # two replicas, whatever earlier tests left
+    assert out.returncode == 0, out.stdout + out.stderr
+    before = {p["metadata"]["name"] for p in wait_ready_operators(installed, 2)}
+    create_cs(installed, ns, cacheserver("mc", "memcached", {"app": "mc"}, concurrency=concurrency))
+    wait_for(lambda: status(installed, ns, "mc").get("observedGeneration") == 1, "observed", 60)
+    token = f"rollout-{concurrency}"
+    annotate_clear(installed, ns, "mc", token)
+    wait_for(lambda: (status(installed, ns, "mc").get("run") or {}).get("holder"), "the clear under way", 60)
+    started = time.monotonic()
+    out = helm(installed, *upgrade, "--set-string", f"podAnnotations.rolecall\\.test/rollout={token}")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    samples: list[tuple[float, str, int]] = []  # (seconds since the upgrade, the run's holder, pods done)
+    stopping: dict[str, float] = {}  # operator pod -> seconds since the upgrade when it was seen terminating
+
+    def handled() -> dict | None:
+        st = status(installed, ns, "mc")
+        if run := st.get("run"):
+            samples.append((time.monotonic() - started, run.get("holder") or "", st.get("done") or 0))
+        for pod in client.CoreV1Api(installed.api_client).list_namespaced_pod(NAMESPACE, label_selector=SELECTOR).items:
+            if pod.metadata.deletion_timestamp and pod.metadata.name not in stopping:
+                stopping[pod.metadata.name] = time.monotonic() - started
+        return st if st.get("lastHandledClearRequest") == token else None
+
+    st = wait_for(handled, f"{token} handled", 180, interval=0.2)
+    flushes = {name: cmd_flush(ip) for name, ip in ips.items()}
+
+    def replaced() -> list[dict] | None:
+        now = wait_ready_operators(installed, 2)
+        return now if before.isdisjoint(p["metadata"]["name"] for p in now) else None
+
+    wait_for(replaced, "the rollout to replace both pods", 120)
+    holders, handovers, done_at_handover = [samples[0][1]], [], []
+    for (_, old, done), (t, new, _) in itertools.pairwise(samples):
+        if new != old:  # the run goes on under a new leader: how long after the old one was told to stop
+            holders.append(new)
+            done_at_handover.append(done)
+            told = next((at for name, at in stopping.items() if old.startswith(name)), None)
+            handovers.append(f"{done} of {pods} done, {t - told:.1f}s after its SIGTERM" if told is not None
+                             else f"{done} of {pods} done")
+    print(f"concurrency {concurrency}, {pods} pods: run holders {holders}; handovers {handovers}; "
+          f"flushes per pod {sorted(flushes.values())}; outcome {st['lastRequest']['outcome']}")
+    assert len(holders) >= 2, f"the clear ended before the rollout reached its leader: {samples}"
+    assert all(done < pods for done in done_at_handover), samples
+    assert flushes == dict.fromkeys(ips, 1), f"a pod flushed twice or never: {flushes}"
+    assert st["lastRequest"]["outcome"] == "Succeeded" and st["lastRequest"]["done"] == pods, st["lastRequest"]
 
 
 def test_the_stand_in_reports_a_missing_image_and_unsupported_fields_on_the_pod(installed: Cluster, ns: str) -> None:
