@@ -11,12 +11,12 @@ handled, and it counts from the moment it was *sent* (its renewTime is later tha
   less than `renew_deadline` before t;
 - its *term* (`_keep()`) goes on while every renewal is sent before the previous one's deadline and is
   accepted. The term ends when that deadline passes with no renewal sent, when a renewal has not answered by
-  it, or when the Lease is found taken.
+  it (given at least 0.1 s), or when the Lease is found taken.
 A renewal sent in time whose answer is handled after the deadline (a starved event loop handles an answer
 that was already there) keeps the term: the accepted conditional PUT proves no one else wrote the Lease, and
 a standby may take over only a whole `duration` after seeing that renewTime. It is counted
 (`rolecall_lease_renewals_late_total`). In the gap before it is handled this process may not act: work that
-meets `NotLeader` then waits for `until_acting()` (runs/queue.py) and goes on once the answer is handled,
+meets `NotLeader` then waits for `until_acting()` (runs/fence.py) and goes on once the answer is handled,
 or is cancelled by the term's end, after which the next term reconciles every object again. A frozen,
 partitioned or starved leader stops acting before any standby may start: the only side effects that can
 overlap a takeover are the ones already in flight when it froze.
@@ -155,20 +155,24 @@ class Leadership:
             log.info("leader lease %s/%s acquired as %s", self.namespace, self.name, self.identity)
             on_lead()
 
-        while True:
-            await self._acquire()
-            led = False
-            # Work starts only once a renewal right after the acquisition landed in time: an apiserver that
-            # answered the acquisition late (just restarted) would otherwise let a resumed fan-out start and be
-            # cancelled a moment later, repeating the targets in flight once more.
-            reason = await self._keep(on_first_renewal=lead)
+        try:
+            while True:
+                await self._acquire()
+                led = False
+                # Work starts only once a renewal right after the acquisition landed in time: an apiserver that
+                # answered the acquisition late (just restarted) would otherwise let a resumed fan-out start and
+                # be cancelled a moment later, repeating the targets in flight once more.
+                reason = await self._keep(on_first_renewal=lead)
+                self._renewed_at = None
+                self._wake_waiters()  # their wait ends in NotLeader
+                if not led:
+                    log.warning("leader lease acquired but not confirmed: %s; trying again", reason)
+                    continue
+                log.warning("leading stopped: %s; cancelling all work and returning to standby", reason)
+                await on_lose()
+        finally:  # cancelled (a stop) or failed: nothing may act on a term nobody renews, and nobody waits for one
             self._renewed_at = None
-            self._wake_waiters()  # their wait ends in NotLeader
-            if not led:
-                log.warning("leader lease acquired but not confirmed: %s; trying again", reason)
-                continue
-            log.warning("leading stopped: %s; cancelling all work and returning to standby", reason)
-            await on_lose()
+            self._wake_waiters()
 
     async def _acquire(self) -> None:
         while True:
@@ -197,7 +201,11 @@ class Leadership:
             # deadline (the docstring's rule), and a cancel is never swallowed (Python 3.11's wait_for can swallow
             # one that arrives as the renewal answers; the Lease task then went on after cleanup cancelled it).
             renewal = asyncio.ensure_future(self._on_own_thread(self._renew))
-            answered, _ = await asyncio.wait({renewal}, timeout=max(0.1, deadline - sent))
+            try:
+                answered, _ = await asyncio.wait({renewal}, timeout=max(0.1, deadline - sent))
+            except asyncio.CancelledError:
+                renewal.cancel()  # its answer is not read
+                raise
             if not answered:
                 renewal.cancel()  # its answer, if one comes, is not read
                 return f"renewal did not answer before the renew deadline ({self.renew_deadline:g}s)"
@@ -220,7 +228,7 @@ class Leadership:
                             "again" if self.leading() else "stays paused until the next renewal")
             self._wake_waiters()
             next_try = sent + self.renew_every
-            if first:
+            if first and late < 0:  # work starts only on a renewal that landed in time (see the docstring)
                 first = False
                 on_first_renewal()
 
@@ -295,9 +303,10 @@ class Leadership:
         return True
 
     async def release(self) -> None:
-        """On a graceful stop, hand the Lease back so a successor need not wait for it to expire."""
-        if self._renewed_at is None:
-            return
+        """On a graceful stop, hand the Lease back so a successor need not wait for it to expire (when the
+        Lease still names this process: `_release` reads it first)."""
+        if self._lease is None:
+            return  # never held it
         self._renewed_at = None  # stop acting first
         self._wake_waiters()
         try:

@@ -23,9 +23,10 @@ TAKEOVERS = Counter("rolecall_leader_terms", "Times this process became the lead
 LEASE_RENEWALS_LATE = Counter(
     "rolecall_lease_renewals_late", "Lease renewals sent before the renew deadline whose answer was handled after "
     "it (a busy event loop): the term went on, acting paused until then (leadership.py).")
-RECONCILES_DEFERRED = Counter(
-    "rolecall_reconciles_deferred", "Reconciles that met the renew deadline while this process still led, and "
-    "waited for the next renewal to land instead of being dropped.", ["kind"])
+WORK_DEFERRED = Counter(
+    "rolecall_work_deferred", "Waits for acting to resume: a reconcile, a target start, a status write or an "
+    "Event refused in the renew-deadline gap while the term went on, waiting for the renewal to land instead of "
+    "being dropped (runs/fence.py).", ["kind"])
 POD_ACTIONS = Counter("rolecall_pod_actions", "Per-pod engine actions, by outcome.",
                       ["kind", "engine", "action", "outcome"])
 ACTION_SECONDS = Histogram("rolecall_action_seconds", "Time from accepting a request to its last pod.",

@@ -104,7 +104,7 @@ def test_a_starved_loop_with_a_renewal_in_flight_strands_no_schedule(fault_bed: 
         raise AssertionError(f"{len(stalled)} of {OBJECTS} schedules stopped firing: {stalled}; starvations: "
                              f"{outcomes}") from None
     late = op.metric("rolecall_lease_renewals_late_total")
-    deferred = op.metric("rolecall_reconciles_deferred_total")
+    deferred = op.metric("rolecall_work_deferred_total")
     terms = op.metric("rolecall_leader_terms_total")
     # And nothing is overdue once the last starvation is more than the margin behind.
     wait_for(lambda: op.metric("rolecall_overdue_objects") == 0, "no overdue object", 15, interval=0.5)
@@ -123,7 +123,7 @@ def test_a_starved_loop_with_a_renewal_in_flight_strands_no_schedule(fault_bed: 
 
     counts = wait_for(consistent, "a status read with no clear under way", 30, interval=0.2)
     repeats = {name: flushed - done for name, (flushed, done) in counts.items() if flushed != done}
-    print(f"{FREEZES} starvations: {outcomes}; late renewals {late:g}, deferred reconciles {deferred:g}, "
+    print(f"{FREEZES} starvations: {outcomes}; late renewals {late:g}, waits for acting {deferred:g}, "
           f"leader terms {terms:g}; flushes per pod {sorted(f for f, _ in counts.values())}; repeats {repeats}")
     assert late >= FREEZES / 2, f"the starvation did not happen as planned: {outcomes}"
     assert all(r > 0 for r in repeats.values()), f"a recorded clear that memcached did not count: {repeats}"

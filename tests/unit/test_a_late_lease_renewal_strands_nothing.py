@@ -65,7 +65,7 @@ def _late_renewals() -> float:
 
 
 def _deferred(kind: str) -> float:
-    return REGISTRY.get_sample_value("rolecall_reconciles_deferred_total", {"kind": kind}) or 0.0
+    return REGISTRY.get_sample_value("rolecall_work_deferred_total", {"kind": kind}) or 0.0
 
 
 def test_a_reconcile_in_the_gap_runs_again_once_the_renewal_lands_and_its_timer_fires(
@@ -199,3 +199,53 @@ def test_an_event_refused_in_the_gap_is_posted_once_acting_resumes(
 
     asyncio.run(main())
     assert posted == ["Started"]
+
+
+def test_a_first_renewal_handled_late_does_not_start_work() -> None:
+    """Work starts only on a renewal that landed in time: a first renewal handled past the deadline (the
+    acquisition's send time + 2) confirms nothing; the Lease is taken again and the next one confirms it."""
+    now = [0.0]
+    api = Apiserver(now, hold_at=1)
+    leadership = Leadership(namespace="ns", duration=DURATION, clock=lambda: now[0])
+    leadership._try_acquire = api.acquire  # type: ignore[method-assign]
+    leadership._renew = api.renew  # type: ignore[method-assign]
+    opened_at: list[float] = []
+
+    async def main() -> None:
+        gate = Gate()
+        term = asyncio.create_task(leadership.run(lambda: opened_at.append(now[0]) or gate.open(), gate.close))
+        await until(api.asked.is_set)
+        now[0] = 2.5
+        api.answer.set()
+        await until(gate.is_open)
+        term.cancel()
+        await asyncio.gather(term, return_exceptions=True)
+
+    try:
+        asyncio.run(main())
+    finally:
+        api.answer.set()
+    assert opened_at == [2.5] and leadership.terms == 1
+    assert api.renewals == 2, "confirmed by the second renewal, after the Lease was taken again"
+
+
+def test_waiters_end_when_the_lease_task_stops(lease: tuple[Leadership, Apiserver, list[float]]) -> None:
+    """A stop cancels the Lease task: nothing may act on a term nobody renews, and nobody waits for one."""
+    leadership, api, now = lease
+
+    async def main() -> None:
+        gate = Gate()
+        term = asyncio.create_task(leadership.run(gate.open, gate.close))
+        await until(gate.is_open)
+        await until(api.asked.is_set)
+        now[0] = 2.5
+        waiter = asyncio.create_task(leadership.until_acting())
+        await asyncio.sleep(0.02)
+        assert not waiter.done()
+        term.cancel()
+        await asyncio.gather(term, return_exceptions=True)
+        with pytest.raises(NotLeader, match="term ended"):
+            await asyncio.wait_for(waiter, 1)
+        assert not leadership.leading()
+
+    asyncio.run(main())

@@ -7,11 +7,10 @@ import logging
 from typing import Any
 
 from rolecall import kube, metrics
-from rolecall.leadership import NotLeader
+from rolecall.runs import fence
 from rolecall.runs.status import now
 
 log = logging.getLogger(__name__)
-EVENT_WAIT_SECONDS = 30.0
 
 
 async def post(obj: dict[str, Any], type: str, reason: str, message: str) -> None:
@@ -27,7 +26,9 @@ async def post(obj: dict[str, Any], type: str, reason: str, message: str) -> Non
     }
     metrics.api("create", "events")
     try:
-        await asyncio.to_thread(kube.create_event, meta["namespace"], body)
+        # Refused in the renew-deadline gap: it waits for acting to resume, as every write does (runs/fence.py),
+        # so an outcome's Event is neither lost nor, by a reconcile that starts over, posted twice.
+        await fence.when_allowed(obj["kind"], lambda: asyncio.to_thread(kube.create_event, meta["namespace"], body))
     except kube.ApiException as e:
         # An Event is a courtesy copy of what status already says; losing one must not fail the action.
         log.warning("could not post Event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], e.reason)
@@ -41,16 +42,8 @@ def post_soon(obj: dict[str, Any], type: str, reason: str, message: str) -> asyn
 
 
 async def _post_quietly(obj: dict[str, Any], type: str, reason: str, message: str) -> None:
-    """Never raises: the fan-out's own failure must not be masked by its Event's. An Event refused because
-    this process may not act just now (NotLeader while its term goes on) waits for acting to resume, as a
-    reconcile does (runs/queue.py), for up to EVENT_WAIT_SECONDS."""
     try:
-        try:
-            await post(obj, type, reason, message)
-        except NotLeader:
-            async with asyncio.timeout(EVENT_WAIT_SECONDS):
-                await kube.until_writes_allowed()
-            await post(obj, type, reason, message)
-    except Exception as e:  # e.g. Unavailable, or the term ended (no Event from a process that may not act)
+        await post(obj, type, reason, message)
+    except Exception as e:  # e.g. Unavailable, or the term ended: it must not mask the fan-out's own failure
         log.warning("could not post Event %s for %s: %s", reason, obj["metadata"]["name"],
                     str(e) or e.__class__.__name__)

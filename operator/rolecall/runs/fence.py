@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 async def wait_to_act(kind: str) -> None:
     """Counts a reconcile held by the renew deadline, and returns once this process may act again."""
-    metrics.RECONCILES_DEFERRED.labels(kind).inc()
+    metrics.WORK_DEFERRED.labels(kind).inc()
     await kube.until_writes_allowed()
 
 

@@ -55,7 +55,9 @@ class Gate:
 
     queues: list[WorkQueue] = field(default_factory=list)
     overdue_after: float = 60.0  # seconds past due before an object counts as overdue
-    _open: asyncio.Event | None = None
+    # Made here, not on first use: the metrics thread reads it too (overdue()), and two lazily made Events would
+    # leave the reconciles waiting on the lost one stranded.
+    _open: asyncio.Event = field(default_factory=asyncio.Event)
     _deferred: int = 0  # reconciles waiting for `until_acting` since acting last resumed
 
     async def defer(self, kind: str, key: str, why: NotLeader) -> bool:
@@ -74,7 +76,8 @@ class Gate:
         return True
 
     def overdue(self) -> dict[str, int]:
-        """Per kind, objects whose reconcile was due more than `overdue_after` ago and has not run."""
+        """Per kind, objects whose reconcile was due more than `overdue_after` ago and has not run. One under way
+        is not counted (its own timeouts bound it), nor anything while this process does not lead or drains."""
         counts = {q._kind: 0 for q in self.queues}
         if not self.is_open() or _draining:
             return counts
@@ -86,8 +89,6 @@ class Gate:
 
     @property
     def event(self) -> asyncio.Event:
-        if self._open is None:
-            self._open = asyncio.Event()
         return self._open
 
     def is_open(self) -> bool:
@@ -202,7 +203,7 @@ class WorkQueue:
         for uid, slot in self._slots.items():
             slot.memory = Memory()
             slot.dirty = True
-            slot.ask(time.monotonic())
+            slot.asked_at, slot.timer_due = time.monotonic(), None  # due from now: a standby owed nothing
             self._kick(uid, slot)
 
     async def cancel_all(self) -> None:
@@ -229,15 +230,20 @@ class WorkQueue:
             if slot.timer:
                 slot.timer.cancel()
                 slot.timer = None
-            started = time.monotonic()
+            # The asks this pass serves once it finishes; asks arriving meanwhile are kept for the next pass.
+            serving, slot.asked_at = slot.asked_at, None
             slot.reconciling = True
             try:
                 delay = await self._reconcile(body, slot.memory, self._runtime)
                 slot.failures = 0
             except asyncio.CancelledError:
+                if serving is not None:
+                    slot.ask(serving)  # not served
                 raise
             except NotLeader as e:
                 slot.dirty = True  # not served: its due times stay
+                if serving is not None:
+                    slot.ask(serving)
                 if _draining or not self._gate.is_open():
                     return  # the term is ending: close() cancels the rest, and leading again reconciles it
                 slot.reconciling = False
@@ -260,8 +266,6 @@ class WorkQueue:
                               delay)
             finally:
                 slot.reconciling = False
-            if slot.asked_at is not None and slot.asked_at <= started:
-                slot.asked_at = None  # every ask made before this reconcile started is served
             slot.timer_due = None  # this reconcile's answer replaces the timer it cancelled
             if delay is not None and not slot.dirty:
                 slot.timer_due = time.monotonic() + max(0.0, delay)
