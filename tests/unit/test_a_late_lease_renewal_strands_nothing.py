@@ -60,6 +60,22 @@ def lease() -> Iterator[tuple[Leadership, Apiserver, list[float]]]:
     api.answer.set()
 
 
+async def into_the_gap(leadership: Leadership, api: Apiserver, now: list[float], gate: Gate) -> asyncio.Task[None]:
+    """Starts a term, waits for renewal 2 (sent at 1.0, due by 2.0) to be in flight, and moves the clock to 2.5:
+    the loop was starved, the deadline passed while the answer waited. Returns the term's task."""
+    term = asyncio.create_task(leadership.run(gate.open, gate.close))
+    await until(gate.is_open)
+    await until(api.asked.is_set)
+    now[0] = 2.5
+    return term
+
+
+async def end(term: asyncio.Task[None], gate: Gate) -> None:
+    term.cancel()
+    await asyncio.gather(term, return_exceptions=True)
+    await gate.close()
+
+
 def _late_renewals() -> float:
     return REGISTRY.get_sample_value("rolecall_lease_renewals_late_total") or 0.0
 
@@ -98,9 +114,7 @@ def test_a_reconcile_in_the_gap_runs_again_once_the_renewal_lands_and_its_timer_
         api.answer.set()  # the answer is handled: sent at 1.0, so acting resumes until 3.0
         await until(lambda: reconciles.count("acted") >= acted_in_gap + 2)  # run again, then its timer again
         assert leadership.terms == 1 and gate.is_open()
-        term.cancel()
-        await asyncio.gather(term, return_exceptions=True)
-        await gate.close()
+        await end(term, gate)
 
     asyncio.run(main())
     assert _late_renewals() == late_before + 1
@@ -121,10 +135,7 @@ def test_an_object_waiting_past_the_margin_counts_as_overdue_until_it_runs(
         gate = Gate(overdue_after=0.1)
         metrics.report_overdue(gate.overdue)
         queue = WorkQueue(reconcile, gate, Runtime(), kind="late")
-        term = asyncio.create_task(leadership.run(gate.open, gate.close))
-        await until(gate.is_open)
-        await until(api.asked.is_set)
-        now[0] = 2.5  # in the gap: the new object's reconcile meets NotLeader and waits
+        term = await into_the_gap(leadership, api, now, gate)  # the new object's reconcile meets NotLeader, waits
         queue.observe({"metadata": {"namespace": "ns", "name": "y", "uid": "u2", "generation": 1}})
         await until(lambda: gate.overdue() == {"late": 1}, deadline=2.0)  # due 0.1 s ago and not run
         scraped = REGISTRY.get_sample_value("rolecall_overdue_objects", {"kind": "late"})
@@ -133,9 +144,7 @@ def test_an_object_waiting_past_the_margin_counts_as_overdue_until_it_runs(
         api.answer.set()
         await until(lambda: acted == [2.5])
         assert gate.overdue() == {"late": 0}
-        term.cancel()
-        await asyncio.gather(term, return_exceptions=True)
-        await gate.close()
+        await end(term, gate)
         assert gate.overdue() == {"late": 0}, "a process that does not lead has nothing overdue"
 
     asyncio.run(main())
@@ -154,18 +163,13 @@ def test_a_term_that_ends_instead_cancels_the_wait_and_the_next_term_reconciles_
     async def main() -> None:
         gate = Gate()
         queue = WorkQueue(reconcile, gate, Runtime(), kind="ended")
-        term = asyncio.create_task(leadership.run(gate.open, gate.close))
-        await until(gate.is_open)
-        await until(api.asked.is_set)
-        now[0] = 2.5
+        term = await into_the_gap(leadership, api, now, gate)
         queue.observe({"metadata": {"namespace": "ns", "name": "z", "uid": "u3", "generation": 1}})
         await until(lambda: _deferred("ended") >= 1)
         now[0] = 3.5  # the answer comes too late even for its own send time (1.0 + 2 < 3.5): the term ends
         api.answer.set()
         await until(lambda: acted == [2])  # cancelled with the term, reconciled at once in the next one
-        term.cancel()
-        await asyncio.gather(term, return_exceptions=True)
-        await gate.close()
+        await end(term, gate)
 
     asyncio.run(main())
 
@@ -185,10 +189,7 @@ def test_an_event_refused_in_the_gap_is_posted_once_acting_resumes(
 
     async def main() -> None:
         gate = Gate()
-        term = asyncio.create_task(leadership.run(gate.open, gate.close))
-        await until(gate.is_open)
-        await until(api.asked.is_set)
-        now[0] = 2.5
+        term = await into_the_gap(leadership, api, now, gate)
         task = events.post_soon(obj, "Normal", "Started", "Clearing 1 pod.")
         await asyncio.sleep(0.05)
         assert posted == [] and not task.done()
@@ -235,10 +236,7 @@ def test_waiters_end_when_the_lease_task_stops(lease: tuple[Leadership, Apiserve
 
     async def main() -> None:
         gate = Gate()
-        term = asyncio.create_task(leadership.run(gate.open, gate.close))
-        await until(gate.is_open)
-        await until(api.asked.is_set)
-        now[0] = 2.5
+        term = await into_the_gap(leadership, api, now, gate)
         waiter = asyncio.create_task(leadership.until_acting())
         await asyncio.sleep(0.02)
         assert not waiter.done()
