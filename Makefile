@@ -57,9 +57,8 @@ lock: venv
 	bash hack/check-lock.sh --update
 
 crds: venv
-	$(BIN)/rolecall-crds --out crds --admission manifests/admission-policies.yaml
-	cp crds/*.rolecall.dev.yaml charts/rolecall/crds/
-	cp manifests/admission-policies.yaml charts/rolecall/files/
+	$(BIN)/rolecall-crds --out crds --admission manifests/admission-policies.yaml --chart-files charts/rolecall/files
+	cp crds/*.rolecall.dev.yaml charts/rolecall/files/crds/
 	cp manifests/user-roles.yaml charts/rolecall/templates/
 
 crds-check: venv

@@ -34,6 +34,7 @@ __all__ = [
     "ApiException",
     "Unavailable",
     "admission_object_exists",
+    "admissionregistration",
     "apps",
     "authorization",
     "check_write_guard",
@@ -159,6 +160,10 @@ def authorization() -> client.AuthorizationV1Api:
     return client.AuthorizationV1Api(_shared())
 
 
+def admissionregistration() -> client.AdmissionregistrationV1Api:
+    return client.AdmissionregistrationV1Api(_shared())
+
+
 def exec_core() -> client.CoreV1Api:
     """A CoreV1Api on its own ApiClient, for exactly one `stream()` call."""
     return client.CoreV1Api(_client())
@@ -197,12 +202,13 @@ def exec_argv(namespace: str, pod: str, container: str | None, argv: list[str],
 
 def admission_object_exists(plural: str, name: str) -> bool:
     """Whether an admissionregistration.k8s.io/v1 object exists (e.g. a ValidatingAdmissionPolicy)."""
-    api = client.AdmissionregistrationV1Api(_shared())
+    api = admissionregistration()
     read = {
         "validatingadmissionpolicies": api.read_validating_admission_policy,
         "validatingadmissionpolicybindings": api.read_validating_admission_policy_binding,
         "mutatingadmissionpolicies": api.read_mutating_admission_policy,
         "mutatingadmissionpolicybindings": api.read_mutating_admission_policy_binding,
+        "mutatingwebhookconfigurations": api.read_mutating_webhook_configuration,
     }[plural]
     try:
         read(name)

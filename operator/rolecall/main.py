@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import gc
 import logging
 import os
@@ -24,7 +25,7 @@ from typing import Any
 
 import kopf
 
-from rolecall import handlers, health, kube, leadership, malloc, metrics
+from rolecall import certs, handlers, health, kube, leadership, malloc, metrics, webhook
 from rolecall.runs import authz
 from rolecall.runs.context import Runtime
 from rolecall.runs.queue import Gate
@@ -53,6 +54,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    default=os.environ.get("ROLECALL_ALLOW_WITHOUT_POLICIES") == "1",
                    help="act even when rolecall's admission policies are missing (requests then go unchecked at "
                         "admission; the operator still checks recorded requesters when there are any)")
+    p.add_argument("--admission-mode", choices=["policy", "webhook"],
+                   default=os.environ.get("ROLECALL_ADMISSION_MODE", "policy"),
+                   help="who records requesters: 'policy' (MutatingAdmissionPolicy v1, Kubernetes 1.36+) or 'webhook' "
+                        "(this operator serves a mutating webhook, for 1.34 and 1.35; every replica serves it)")
+    p.add_argument("--webhook-address", default=os.environ.get("ROLECALL_WEBHOOK_ADDRESS", f"{_own_ip()}:9443"),
+                   help="host:port the requester webhook listens on (webhook mode; default $POD_IP:9443)")
+    p.add_argument("--webhook-secret", default=os.environ.get("ROLECALL_WEBHOOK_SECRET", "rolecall-webhook-tls"),
+                   help="the Secret in --lease-namespace that holds the webhook's CA and serving certificate")
+    p.add_argument("--webhook-certificates", choices=["self", "external"], default="self",
+                   help="'self': the leader makes the CA and serving certificate, renews them and sets the webhook "
+                        "configuration's caBundle; 'external': another tool fills the Secret and caBundle "
+                        "(cert-manager)")
+    p.add_argument("--webhook-dns-name", action="append", default=[],
+                   help="a name (DNS or IP) the apiserver reaches the webhook by, for the certificate (repeat; default "
+                        "the chart's Service: rolecall-operator-webhook.<namespace>.svc)")
+    p.add_argument("--webhook-certificate-days", type=float, default=90.0,
+                   help="lifetime of a serving certificate made here (renewed with a third of it left)")
+    p.add_argument("--webhook-ca-days", type=float, default=5 * 365.0,
+                   help="lifetime of a CA made here (renewed with a third of it left; the old one stays trusted)")
+    p.add_argument("--webhook-check-seconds", type=float, default=60.0,
+                   help="how often each replica reads the certificate Secret (and the leader renews what is due)")
     p.add_argument("--drain-seconds", type=float, default=float(os.environ.get("ROLECALL_DRAIN_SECONDS", "20")),
                    help="on SIGTERM (a rollout), how long the leader lets targets and batches in flight finish and "
                         "records them before it hands the Lease over; keep it under the pod's "
@@ -78,6 +100,38 @@ def _listen(what: str, flag: str, address: str, start: Callable[[], object]) -> 
         raise SystemExit(f"error: cannot listen for {what} on {flag} {address}: {e.strerror or e}; a second "
                          f"operator on this host (a standby) needs its own, e.g. {flag} 127.0.0.1:<port>, or '' "
                          "to turn it off") from e
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _cert_keeper(args: argparse.Namespace) -> webhook.CertKeeper:
+    ns = args.lease_namespace
+    names = args.webhook_dns_name or [f"rolecall-operator-webhook.{ns}.svc",
+                                      f"rolecall-operator-webhook.{ns}.svc.cluster.local"]
+    lifetimes = certs.Lifetimes(ca=dt.timedelta(days=args.webhook_ca_days),
+                                serving=dt.timedelta(days=args.webhook_certificate_days),
+                                settle=dt.timedelta(seconds=2 * args.webhook_check_seconds))
+    return webhook.CertKeeper(webhook.Config(namespace=ns, secret=args.webhook_secret, names=names,
+                                             manage=args.webhook_certificates == "self", lifetimes=lifetimes,
+                                             check_seconds=args.webhook_check_seconds))
+
+
+async def _serve_webhook(settings: kopf.OperatorSettings, certificates: webhook.CertKeeper, address: str) -> None:
+    """kopf starts the webhook server after the startup handlers, with the first certificate loaded: on a
+    fresh install that is once the first leader has filled the Secret (a few seconds)."""
+    while True:
+        try:
+            await asyncio.wait_for(certificates.loaded.wait(), timeout=30)
+            break
+        except TimeoutError:
+            logging.getLogger(__name__).warning(
+                "webhook mode: still no certificate to serve in Secret %s/%s; the leader fills it (rights: get "
+                "and update on that Secret)", certificates.config.namespace, certificates.config.secret)
+    host, port = _split(address)
+    settings.admission.server = webhook.Server(certificates, host, port)
 
 
 class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -158,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     kube.load()
     authz.allow_without_policies = args.allow_without_admission_policies
+    authz.admission_mode = args.admission_mode
     _listen("metrics", "--metrics-address", args.metrics_address, lambda: metrics.serve(args.metrics_address))
     # Per-event success lines from kopf would drown the log; failures are still logged.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -176,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
     metrics.report_overdue(gate.overdue)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, gate, Runtime(identity=lease.identity))
+    certificates = _cert_keeper(args) if args.admission_mode == "webhook" else None
+    if certificates is not None:
+        handlers.register_requester_webhooks(registry)
     keeper: list[asyncio.Task[None]] = []
     # Targets come from a watch-fed pod index: one watch per namespace, or one for all of them.
     pod_watches = [PodWatch(ns) for ns in args.namespace] or [PodWatch(None)]
@@ -202,6 +260,9 @@ def main(argv: list[str] | None = None) -> None:
         keeper.append(asyncio.get_running_loop().create_task(_trim_every(60.0), name="malloc-trim"))
         for w in pod_watches:
             w.start()
+        if certificates is not None:
+            keeper.append(asyncio.get_running_loop().create_task(certificates.run(), name="webhook-certificates"))
+            await _serve_webhook(settings, certificates, args.webhook_address)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:

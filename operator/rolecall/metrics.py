@@ -47,6 +47,12 @@ CACHE_EVICTIONS = Gauge("rolecall_cache_evictions", "Evictions summed over the t
 WEB_ACTIVE_CONNECTIONS = Gauge("rolecall_web_active_connections", "Client connections over a WebServer's pods.",
                                ["namespace", "name"])
 WEB_CURRENT_USERS = Gauge("rolecall_web_current_users", "currentUsers of a WebServer.", ["namespace", "name"])
+WEBHOOK_CERT_EXPIRY = Gauge("rolecall_webhook_certificate_expiry_timestamp_seconds",
+                            "When the serving certificate this process's requester webhook presents expires.")
+WEBHOOK_CERT_CHANGES = Counter("rolecall_webhook_certificate_changes", "Times this process made or renewed the "
+                               "requester webhook's certificates (written to their Secret).")
+WEBHOOK_CERT_ERRORS = Counter("rolecall_webhook_certificate_errors", "Passes of the webhook certificate keeper "
+                              "that failed (reading or writing the Secret or the webhook configuration).")
 POD_INDEX_SIZE = Gauge("rolecall_pod_index_pods", "Pods in the operator's watch-fed pod index (all phases).")
 POD_INDEX_LISTINGS = Counter("rolecall_pod_index_listings", "Full pod listings that (re)filled the pod index.")
 POD_INDEX_EVENTS = Counter("rolecall_pod_index_events", "Pod watch events applied to the pod index, by type.",

@@ -8,7 +8,7 @@ import redis
 from kubernetes import client  # type: ignore[import-untyped]
 from pymemcache.client.base import Client as Memcache
 
-from harness import Cluster, pods, wait_for
+from harness import Cluster, deployment, pods, running_pods, wait_for
 
 GROUP, VERSION, PLURAL = "rolecall.dev", "v1alpha1", "cacheservers"
 
@@ -32,6 +32,15 @@ def create_pods(cluster: Cluster, ns: str, manifests: list[dict[str, Any]]) -> N
 
 def create_deployment(cluster: Cluster, ns: str, manifest: dict[str, Any]) -> None:
     client.AppsV1Api(cluster.api_client).create_namespaced_deployment(ns, manifest)
+
+
+def memcached_deployment(cluster: Cluster, ns: str, pods: int = 2) -> list[str]:
+    """A Deployment `mc` of memcached stand-ins (label app=mc), running and answering: their pod IPs."""
+    create_deployment(cluster, ns, deployment("mc", "memcached", pods))
+    running_pods(cluster, ns, "app=mc", pods)
+    ips = list(pod_ips(cluster, ns, "app=mc").values())
+    wait_memcached(ips)
+    return ips
 
 
 def cacheserver(name: str, engine: str, selector: dict[str, str], **spec: Any) -> dict[str, Any]:

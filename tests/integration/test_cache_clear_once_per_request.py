@@ -12,30 +12,21 @@ from cachekit import (
     cmd_flush,
     condition,
     create_cs,
-    create_deployment,
     events,
     memcached,
+    memcached_deployment,
     patch_cs,
-    pod_ips,
     status,
     wait_handled,
-    wait_memcached,
 )
-from harness import Cluster, Operator, deployment, running_pods, wait_for
+from harness import Cluster, Operator, wait_for
 
 pytestmark = pytest.mark.localbed
 
 
-def _memcached_pods(cluster: Cluster, ns: str, n: int = 3) -> list[str]:
-    create_deployment(cluster, ns, deployment("mc", "memcached", n))
-    running_pods(cluster, ns, "app=mc", n)
-    ips = list(pod_ips(cluster, ns, "app=mc").values())
-    wait_memcached(ips)
-    return ips
-
 
 def test_annotation_clears_every_pod_once(local_bed: Cluster, namespace: str, operator: Operator) -> None:
-    ips = _memcached_pods(local_bed, namespace)
+    ips = memcached_deployment(local_bed, namespace, 3)
     for ip in ips:
         memcached(ip).set("greeting", "hello")
     operator.start()
@@ -70,7 +61,7 @@ def test_annotation_clears_every_pod_once(local_bed: Cluster, namespace: str, op
 
 
 def test_cleared_after_in_the_past_clears_once(local_bed: Cluster, namespace: str, operator: Operator) -> None:
-    ips = _memcached_pods(local_bed, namespace, 2)
+    ips = memcached_deployment(local_bed, namespace, 2)
     operator.start()
     past = "2026-01-01T00:00:00Z"
     create_cs(local_bed, namespace, cacheserver("mc", "memcached", {"app": "mc"}, clearedAfter=past))
@@ -84,7 +75,7 @@ def test_cleared_after_in_the_past_clears_once(local_bed: Cluster, namespace: st
 
 
 def test_future_cleared_after_waits_for_its_time(local_bed: Cluster, namespace: str, operator: Operator) -> None:
-    ips = _memcached_pods(local_bed, namespace, 2)
+    ips = memcached_deployment(local_bed, namespace, 2)
     operator.start()
     # T is far enough ahead that the operator observes the object well before it.
     at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=15)).replace(microsecond=0)

@@ -31,6 +31,9 @@ from harness import REPO, Cluster, Operator, running_pods
 from testbed.install import kubectl, operator_kubeconfig, tool_path
 
 CHART = REPO / "charts" / "rolecall"
+# The plain manifests are the policy mode (Kubernetes 1.36+). `helm template` resolves admission.mode auto from
+# Helm's built-in API list, which has no MutatingAdmissionPolicy v1: it renders the webhook mode.
+POLICY_MODE = ("--set", "admission.mode=policy")
 
 
 def _tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -42,7 +45,8 @@ def _helm(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _render(*sets: str) -> list[dict[str, Any]]:
-    out = _helm("template", "rolecall", str(CHART), "--namespace", "rolecall-system", *sets)
+    """The chart's output, in policy mode unless `sets` choose another (a later --set wins)."""
+    out = _helm("template", "rolecall", str(CHART), "--namespace", "rolecall-system", *POLICY_MODE, *sets)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
@@ -93,7 +97,8 @@ def test_namespaced_mode_renders_rolebindings_only_where_watched() -> None:
                         ("ClusterRoleBinding", None, "rolecall-operator-cluster")}
     args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=shop" in args and "--namespace=web" in args
-    assert not any(d["kind"].endswith("AdmissionPolicy") for d in _render("--set", "admissionPolicies.enabled=false"))
+    off = _render("--set", "admission.enabled=false")
+    assert not any(d["kind"].endswith(("AdmissionPolicy", "WebhookConfiguration")) for d in off)
 
 
 def test_defaults_render_probes_pod_ip_addresses_and_locked_down_security() -> None:
@@ -181,6 +186,8 @@ def test_scheduling_image_and_pod_values_are_honoured() -> None:
     assert container["args"][-1] == "--verbose"
     assert container["env"][-1] == {"name": "TZ", "value": "UTC"}
     assert _pod("--set", "image.tag=0.2.0-rc1")["spec"]["containers"][0]["image"] == "rolecall/operator:0.2.0-rc1"
+    digest = "sha256:" + "ab" * 32
+    assert _pod("--set", f"image.digest={digest}")["spec"]["containers"][0]["image"] == f"rolecall/operator@{digest}"
     # The selector label stays the chart's own whatever podLabels say (the selector must match the pods).
     assert _pod("--set", "podLabels.app\\.kubernetes\\.io/name=other")["metadata"]["labels"] == {
         "app.kubernetes.io/name": "rolecall"}
@@ -329,3 +336,96 @@ def test_shards_render_a_deployment_and_lease_each_and_warn_about_unowned_namesp
 def test_shards_that_would_act_twice_or_conflict_are_refused(sets: list[str], error: str) -> None:
     out = _helm("template", "rolecall", str(CHART), *[x for s in sets for x in ("--set", s)])
     assert out.returncode != 0 and error in out.stderr, out.stderr
+
+
+WEBHOOK_MODE = ("--set", "admission.mode=webhook")
+
+
+def test_auto_mode_follows_the_clusters_apis_and_old_clusters_are_refused() -> None:
+    auto = ("--set", "admission.mode=auto")
+    new = _render(*auto, "--api-versions", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy")
+    assert {d["kind"] for d in new} >= {"MutatingAdmissionPolicy", "ValidatingAdmissionPolicy"}
+    assert "MutatingWebhookConfiguration" not in {d["kind"] for d in new}
+    old = _render(*auto, "--kube-version", "1.34.0")
+    assert {d["kind"] for d in old} >= {"MutatingWebhookConfiguration", "ValidatingAdmissionPolicy"}
+    assert "MutatingAdmissionPolicy" not in {d["kind"] for d in old}
+    out = _helm("template", "rolecall", str(CHART), "--kube-version", "1.33.5")
+    assert out.returncode != 0 and "chart requires kubeVersion: >= 1.34.0-0" in out.stderr, out.stderr
+
+
+def test_webhook_mode_renders_the_generated_webhooks_behind_a_service_with_narrow_rights() -> None:
+    from rolecall.api.admission import requester_webhooks
+
+    docs = _render(*WEBHOOK_MODE)
+    config = _one(docs, "MutatingWebhookConfiguration")
+    generated = requester_webhooks()
+    assert [w["name"] for w in config["webhooks"]] == [w["name"] for w in generated]
+    for rendered, want in zip(config["webhooks"], generated, strict=True):
+        path = want.pop("path")
+        assert rendered["clientConfig"] == {"service": {"name": "rolecall-operator-webhook",
+                                                        "namespace": "rolecall-system", "path": path, "port": 443}}
+        assert {k: v for k, v in rendered.items() if k != "clientConfig"} == want
+        assert rendered["failurePolicy"] == "Fail" and rendered["sideEffects"] == "None"
+    assert not [d for d in docs if d["kind"] == "MutatingAdmissionPolicy"]
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "rolecall-operator-webhook")
+    assert service["spec"]["ports"] == [{"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}]
+    container = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {"--admission-mode=webhook", "--webhook-address=$(POD_IP):9443", "--webhook-certificates=self",
+            "--webhook-dns-name=rolecall-operator-webhook.rolecall-system.svc"} <= set(container["args"])
+    assert ("webhook", 9443) in {(p["name"], p["containerPort"]) for p in container["ports"]}
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    assert secret["metadata"]["name"] == "rolecall-webhook-tls" and "data" not in secret  # the operator fills it
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "rolecall-operator-webhook")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["rolecall-webhook-tls"],
+                              "verbs": ["get", "update"]}]
+    cluster_role = next(d for d in docs if d["kind"] == "ClusterRole"
+                        and d["metadata"]["name"] == "rolecall-operator-webhook")
+    assert cluster_role["rules"][0]["resourceNames"] == ["rolecall-requester"]
+    assert cluster_role["rules"][0]["verbs"] == ["get", "patch"]
+
+
+def test_webhook_mode_by_url_and_with_cert_manager() -> None:
+    by_url = _render(*WEBHOOK_MODE, "--set", "admission.webhook.url=https://127.0.0.1:19443/",
+                     "--set", "admission.webhook.address=127.0.0.1:19443",
+                     "--set", "admission.webhook.extraDNSNames={127.0.0.1}")
+    hooks = _one(by_url, "MutatingWebhookConfiguration")["webhooks"]
+    assert hooks[0]["clientConfig"] == {"url": "https://127.0.0.1:19443/requester-cacheservers-clear"}
+    args = _one(by_url, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert {"--webhook-address=127.0.0.1:19443", "--webhook-dns-name=127.0.0.1"} <= set(args)
+    managed = _render(*WEBHOOK_MODE, "--set", "admission.webhook.certificates=cert-manager")
+    config = _one(managed, "MutatingWebhookConfiguration")
+    assert config["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": "rolecall-system/rolecall-webhook-serving"}
+    serving = next(d for d in managed if d["kind"] == "Certificate"
+                   and d["metadata"]["name"] == "rolecall-webhook-serving")
+    assert serving["spec"]["secretName"] == "rolecall-webhook-tls"
+    assert serving["spec"]["issuerRef"] == {"kind": "Issuer", "name": "rolecall-webhook-ca"}
+    assert "rolecall-operator-webhook.rolecall-system.svc" in serving["spec"]["dnsNames"]
+    assert not [d for d in managed if d["kind"] == "Secret"], "cert-manager makes the Secret"
+    args = _one(managed, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--webhook-certificates=external" in args
+    role = next(d for d in managed if d["kind"] == "Role" and d["metadata"]["name"] == "rolecall-operator-webhook")
+    assert role["rules"][0]["verbs"] == ["get"]
+    own_issuer = _render(*WEBHOOK_MODE, "--set", "admission.webhook.certificates=cert-manager",
+                         "--set", "admission.webhook.certManagerIssuerRef.kind=ClusterIssuer",
+                         "--set", "admission.webhook.certManagerIssuerRef.name=corp-ca")
+    assert not [d for d in own_issuer if d["kind"] == "Issuer"]
+    serving = next(d for d in own_issuer if d["kind"] == "Certificate")
+    assert serving["spec"]["issuerRef"] == {"kind": "ClusterIssuer", "name": "corp-ca"}
+
+
+def test_crds_are_templates_helm_upgrades_and_keeps() -> None:
+    """Helm installs a chart's crds/ directory once and never upgrades it: the CRDs are templates instead,
+    equal to the generated ones, kept on uninstall unless crds.keep is false, and left out with crds.enabled."""
+    rendered = {d["metadata"]["name"]: d for d in _render() if d["kind"] == "CustomResourceDefinition"}
+    generated = {p.name.removesuffix(".yaml"): yaml.safe_load(p.read_text())
+                 for p in (REPO / "crds").glob("*.rolecall.dev.yaml")}
+    assert set(rendered) == set(generated)
+    for name, crd in rendered.items():
+        assert crd["spec"] == generated[name]["spec"], f"{name}: the template changed the CRD"
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/part-of"] == "rolecall"
+    assert not (CHART / "crds").exists(), "a crds/ directory would be installed once and never upgraded"
+    unkept = [d for d in _render("--set", "crds.keep=false") if d["kind"] == "CustomResourceDefinition"]
+    assert len(unkept) == 4 and all("annotations" not in d["metadata"] for d in unkept)
+    assert not [d for d in _render("--set", "crds.enabled=false") if d["kind"] == "CustomResourceDefinition"]

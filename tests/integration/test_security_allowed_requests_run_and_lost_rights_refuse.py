@@ -18,10 +18,9 @@ from cachekit import (
     create_cs,
     create_deployment,
     events,
-    pod_ips,
+    memcached_deployment,
     status,
     wait_handled,
-    wait_memcached,
 )
 from dbkit import MAINTENANCES, SERVERS, create, sqlite_app, sqlite_server, status_of
 from harness import REPO, Cluster, Operator, bind, client_as, deployment, running_pods, unbind, wait_for
@@ -33,17 +32,10 @@ def _as(cluster: Cluster, user: str) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(client_as(cluster, user))
 
 
-def _memcached(cluster: Cluster, ns: str) -> list[str]:
-    create_deployment(cluster, ns, deployment("mc", "memcached", 2))
-    running_pods(cluster, ns, "app=mc", 2)
-    ips = list(pod_ips(cluster, ns, "app=mc").values())
-    wait_memcached(ips)
-    return ips
-
 
 def test_underlying_and_narrow_rights_are_admitted_and_carried_out(local_bed: Cluster, namespace: str,
                                                                    operator: Operator) -> None:
-    ips = _memcached(local_bed, namespace)
+    ips = memcached_deployment(local_bed, namespace)
     bind(local_bed, namespace, "bob", "edit")  # edit includes pods/exec and deployments/scale
     for user, narrow in (("carol", "rolecall-cache-clearer"), ("dave", "rolecall-stopper")):
         bind(local_bed, namespace, user, "rolecall-edit")
@@ -72,7 +64,7 @@ def test_underlying_and_narrow_rights_are_admitted_and_carried_out(local_bed: Cl
 
 def test_a_requester_who_lost_the_right_is_refused_when_the_request_comes_due(
         local_bed: Cluster, namespace: str, operator: Operator) -> None:
-    ips = _memcached(local_bed, namespace)
+    ips = memcached_deployment(local_bed, namespace)
     bind(local_bed, namespace, "dave", "rolecall-edit")
     bind(local_bed, namespace, "dave", "rolecall-cache-clearer")
     operator.start()
@@ -116,7 +108,7 @@ def test_a_scheduled_maintenance_whose_requester_lost_the_right_fails_with_the_r
 
 def test_without_the_admission_policies_the_operator_refuses_to_act(local_bed: Cluster, namespace: str,
                                                                     operator: Operator) -> None:
-    ips = _memcached(local_bed, namespace)
+    ips = memcached_deployment(local_bed, namespace)
     admission = client.AdmissionregistrationV1Api(local_bed.api_client)
     create_cs(local_bed, namespace, cacheserver("mc", "memcached", {"app": "mc"}))
     admission.delete_validating_admission_policy_binding("rolecall-cacheservers")
@@ -173,7 +165,7 @@ def test_the_requester_is_recorded_per_trigger_not_per_edit(local_bed: Cluster, 
                                                              operator: Operator) -> None:
     """carol (narrow clear right) asks for a future clear; alice (rolecall-edit only: no clear right) then
     edits another field. The clear stays carol's: it runs, judged by carol's rights, not alice's."""
-    ips = _memcached(local_bed, namespace)
+    ips = memcached_deployment(local_bed, namespace)
     bind(local_bed, namespace, "carol", "rolecall-edit")
     bind(local_bed, namespace, "carol", "rolecall-cache-clearer")
     bind(local_bed, namespace, "alice", "rolecall-edit")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from rolecall.api.crdgen import render_chart_files
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -41,8 +43,8 @@ def test_namespaced_role_holds_no_cluster_scoped_resources() -> None:
 
 def test_chart_crds_are_the_generated_ones() -> None:
     for crd in (REPO / "crds").glob("*.rolecall.dev.yaml"):
-        assert (REPO / "charts/rolecall/crds" / crd.name).read_text() == crd.read_text(), (
-            f"charts/rolecall/crds/{crd.name} is stale: run `make crds`")
+        assert (REPO / "charts/rolecall/files/crds" / crd.name).read_text() == crd.read_text(), (
+            f"charts/rolecall/files/crds/{crd.name} is stale: run `make crds`")
 
 
 def test_operator_rbac_has_no_wildcards_and_no_escalation_verbs() -> None:
@@ -55,8 +57,9 @@ def test_operator_rbac_has_no_wildcards_and_no_escalation_verbs() -> None:
 
 
 def test_chart_ships_the_same_admission_policies_and_user_roles() -> None:
-    assert (REPO / "charts/rolecall/files/admission-policies.yaml").read_text() == (
-        REPO / "manifests/admission-policies.yaml").read_text(), "run `make crds`"
+    for name, text in render_chart_files().items():
+        assert (REPO / "charts/rolecall/files" / name).read_text() == text, f"files/{name} is stale: run `make crds`"
+    assert not (REPO / "charts/rolecall/files/admission-policies.yaml").exists(), "split into the files above"
     assert (REPO / "charts/rolecall/templates/user-roles.yaml").read_text() == (
         REPO / "manifests/user-roles.yaml").read_text(), "run `make crds`"
 

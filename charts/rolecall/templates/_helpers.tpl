@@ -13,7 +13,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- end }}
 
 {{- define "rolecall.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
 {{- end }}
 
 {{/* Every namespace an operator of this release watches (watchNamespaces, or all shards'), as JSON; an
@@ -44,4 +48,22 @@ empty list means all namespaces. */}}
 {{- $_ := set $seen . $shard }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* Who records requesters: "policy" or "webhook" (admission.mode, with auto resolved from the cluster's APIs:
+Helm's built-in list under `helm template`). */}}
+{{- define "rolecall.admissionMode" -}}
+{{- if ne .Values.admission.mode "auto" -}}
+{{ .Values.admission.mode }}
+{{- else if .Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy" -}}
+policy
+{{- else -}}
+webhook
+{{- end }}
+{{- end }}
+
+{{/* The names the apiserver reaches the webhook by, for its serving certificate. */}}
+{{- define "rolecall.webhookDNSNames" -}}
+{{- $names := list (printf "rolecall-operator-webhook.%s.svc" .Release.Namespace) (printf "rolecall-operator-webhook.%s.svc.cluster.local" .Release.Namespace) -}}
+{{- toJson (concat $names .Values.admission.webhook.extraDNSNames) -}}
 {{- end }}

@@ -116,13 +116,63 @@ def mutating_binding(plural: str) -> dict[str, Any]:
             "spec": {"policyName": f"rolecall-{plural}-requester"}}
 
 
-def documents() -> list[dict[str, Any]]:
+def documents(mutating: bool = True, validating: bool = True) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for plural in KINDS:
-        docs += [mutating_policy(plural), mutating_binding(plural), validating_policy(plural),
-                 validating_binding(plural)]
+        if mutating:
+            docs += [mutating_policy(plural), mutating_binding(plural)]
+        if validating:
+            docs += [validating_policy(plural), validating_binding(plural)]
     return docs
+
+
+# Where MutatingAdmissionPolicy v1 is not served (Kubernetes 1.34 and 1.35), a mutating webhook served by the
+# operator records requesters instead. One webhook per recorded action, whose matchConditions are that
+# action's trigger: the apiserver evaluates the same CEL as the policy, and the webhook only names the user.
+REQUESTER_WEBHOOKS = "rolecall-requester"  # the MutatingWebhookConfiguration
+WEBHOOK_TIMEOUT_SECONDS = 10
+
+
+def requester_webhook_id(plural: str, action: str) -> str:
+    """The operator's handler id and the webhook's URL path (without the leading slash)."""
+    return f"requester-{plural}-{action}"
+
+
+def requester_webhooks() -> list[dict[str, Any]]:
+    """The webhooks of the MutatingWebhookConfiguration, without their clientConfig (the install adds it).
+
+    failurePolicy Fail: while no operator serves, a change that requests an action is refused with the
+    apiserver's "failed calling webhook" message (nothing could act on it anyway); every other change, and
+    every change the operator makes itself, is not sent to the webhook at all (matchConditions)."""
+    return [{
+        "name": f"{a.name}.{plural}.requester.rolecall.dev",
+        "admissionReviewVersions": ["v1"],
+        "sideEffects": "None",
+        "failurePolicy": "Fail",
+        "reinvocationPolicy": "Never",
+        "matchPolicy": "Equivalent",
+        "timeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
+        "rules": [{"apiGroups": ["rolecall.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+                   "resources": [plural], "scope": "Namespaced"}],
+        "matchConditions": [dict(NOT_OPERATOR), {"name": "a-trigger-changed", "expression": a.trigger}],
+        "path": "/" + requester_webhook_id(plural, a.name),
+    } for plural in KINDS for a in _recorded(plural)]
+
+
+def requester_webhook_configuration(url: str, ca_bundle: str = "") -> dict[str, Any]:
+    """The whole MutatingWebhookConfiguration with `url` clientConfigs (the test bed, an operator outside the
+    cluster); the chart renders it with a Service reference instead."""
+    webhooks = []
+    for hook in requester_webhooks():
+        path = hook.pop("path")
+        hook["clientConfig"] = {"url": url.rstrip("/") + path, **({"caBundle": ca_bundle} if ca_bundle else {})}
+        webhooks.append(hook)
+    return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": REQUESTER_WEBHOOKS, "labels": PART_OF}, "webhooks": webhooks}
 
 
 POLICY_NAMES = {"validatingadmissionpolicies": [f"rolecall-{p}" for p in KINDS],
                 "mutatingadmissionpolicies": [f"rolecall-{p}-requester" for p in KINDS]}
+# In webhook mode the requesters are recorded by the webhook configuration instead of the mutating policies.
+WEBHOOK_MODE_NAMES = {"validatingadmissionpolicies": POLICY_NAMES["validatingadmissionpolicies"],
+                      "mutatingwebhookconfigurations": [REQUESTER_WEBHOOKS]}

@@ -22,13 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from rolecall import kube, metrics
-from rolecall.api.admission import POLICY_NAMES
+from rolecall.api.admission import POLICY_NAMES, WEBHOOK_MODE_NAMES
 from rolecall.api.rights import ACTIONS
 
 log = logging.getLogger(__name__)
 POLICY_CHECK_SECONDS = 60.0
 # Set by main from --allow-without-admission-policies (or ROLECALL_ALLOW_WITHOUT_POLICIES=1).
 allow_without_policies = os.environ.get("ROLECALL_ALLOW_WITHOUT_POLICIES") == "1"
+# Set by main from --admission-mode: "policy" (MutatingAdmissionPolicy records requesters) or "webhook" (the
+# operator's own mutating webhook does, where that policy API is not served).
+admission_mode = "policy"
 _policies: dict[str, Any] = {"checked_at": -1e9, "missing": []}
 
 
@@ -121,7 +124,7 @@ async def refusal(plural: str, obj: dict[str, Any], requester: Requester | None,
     if missing:
         return ("AdmissionPoliciesMissing",
                 f"rolecall's admission policies are missing from the cluster ({', '.join(missing)}): refusing to "
-                "act, since requests were not checked (install manifests/admission-policies.yaml, or start the "
+                "act, since requests were not checked (install them with the chart or manifests/, or start the "
                 "operator with --allow-without-admission-policies)")
     if requester is None:
         if allow_without_policies:
@@ -150,9 +153,10 @@ async def _missing_policies() -> list[str]:
     if time.monotonic() - _policies["checked_at"] < POLICY_CHECK_SECONDS:
         return list(_policies["missing"])
     missing = []
-    for kind, names in POLICY_NAMES.items():
+    for kind, names in (WEBHOOK_MODE_NAMES if admission_mode == "webhook" else POLICY_NAMES).items():
         for name in names:
-            for resource in (kind, kind.replace("policies", "policybindings")):
+            pair = (kind,) if kind.endswith("configurations") else (kind, kind.replace("policies", "policybindings"))
+            for resource in pair:
                 metrics.api("get", resource)
                 if not await asyncio.to_thread(kube.admission_object_exists, resource, name):
                     missing.append(f"{resource}/{name}")
