@@ -8,7 +8,7 @@ RUN_DIR := .testbed/run
 CACHE_BIN = $(shell $(PY) -c 'import os;print(os.path.join(os.environ.get("ROLECALL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),"rolecall"),"bin"))')
 PYTEST_ARGS ?=
 
-.PHONY: help venv plugin engines cluster-bins image lock crds crds-check lint test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
+.PHONY: help venv plugin engines cluster-bins image lock crds crds-check lint scan test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
 	bench-fanout bench-latency bench-api bench-scale bench-watch bench-clients bench-shards bench-purge clean
 help:
 	@echo "make run    - build the image, start the local cluster, helm-install rolecall (the operator runs as a pod),"
@@ -20,6 +20,7 @@ help:
 	@echo "make stop   - stop what 'make run' started"
 	@echo "make crds   - regenerate crds/ from the pydantic models"
 	@echo "make lint   - ruff, mypy, import-linter, the requirements.lock check"
+	@echo "make scan   - checkov's Kubernetes checks on the chart's renderings (hack/checkov.yaml: the exceptions)"
 	@echo "make plugin - install kubectl-rolecall into .testbed/plugin (bin/kubectl-rolecall), as pipx would"
 	@echo "make image  - build the operator image with podman (BASE=<image> for another base than Debian's)"
 	@echo "make lock   - regenerate requirements.lock (hashed runtime dependencies) after changing pyproject.toml"
@@ -73,10 +74,14 @@ lint: venv
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test: venv plugin engines cluster-bins image lint
+# The chart's renderings through checkov's Kubernetes checks (exceptions and reasons: hack/checkov.yaml).
+scan: cluster-bins
+	bash hack/scan-chart.sh
+
+test: venv plugin engines cluster-bins image lint scan
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
-test-quick: venv plugin engines cluster-bins image lint
+test-quick: venv plugin engines cluster-bins image lint scan
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
 
 fuzz: venv engines cluster-bins
