@@ -8,7 +8,7 @@ RUN_DIR := .testbed/run
 CACHE_BIN = $(shell $(PY) -c 'import os;print(os.path.join(os.environ.get("ROLECALL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),"rolecall"),"bin"))')
 PYTEST_ARGS ?=
 
-.PHONY: help venv plugin engines cluster-bins image lock crds crds-check lint scan test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
+.PHONY: help venv plugin engines cluster-bins image lock crds crds-check lint scan old-image test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
 	bench-fanout bench-latency bench-api bench-scale bench-watch bench-clients bench-shards bench-purge clean
 help:
 	@echo "make run    - build the image, start the local cluster, helm-install rolecall (the operator runs as a pod),"
@@ -23,6 +23,7 @@ help:
 	@echo "make scan   - checkov's Kubernetes checks on the chart's renderings (hack/checkov.yaml: the exceptions)"
 	@echo "make plugin - install kubectl-rolecall into .testbed/plugin (bin/kubectl-rolecall), as pipx would"
 	@echo "make image  - build the operator image with podman (BASE=<image> for another base than Debian's)"
+	@echo "make old-image - build the image of the release the upgrade test starts from ($(OLD_RELEASE))"
 	@echo "make lock   - regenerate requirements.lock (hashed runtime dependencies) after changing pyproject.toml"
 
 # The kubectl plugin installed the way users install it (its own venv, like pipx), for the tests to run.
@@ -78,10 +79,15 @@ unit: venv
 scan: cluster-bins
 	bash hack/scan-chart.sh
 
-test: venv plugin engines cluster-bins image lint scan
+# The image of the last build before the install work, for the upgrade test (cached in podman's storage).
+OLD_RELEASE := b4594e4
+old-image: venv
+	bash hack/build-old-image.sh $(OLD_RELEASE)
+
+test: venv plugin engines cluster-bins image old-image lint scan
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
-test-quick: venv plugin engines cluster-bins image lint scan
+test-quick: venv plugin engines cluster-bins image old-image lint scan
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
 
 fuzz: venv engines cluster-bins

@@ -54,6 +54,15 @@ def incluster_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
     yield from start_cluster(state)
 
 
+@pytest.fixture(scope="session")
+def upgrade_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A bed of its own for the upgrade test: an older release installed with Helm, then upgraded."""
+    if os.environ.get("KUBECONFIG"):
+        pytest.skip("the upgrade test runs the images through the bed's container stand-in")
+    state = Path(os.environ.get("ROLECALL_UPGRADE_BED_DIR", REPO / ".testbed" / "upgrade"))
+    yield from start_cluster(state)
+
+
 @pytest.fixture
 def fault_namespace(request: pytest.FixtureRequest, fault_bed: Cluster) -> Iterator[str]:
     yield from namespace_for_test(fault_bed, request)

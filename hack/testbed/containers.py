@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -87,6 +89,43 @@ def remove_bed_containers(bed_dir: Path) -> None:
     ids = listed.stdout.split()
     if ids:
         podman("rm", "--force", "--time", "0", *ids, timeout=120)
+    _kill_orphaned_containers(bed_dir)
+
+
+def _kill_orphaned_containers(bed_dir: Path) -> None:
+    """Container processes of this bed that podman no longer lists (seen once: `podman rm` racing the
+    container's own cleanup dropped the record and left conmon and the process running). A new bed in the
+    same directory hands out the same pod IPs, and such a process would hold one of them. Found by their
+    conmon, whose log path lies under this bed's containers/ directory."""
+    marker = f"k8s-file:{(bed_dir / 'containers').resolve()}/"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"conmon") or not any(a.decode(errors="replace").startswith(marker)
+                                                                    for a in argv):
+            continue
+        conmon = int(proc.name)
+        for child in _children(conmon):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(conmon, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            found += [kid, *_children(kid)]
+    return found
 
 
 def image_candidates(image: str) -> list[str]:
