@@ -8,7 +8,7 @@ RUN_DIR := .testbed/run
 CACHE_BIN = $(shell $(PY) -c 'import os;print(os.path.join(os.environ.get("ROLECALL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),"rolecall"),"bin"))')
 PYTEST_ARGS ?=
 
-.PHONY: help venv plugin engines cluster-bins image lock crds crds-check lint scan old-image test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
+.PHONY: help venv plugin engines cluster-bins image lock crds crds-check lint scan old-image compat-bins test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
 	bench-fanout bench-latency bench-api bench-scale bench-watch bench-clients bench-shards bench-purge clean
 help:
 	@echo "make run    - build the image, start the local cluster, helm-install rolecall (the operator runs as a pod),"
@@ -51,6 +51,11 @@ engines:
 cluster-bins:
 	bash hack/build-cluster-bins.sh
 
+# The compatibility bed's control plane: the oldest supported Kubernetes (COMPAT_KUBE_VERSION in
+# hack/versions.env), cached per version like cluster-bins.
+compat-bins: cluster-bins
+	bash hack/build-cluster-bins.sh --compat
+
 image: venv
 	bash hack/install-image-tools.sh
 	BASE="$(BASE)" SOURCE="$(SOURCE)" bash hack/build-image.sh
@@ -84,10 +89,10 @@ OLD_RELEASE := b4594e4
 old-image: venv
 	bash hack/build-old-image.sh $(OLD_RELEASE)
 
-test: venv plugin engines cluster-bins image old-image lint scan
+test: venv plugin engines cluster-bins compat-bins image old-image lint scan
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
-test-quick: venv plugin engines cluster-bins image old-image lint scan
+test-quick: venv plugin engines cluster-bins compat-bins image old-image lint scan
 	PATH="$(CACHE_BIN):$$PATH" $(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
 
 fuzz: venv engines cluster-bins

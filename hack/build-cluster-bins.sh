@@ -2,6 +2,7 @@
 # Builds the local cluster's binaries from Go modules (nothing else is downloaded) into a per-user,
 # per-version cache, so a fresh clone reuses them and only a changed pin triggers a rebuild.
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  <- k8s.io/kubernetes (one `go build`)
+#   --compat: kube-apiserver, -controller-manager, -scheduler at COMPAT_KUBE_VERSION only (the oldest minor)
 #   etcd                                                               <- go.etcd.io/etcd/server/v3
 #   kwok                                                               <- sigs.k8s.io/kwok/cmd/kwok
 #   helm                                                               <- helm.sh/helm/v3/cmd/helm
@@ -17,7 +18,9 @@ log() { printf '[build %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 "$here/check-go.sh"
 
-build_kube() {
+build_kube() {  # build_kube VERSION COMMAND...
+  local KUBE_VERSION=$1; shift
+  local commands=("$@")
   local out="$cache/kube-$KUBE_VERSION"
   [[ -f "$out/.complete" ]] && { log "kube $KUBE_VERSION cached in $out"; return; }
   local mod="$cache/src/kube-$KUBE_VERSION"
@@ -49,18 +52,11 @@ print(")")
 PY
   } > "$mod/go.mod"
   log "replaced $(grep -c '=>' "$mod/go.mod") staging modules with $staging_version"
-  cat > "$mod/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for c in "${commands[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c"; done
+    printf ')\n'
+  } > "$mod/tools.go"
   (cd "$mod" && go mod tidy)
   local major minor
   major=${KUBE_VERSION#v}; major=${major%%.*}
@@ -70,10 +66,11 @@ GO
     ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  log "go build (one invocation, 4 commands) -> $out"
+  log "go build (one invocation, ${#commands[@]} commands) -> $out"
+  local t=$SECONDS
   (cd "$mod" && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldflags" -o "$out/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+      "${commands[@]/#/k8s.io/kubernetes/cmd/}")
+  log "kube $KUBE_VERSION built in $((SECONDS - t))s"
   touch "$out/.complete"
 }
 
@@ -147,12 +144,18 @@ build_tools() {
 }
 
 start=$SECONDS
+if [[ ${1:-} == --compat ]]; then  # the compatibility bed's control plane only (make compat-bins)
+  build_kube "$COMPAT_KUBE_VERSION" kube-apiserver kube-controller-manager kube-scheduler
+  log "compat binaries ready in $((SECONDS - start))s"
+  echo "$cache/kube-$COMPAT_KUBE_VERSION"
+  exit 0
+fi
 mkdir -p "$cache/bin"
 build_tools
 build_etcd
 build_kwok
 build_helm
-build_kube
+build_kube "$KUBE_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl
 log "all binaries ready in $((SECONDS - start))s"
 mkdir -p "$cache/bin"
 ln -sf "$cache/kube-$KUBE_VERSION/"{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl} "$cache/bin/"

@@ -63,6 +63,25 @@ def upgrade_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     yield from start_cluster(state)
 
 
+def compat_kube_version() -> str:
+    """The oldest supported Kubernetes, as hack/versions.env pins it for the compatibility bed."""
+    pins = dict(line.split("=", 1) for line in (REPO / "hack" / "versions.env").read_text().splitlines()
+                if "=" in line and not line.startswith("#"))
+    return pins["COMPAT_KUBE_VERSION"]
+
+
+@pytest.fixture(scope="session")
+def compat_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A bed whose apiserver, controller-manager and scheduler are the oldest supported Kubernetes."""
+    if os.environ.get("KUBECONFIG"):
+        pytest.skip("the compatibility bed runs its own apiserver version; KUBECONFIG names one cluster")
+    from testbed.cluster import cache_bin_dir
+
+    kube_dir = cache_bin_dir().parent / f"kube-{compat_kube_version()}"
+    state = Path(os.environ.get("ROLECALL_COMPAT_BED_DIR", REPO / ".testbed" / "compat"))
+    yield from start_cluster(state, kube_dir=kube_dir)
+
+
 @pytest.fixture
 def fault_namespace(request: pytest.FixtureRequest, fault_bed: Cluster) -> Iterator[str]:
     yield from namespace_for_test(fault_bed, request)

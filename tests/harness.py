@@ -72,7 +72,7 @@ class Cluster:
         return config.new_client_from_config(config_file=str(self.user_kubeconfig(user)))
 
 
-def start_cluster(state_dir: Path) -> Iterator[Cluster]:
+def start_cluster(state_dir: Path, kube_dir: Path | None = None) -> Iterator[Cluster]:
     external = os.environ.get("KUBECONFIG")
     if external:
         kc = Path(external)
@@ -80,7 +80,7 @@ def start_cluster(state_dir: Path) -> Iterator[Cluster]:
         return
     from testbed import cluster as bed_mod
 
-    bed = bed_mod.up(state_dir)
+    bed = bed_mod.up(state_dir, kube_dir=kube_dir)
     try:
         yield Cluster(bed.kubeconfig, local=True, bed=bed,
                       api_client=config.new_client_from_config(config_file=str(bed.kubeconfig)))

@@ -242,12 +242,17 @@ rules:
 """
 
 
-def up(dir: Path, *, standins: bool = True, audit: bool = False) -> Bed:
-    """Starts a fresh bed in `dir` (wiping what was there) and returns once every node is Ready."""
+def up(dir: Path, *, standins: bool = True, audit: bool = False, kube_dir: Path | None = None) -> Bed:
+    """Starts a fresh bed in `dir` (wiping what was there) and returns once every node is Ready. `kube_dir`:
+    the kube-apiserver, -controller-manager and -scheduler of another Kubernetes version (`make compat-bins`)."""
     bins = cache_bin_dir()
     for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl"):
         if not (bins / b).exists():
             raise SystemExit(f"error: {bins / b} is missing; run `make cluster-bins` (hack/build-cluster-bins.sh)")
+    control = kube_dir or bins
+    for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        if not (control / b).exists():
+            raise SystemExit(f"error: {control / b} is missing; run `make compat-bins`")
     if dir.exists():
         down(dir)
         shutil.rmtree(dir)
@@ -281,7 +286,7 @@ def up(dir: Path, *, standins: bool = True, audit: bool = False) -> Bed:
     mark("etcd")
 
     _spawn(bed, "kube-apiserver", [
-        str(bins / "kube-apiserver"), f"--etcd-servers={etcd_url}",
+        str(control / "kube-apiserver"), f"--etcd-servers={etcd_url}",
         "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={bed.api_port}",
         "--endpoint-reconciler-type=none",
         f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
@@ -302,7 +307,7 @@ def up(dir: Path, *, standins: bool = True, audit: bool = False) -> Bed:
     mark("apiserver")
 
     _spawn(bed, "kube-controller-manager", [
-        str(bins / "kube-controller-manager"), f"--kubeconfig={dir / 'controller-manager.kubeconfig'}",
+        str(control / "kube-controller-manager"), f"--kubeconfig={dir / 'controller-manager.kubeconfig'}",
         f"--authentication-kubeconfig={dir / 'controller-manager.kubeconfig'}",
         f"--authorization-kubeconfig={dir / 'controller-manager.kubeconfig'}",
         "--bind-address=127.0.0.1", "--secure-port=0", "--leader-elect=false",
@@ -312,7 +317,7 @@ def up(dir: Path, *, standins: bool = True, audit: bool = False) -> Bed:
         "--profiling=false",
     ])
     _spawn(bed, "kube-scheduler", [
-        str(bins / "kube-scheduler"), f"--kubeconfig={dir / 'scheduler.kubeconfig'}",
+        str(control / "kube-scheduler"), f"--kubeconfig={dir / 'scheduler.kubeconfig'}",
         f"--authentication-kubeconfig={dir / 'scheduler.kubeconfig'}",
         f"--authorization-kubeconfig={dir / 'scheduler.kubeconfig'}",
         "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--leader-elect=false", "--profiling=false",

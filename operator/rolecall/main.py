@@ -224,8 +224,13 @@ def main(argv: list[str] | None = None) -> None:
         stalled = watchdog.stalled_for()
         return None if stalled is None else f"the event loop has not run for {stalled:.0f}s"
 
+    def ready() -> str | None:
+        # In webhook mode a pod takes webhook calls (the Service) only once its webhook server listens.
+        return lease.unready_reason() or (webhook.unserved(args.webhook_address)
+                                          if args.admission_mode == "webhook" else None)
+
     _listen("health probes", "--health-address", args.health_address,
-            lambda: health.serve(args.health_address, alive=alive, ready=lease.unready_reason))
+            lambda: health.serve(args.health_address, alive=alive, ready=ready))
     kube.set_write_guard(lease.check, lease.until_acting)  # no write of any kind past the renew deadline
     gate = Gate(overdue_after=args.overdue_after_seconds)
     metrics.report_overdue(gate.overdue)

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import os
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -214,6 +215,17 @@ def _published_for(secret: dict[str, Any] | None, current: certs.Material | None
         return now - dt.datetime.fromisoformat(when)
     except ValueError:
         return None
+
+
+def unserved(address: str) -> str | None:
+    """None once something accepts connections at the webhook's address (its server has started). Where
+    replicas share one address (the test bed's `url` mode) any replica's server answers."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
+            return None
+    except OSError as e:
+        return f"the requester webhook is not listening on {address} yet ({e.strerror or e})"
 
 
 class Server(kopf.WebhookServer):

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,15 @@ def bed_values(*extra: str, tag: str = VERSION) -> list[str]:
     """Chart values for the bed: the local image, run by the container stand-in, a short lease."""
     return ["--set", f"image.repository={IMAGE_REPOSITORY}", "--set", f"image.tag={tag}",
             "--set-string", "podLabels.testbed\\.rolecall\\.dev/runtime=podman", "--set", "leaseSeconds=6", *extra]
+
+
+def release(cluster: Cluster, chart: Path, *values: str) -> Iterator[Cluster]:
+    """The body of a module fixture: `helm install` the chart (waiting for it), yield, `helm uninstall`."""
+    out = helm(cluster, "install", "rolecall", str(chart), "--namespace", NAMESPACE, "--create-namespace", *values,
+               "--wait", "--timeout", "180s")
+    assert out.returncode == 0, out.stdout + out.stderr
+    yield cluster
+    helm(cluster, "uninstall", "rolecall", "--namespace", NAMESPACE, "--wait", "--timeout", "120s")
 
 
 def operator_pods(cluster: Cluster) -> list[dict[str, Any]]:

@@ -15,7 +15,17 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from incluster import CHART, NAMESPACE, bed_values, helm, image_id, lease_holder, operator_pods, wait_ready_operators
+from incluster import (
+    CHART,
+    NAMESPACE,
+    bed_values,
+    helm,
+    image_id,
+    lease_holder,
+    operator_pods,
+    release,
+    wait_ready_operators,
+)
 
 from cachekit import (
     annotate_clear,
@@ -57,11 +67,7 @@ CRDS = ("cacheservers", "databaseservers", "databasemaintenances", "webservers")
 def old_release(upgrade_bed: Cluster) -> Iterator[Cluster]:
     image_id(f"localhost/rolecall/operator:{OLD_REV}")  # "run `make old-image`" when missing
     assert OLD_CHART.is_dir(), "run `make old-image` (it extracts the old sources, chart included)"
-    out = helm(upgrade_bed, "install", "rolecall", str(OLD_CHART), "--namespace", NAMESPACE, "--create-namespace",
-               *bed_values(tag=OLD_REV), "--wait", "--timeout", "180s")
-    assert out.returncode == 0, out.stdout + out.stderr
-    yield upgrade_bed
-    helm(upgrade_bed, "uninstall", "rolecall", "--namespace", NAMESPACE, "--wait", "--timeout", "120s")
+    yield from release(upgrade_bed, OLD_CHART, *bed_values(tag=OLD_REV))
 
 
 @pytest.fixture
