@@ -12,6 +12,7 @@ from harness import (
     REPO,
     Cluster,
     Operator,
+    compat_kube_version,
     install,
     namespace_for_test,
     operator_kubeconfig,
@@ -61,13 +62,6 @@ def upgrade_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         pytest.skip("the upgrade test runs the images through the bed's container stand-in")
     state = Path(os.environ.get("ROLECALL_UPGRADE_BED_DIR", REPO / ".testbed" / "upgrade"))
     yield from start_cluster(state)
-
-
-def compat_kube_version() -> str:
-    """The oldest supported Kubernetes, as hack/versions.env pins it for the compatibility bed."""
-    pins = dict(line.split("=", 1) for line in (REPO / "hack" / "versions.env").read_text().splitlines()
-                if "=" in line and not line.startswith("#"))
-    return pins["COMPAT_KUBE_VERSION"]
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,13 @@ class Cluster:
         return config.new_client_from_config(config_file=str(self.user_kubeconfig(user)))
 
 
+def compat_kube_version() -> str:
+    """The oldest supported Kubernetes, as hack/versions.env pins it for the compatibility bed."""
+    pins = dict(line.split("=", 1) for line in (REPO / "hack" / "versions.env").read_text().splitlines()
+                if "=" in line and not line.startswith("#"))
+    return pins["COMPAT_KUBE_VERSION"]
+
+
 def start_cluster(state_dir: Path, kube_dir: Path | None = None) -> Iterator[Cluster]:
     external = os.environ.get("KUBECONFIG")
     if external:

@@ -15,8 +15,7 @@ from kubernetes import client  # type: ignore[import-untyped]
 from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
 
 from cachekit import GROUP, VERSION, cacheserver, cmd_flush, create_cs, memcached_deployment, wait_handled
-from conftest import compat_kube_version
-from harness import Cluster, bind, client_as, namespace_for_test, wait_for
+from harness import Cluster, bind, client_as, compat_kube_version, namespace_for_test, wait_for
 from testbed.cluster import free_port
 
 pytestmark = pytest.mark.incluster
