@@ -8,7 +8,7 @@ RUN_DIR := .testbed/run
 CACHE_BIN = $(shell $(PY) -c 'import os;print(os.path.join(os.environ.get("ROLECALL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),"rolecall"),"bin"))')
 PYTEST_ARGS ?=
 
-.PHONY: help venv plugin engines cluster-bins image lock crds crds-check lint scan old-image compat-bins test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
+.PHONY: help venv plugin engines cluster-bins image lock crds crds-check lint scan old-image compat-bins manifests test test-quick fuzz unit run stop demo bench bench-deps bench-bed \
 	bench-fanout bench-latency bench-api bench-scale bench-watch bench-clients bench-shards bench-purge clean
 help:
 	@echo "make run    - build the image, start the local cluster, helm-install rolecall (the operator runs as a pod),"
@@ -18,7 +18,8 @@ help:
 	@echo "make fuzz   - a longer, random-seeded fuzz of every kind against the apiserver and operator, and of"
 	@echo "             clearOldData's deleted set against real PostgreSQL and SQLite"
 	@echo "make stop   - stop what 'make run' started"
-	@echo "make crds   - regenerate crds/ from the pydantic models"
+	@echo "make crds   - regenerate crds/ from the pydantic models (then make manifests)"
+	@echo "make manifests - render the chart's install for both admission modes into manifests/rendered/"
 	@echo "make lint   - ruff, mypy, import-linter, the requirements.lock check"
 	@echo "make scan   - checkov's Kubernetes checks on the chart's renderings (hack/checkov.yaml: the exceptions)"
 	@echo "make plugin - install kubectl-rolecall into .testbed/plugin (bin/kubectl-rolecall), as pipx would"
@@ -67,6 +68,10 @@ crds: venv
 	$(BIN)/rolecall-crds --out crds --admission manifests/admission-policies.yaml --chart-files charts/rolecall/files
 	cp crds/*.rolecall.dev.yaml charts/rolecall/files/crds/
 	cp manifests/user-roles.yaml charts/rolecall/templates/
+
+# The chart's default install in both admission modes, for `kubectl apply` without Helm (manifests/rendered/).
+manifests: cluster-bins
+	bash hack/render-manifests.sh
 
 crds-check: venv
 	$(BIN)/rolecall-crds --out crds --check

@@ -429,3 +429,11 @@ def test_crds_are_templates_helm_upgrades_and_keeps() -> None:
     unkept = [d for d in _render("--set", "crds.keep=false") if d["kind"] == "CustomResourceDefinition"]
     assert len(unkept) == 4 and all("annotations" not in d["metadata"] for d in unkept)
     assert not [d for d in _render("--set", "crds.enabled=false") if d["kind"] == "CustomResourceDefinition"]
+
+
+@pytest.mark.parametrize("mode", ["policy", "webhook"])
+def test_rendered_manifests_are_the_charts_install(mode: str) -> None:
+    """manifests/rendered/ ships the chart's default install per admission mode for `kubectl apply`."""
+    shipped = [d for d in yaml.safe_load_all((REPO / "manifests" / "rendered" / f"rolecall-{mode}-mode.yaml")
+                                             .read_text()) if d]
+    assert shipped == _render("--set", f"admission.mode={mode}"), "stale: run `make manifests`"
