@@ -72,11 +72,17 @@ class Cluster:
         return config.new_client_from_config(config_file=str(self.user_kubeconfig(user)))
 
 
-def compat_kube_version() -> str:
-    """The oldest supported Kubernetes, as hack/versions.env pins it for the compatibility bed."""
+def pinned_version(name: str) -> str:
+    """A pin of hack/versions.env: KUBE_VERSION (the main beds, the newest supported Kubernetes) or
+    COMPAT_KUBE_VERSION (the compatibility bed, the oldest)."""
     pins = dict(line.split("=", 1) for line in (REPO / "hack" / "versions.env").read_text().splitlines()
                 if "=" in line and not line.startswith("#"))
-    return pins["COMPAT_KUBE_VERSION"]
+    return pins[name]
+
+
+def compat_kube_version() -> str:
+    """The oldest supported Kubernetes, as hack/versions.env pins it for the compatibility bed."""
+    return pinned_version("COMPAT_KUBE_VERSION")
 
 
 def start_cluster(state_dir: Path, kube_dir: Path | None = None) -> Iterator[Cluster]:

@@ -30,7 +30,9 @@ def test_old_go_is_a_clear_error(tmp_path: Path) -> None:
     _fake_go(tmp_path, "1.24.2")
     result = _run(f"{tmp_path}:/usr/bin:/bin")
     assert result.returncode == 1
-    assert "Go 1.24.2 is older than" in result.stderr and "Kubernetes v1.36" in result.stderr
+    pins = dict(line.split("=", 1) for line in (REPO / "hack/versions.env").read_text().splitlines()
+                if "=" in line and not line.startswith("#"))
+    assert "Go 1.24.2 is older than" in result.stderr and f"Kubernetes {pins['KUBE_VERSION']}" in result.stderr
 
 
 def test_pinned_or_newer_go_passes(tmp_path: Path) -> None:
