@@ -32,48 +32,45 @@ def installed(cluster: Cluster) -> Cluster:
     return cluster
 
 
+def _bed_of_its_own(name: str, why_not_kubeconfig: str, kube_dir: Path | None = None) -> Iterator[Cluster]:
+    """A local bed in .testbed/<name> (or $ROLECALL_<NAME>_BED_DIR), for tests that must not share one.
+    They need the local KWOK bed, so they are skipped when KUBECONFIG points the suite at another cluster."""
+    if os.environ.get("KUBECONFIG"):
+        pytest.skip(why_not_kubeconfig)
+    state = Path(os.environ.get(f"ROLECALL_{name.upper()}_BED_DIR", REPO / ".testbed" / name))
+    yield from start_cluster(state, kube_dir=kube_dir)
+
+
 @pytest.fixture(scope="session")
-def fault_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def fault_bed() -> Iterator[Cluster]:
     """A bed of its own for the fault tests, which kill and freeze its apiserver: the shared bed, and the
     tests that run on it later, never see those faults."""
-    if os.environ.get("KUBECONFIG"):
-        pytest.skip("fault tests kill the apiserver: they need the local KWOK bed, not KUBECONFIG")
-    state = Path(os.environ.get("ROLECALL_FAULT_BED_DIR", REPO / ".testbed" / "faults"))
-    for bed in start_cluster(state):
+    for bed in _bed_of_its_own("faults", "fault tests kill the apiserver: they need the local bed, not KUBECONFIG"):
         install(bed)
         yield bed
 
 
 @pytest.fixture(scope="session")
-def incluster_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def incluster_bed() -> Iterator[Cluster]:
     """A bed of its own where rolecall is installed the way users install it (Helm, kustomize) and runs as a
     pod from the image (the container stand-in): its cluster-wide operator must not meet the local operators
     of the other tests."""
-    if os.environ.get("KUBECONFIG"):
-        pytest.skip("in-cluster tests run the image through the bed's container stand-in")
-    state = Path(os.environ.get("ROLECALL_INCLUSTER_BED_DIR", REPO / ".testbed" / "incluster"))
-    yield from start_cluster(state)
+    yield from _bed_of_its_own("incluster", "in-cluster tests run the image through the bed's container stand-in")
 
 
 @pytest.fixture(scope="session")
-def upgrade_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def upgrade_bed() -> Iterator[Cluster]:
     """A bed of its own for the upgrade test: an older release installed with Helm, then upgraded."""
-    if os.environ.get("KUBECONFIG"):
-        pytest.skip("the upgrade test runs the images through the bed's container stand-in")
-    state = Path(os.environ.get("ROLECALL_UPGRADE_BED_DIR", REPO / ".testbed" / "upgrade"))
-    yield from start_cluster(state)
+    yield from _bed_of_its_own("upgrade", "the upgrade test runs the images through the bed's container stand-in")
 
 
 @pytest.fixture(scope="session")
-def compat_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def compat_bed() -> Iterator[Cluster]:
     """A bed whose apiserver, controller-manager and scheduler are the oldest supported Kubernetes."""
-    if os.environ.get("KUBECONFIG"):
-        pytest.skip("the compatibility bed runs its own apiserver version; KUBECONFIG names one cluster")
     from testbed.cluster import cache_bin_dir
 
-    kube_dir = cache_bin_dir().parent / f"kube-{compat_kube_version()}"
-    state = Path(os.environ.get("ROLECALL_COMPAT_BED_DIR", REPO / ".testbed" / "compat"))
-    yield from start_cluster(state, kube_dir=kube_dir)
+    yield from _bed_of_its_own("compat", "the compatibility bed runs its own apiserver version; KUBECONFIG names one "
+                               "cluster", kube_dir=cache_bin_dir().parent / f"kube-{compat_kube_version()}")
 
 
 @pytest.fixture
