@@ -105,6 +105,7 @@ def _operator_in_cluster(bed: cluster.Bed) -> str:
           install.OPERATOR_NAMESPACE, "--create-namespace", "--set", f"image.repository={IMAGE_REPOSITORY}",
           "--set", f"image.tag={VERSION}", "--set-string", "podLabels.testbed\\.rolecall\\.dev/runtime=podman",
           "--wait", "--timeout", "180s")
+    install.wait_admissible(bed.kubeconfig)
     return f"""the operator runs in the cluster from {image}:
   kubectl get pods -n {install.OPERATOR_NAMESPACE} -o wide      # Running and Ready, its pod IP on loopback
   kubectl logs -n {install.OPERATOR_NAMESPACE} deploy/rolecall-operator

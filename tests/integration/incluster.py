@@ -13,7 +13,7 @@ from typing import Any
 
 from harness import REPO, Cluster, wait_for
 from testbed.containers import POD_UID_LABEL, podman
-from testbed.install import tool_path
+from testbed.install import tool_path, wait_admissible
 
 CHART = REPO / "charts" / "rolecall"
 NAMESPACE = "rolecall-system"
@@ -42,10 +42,12 @@ def bed_values(*extra: str, tag: str = VERSION) -> list[str]:
 
 
 def release(cluster: Cluster, chart: Path, *values: str) -> Iterator[Cluster]:
-    """The body of a module fixture: `helm install` the chart (waiting for it), yield, `helm uninstall`."""
+    """The body of a module fixture: `helm install` the chart (waiting for it and for admission to know the
+    kinds), yield, `helm uninstall`."""
     out = helm(cluster, "install", "rolecall", str(chart), "--namespace", NAMESPACE, "--create-namespace", *values,
                "--wait", "--timeout", "180s")
     assert out.returncode == 0, out.stdout + out.stderr
+    wait_admissible(cluster.kubeconfig)
     yield cluster
     helm(cluster, "uninstall", "rolecall", "--namespace", NAMESPACE, "--wait", "--timeout", "120s")
 

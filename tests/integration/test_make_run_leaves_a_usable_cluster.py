@@ -51,8 +51,8 @@ def test_demo_up_gives_nodes_pods_and_a_running_cache_server(demo_dir: Path) -> 
     assert len(operator) == 1 and operator[0]["status"]["phase"] == "Running", operator
     assert operator[0]["status"]["containerStatuses"][0]["imageID"].startswith("localhost/rolecall/operator:")
     assert any(c["type"] == "Ready" and c["status"] == "True" for c in operator[0]["status"]["conditions"])
-    assert "leader lease rolecall-system/rolecall-operator acquired" in kubectl(
-        "logs", "-n", "rolecall-system", operator[0]["metadata"]["name"])
+    wait_for(lambda: "leader lease rolecall-system/rolecall-operator acquired" in kubectl(
+        "logs", "-n", "rolecall-system", operator[0]["metadata"]["name"]), "the operator's log: Lease acquired", 60)
     wait_for(demo_running, "the demo CacheServer Running", 60)
     kubectl("wait", "databasemaintenance/demo-purge", "--for=jsonpath={.status.rowsDeleted}=30", "--timeout=90s")
     kubectl("wait", "webserver/demo-web", "--for=jsonpath={.status.healthyPods}=2", "--timeout=60s")
