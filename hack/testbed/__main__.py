@@ -15,11 +15,15 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=cluster.REPO / ".testbed" / "run",
                         help="where the bed keeps its state (default: .testbed/run)")
     parser.add_argument("--no-standins", action="store_true", help="do not run engine stand-ins")
+    parser.add_argument("--kube-dir", type=Path, default=None,
+                        help="take kube-apiserver, -controller-manager and -scheduler from this directory, e.g. "
+                             "the oldest supported Kubernetes that `make compat-bins` prints (default: the main "
+                             "bed's, KUBE_VERSION)")
     args = parser.parse_args()
     dir = args.dir.resolve()
     if args.command == "up":
         t0 = time.monotonic()
-        bed = cluster.up(dir, standins=not args.no_standins)
+        bed = cluster.up(dir, standins=not args.no_standins, kube_dir=args.kube_dir)
         print(f"bed up in {time.monotonic() - t0:.1f}s: {bed.server}")
         print(f"export KUBECONFIG={bed.kubeconfig}")
     elif args.command == "down":
