@@ -49,7 +49,7 @@ def _audit(path: Path, offset: int) -> tuple[Counter[str], int]:
     return counts, offset + len(data)
 
 
-CATEGORIES = {  # the idle counts the README reports, each on its own
+CATEGORIES = {  # the idle counts benchmarks/README.md reports, each on its own
     "rolecall resources": lambda verb, res: res.split("/")[0] in ROLE_PLURALS,
     "pods": lambda verb, res: res.split("/")[0] == "pods",
     "watch (re)connects": lambda verb, res: verb == "watch",
