@@ -12,10 +12,10 @@ from harness import (
     REPO,
     Cluster,
     Operator,
-    compat_kube_version,
     install,
     namespace_for_test,
     operator_kubeconfig,
+    pinned_version,
     start_cluster,
 )
 
@@ -69,8 +69,9 @@ def compat_bed() -> Iterator[Cluster]:
     """A bed whose apiserver, controller-manager and scheduler are the oldest supported Kubernetes."""
     from testbed.cluster import cache_bin_dir
 
+    oldest = cache_bin_dir().parent / f"kube-{pinned_version('COMPAT_KUBE_VERSION')}"
     yield from _bed_of_its_own("compat", "the compatibility bed runs its own apiserver version; KUBECONFIG names one "
-                               "cluster", kube_dir=cache_bin_dir().parent / f"kube-{compat_kube_version()}")
+                               "cluster", kube_dir=oldest)
 
 
 @pytest.fixture

@@ -80,11 +80,6 @@ def pinned_version(name: str) -> str:
     return pins[name]
 
 
-def compat_kube_version() -> str:
-    """The oldest supported Kubernetes, as hack/versions.env pins it for the compatibility bed."""
-    return pinned_version("COMPAT_KUBE_VERSION")
-
-
 def start_cluster(state_dir: Path, kube_dir: Path | None = None) -> Iterator[Cluster]:
     external = os.environ.get("KUBECONFIG")
     if external:

@@ -243,7 +243,6 @@ rules:
 """
 
 
-
 # No node IPAM (KWOK's nodes have no CIDRs) and no cloud node lifecycle (no cloud). 1.37 dropped the latter
 # from kube-controller-manager and refuses a name it does not know, so disable only the ones the binary lists.
 UNWANTED_CONTROLLERS = ("node-ipam-controller", "cloud-node-lifecycle-controller")
